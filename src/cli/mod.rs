@@ -1,0 +1,105 @@
+//! The command line: one file per subcommand, each holding its clap arguments and its `run`.
+//!
+//! Exit codes (also in the README):
+//! - 0: success.
+//! - 1: failure: bad config, a refused or unreadable input file, a store that cannot be written.
+//! - 2: the command line itself is wrong (clap's usage errors).
+//! - 3: success, but some rows were quarantined: look at the quarantine.
+
+pub mod ingest;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "accesswatch", version, about, long_about = None)]
+pub struct Cli {
+    /// The TOML config file (store, time zone, column mappings). Built-in defaults apply without one.
+    #[arg(long, global = true, env = "ACCESSWATCH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr. Logs never contain NHS numbers or other identifiers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log more (-v: progress of each file, -vv: debugging detail).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate CSV exports and add them to the Parquet store; bad rows go to the quarantine.
+    Ingest(ingest::Args),
+}
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    Quarantined = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    init_logging(cli.log_format, cli.verbose);
+    match cli.command {
+        Command::Ingest(args) => ingest::run(cli.config.as_deref(), args),
+    }
+}
+
+/// Loads the config with the subcommand's overrides applied.
+pub fn load_config(
+    file: Option<&std::path::Path>,
+    overrides: &Overrides,
+) -> anyhow::Result<Config> {
+    Ok(Config::load(file, overrides)?)
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ACCESSWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("accesswatch={default}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    // A second initialisation (tests calling run twice) is harmless: the first subscriber stays.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Writes to stdout; a closed pipe (`accesswatch ... | head`) is not an error.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

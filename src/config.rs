@@ -1,0 +1,316 @@
+//! The TOML configuration: built-in defaults < the config file < the command line.
+//!
+//! The file is read into [`ConfigFile`] (unknown keys are an error), then [`Config::build`] checks everything and
+//! reports every problem at once, so a practice fixes its config in one go rather than one error per run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::schema::Kind;
+
+/// Where outputs go when neither the config nor the command line says: beside the current directory.
+pub const DEFAULT_STORE: &str = "accesswatch-out/store";
+pub const DEFAULT_REPORTS: &str = "accesswatch-out/reports";
+pub const DEFAULT_INBOX: &str = "sample_data";
+pub const DEFAULT_TIMEZONE: &str = "Europe/London";
+/// Rows validated before a batch is de-duplicated and written: bounds ingest memory whatever the input size.
+pub const DEFAULT_BATCH_ROWS: usize = 250_000;
+
+/// The config file as written. Paths are relative to the file's folder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The Parquet store.
+    pub store: Option<PathBuf>,
+    /// Where the nightly run finds new export files.
+    pub inbox: Option<PathBuf>,
+    /// Where detection runs write their folders.
+    pub reports: Option<PathBuf>,
+    /// The practice's IANA time zone: naive timestamps are read in it, and hour-of-day rules use it.
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub ingest: IngestSection,
+    /// Per kind, contract column name = the header the practice's export uses for it.
+    #[serde(default)]
+    pub columns: ColumnsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    pub batch_rows: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnsSection {
+    #[serde(default)]
+    pub audit: BTreeMap<String, String>,
+    #[serde(default)]
+    pub entries: BTreeMap<String, String>,
+    #[serde(default)]
+    pub appointments: BTreeMap<String, String>,
+    #[serde(default)]
+    pub proxies: BTreeMap<String, String>,
+}
+
+/// What the command line can override.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub store: Option<PathBuf>,
+    pub inbox: Option<PathBuf>,
+    pub reports: Option<PathBuf>,
+    pub timezone: Option<String>,
+}
+
+/// A checked configuration, ready to use.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: PathBuf,
+    pub inbox: PathBuf,
+    pub reports: PathBuf,
+    pub timezone: Tz,
+    pub batch_rows: usize,
+    /// Per kind: contract column -> export header (lower case).
+    pub columns: BTreeMap<Kind, BTreeMap<&'static str, String>>,
+    /// SHA-256 of the config file's bytes (or of nothing), recorded in run summaries.
+    pub hash: String,
+    /// The file it came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+/// Every problem found in a config, together.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(p) => write!(
+                f,
+                "config {} has {} problem(s):",
+                p.display(),
+                self.problems.len()
+            )?,
+            None => write!(f, "configuration has {} problem(s):", self.problems.len())?,
+        }
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then the command-line overrides.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError {
+            file: file.map(Path::to_path_buf),
+            problems,
+        };
+        let (parsed, bytes) = match file {
+            None => (ConfigFile::default(), Vec::new()),
+            Some(path) => {
+                let bytes =
+                    std::fs::read(path).map_err(|e| fail(vec![format!("cannot read it: {e}")]))?;
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| fail(vec!["it is not UTF-8 text".into()]))?;
+                let parsed: ConfigFile =
+                    toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
+                (parsed, bytes)
+            }
+        };
+        let base = file
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Config::build(parsed, &base, overrides, &bytes).map_err(fail)
+    }
+
+    /// Checks a parsed file against the rules no type can express, collecting every problem.
+    pub fn build(
+        f: ConfigFile,
+        base: &Path,
+        o: &Overrides,
+        bytes: &[u8],
+    ) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        // Command-line paths are relative to the current directory, file paths to the file.
+        let pick = |cli: &Option<PathBuf>, file: &Option<PathBuf>, default: &str| {
+            cli.clone()
+                .or_else(|| file.as_deref().map(rel))
+                .unwrap_or_else(|| PathBuf::from(default))
+        };
+        let store = pick(&o.store, &f.store, DEFAULT_STORE);
+        let inbox = pick(&o.inbox, &f.inbox, DEFAULT_INBOX);
+        let reports = pick(&o.reports, &f.reports, DEFAULT_REPORTS);
+
+        let tz_name = o
+            .timezone
+            .clone()
+            .or(f.timezone)
+            .unwrap_or_else(|| DEFAULT_TIMEZONE.into());
+        let timezone = tz_name.parse::<Tz>().unwrap_or_else(|_| {
+            problems.push(format!(
+                "timezone: '{tz_name}' is not an IANA time zone name (e.g. Europe/London)"
+            ));
+            chrono_tz::Europe::London
+        });
+
+        let batch_rows = f.ingest.batch_rows.unwrap_or(DEFAULT_BATCH_ROWS);
+        if batch_rows == 0 {
+            problems.push("ingest.batch_rows: must be at least 1".into());
+        }
+
+        let mut columns = BTreeMap::new();
+        let sections = [
+            (Kind::Audit, f.columns.audit),
+            (Kind::Entries, f.columns.entries),
+            (Kind::Appointments, f.columns.appointments),
+            (Kind::Proxies, f.columns.proxies),
+        ];
+        for (kind, map) in sections {
+            let mut mapping = BTreeMap::new();
+            for (contract, header) in map {
+                let Some(column) = kind.input_columns().iter().find(|c| c.name == contract) else {
+                    let known: Vec<_> = kind.input_columns().iter().map(|c| c.name).collect();
+                    problems.push(format!(
+                        "columns.{kind}.{contract}: not a column of {kind} (columns: {})",
+                        known.join(", ")
+                    ));
+                    continue;
+                };
+                let header = header.trim().to_lowercase();
+                if header.is_empty() {
+                    problems.push(format!(
+                        "columns.{kind}.{contract}: the export header name is empty"
+                    ));
+                    continue;
+                }
+                if let Some((other, _)) = mapping.iter().find(|(_, h)| **h == header) {
+                    problems.push(format!(
+                        "columns.{kind}: '{header}' is mapped to both {other} and {}",
+                        column.name
+                    ));
+                    continue;
+                }
+                mapping.insert(column.name, header);
+            }
+            columns.insert(kind, mapping);
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Config {
+            store,
+            inbox,
+            reports,
+            timezone,
+            batch_rows,
+            columns,
+            hash: hex::encode(Sha256::digest(bytes)),
+            source: None,
+        })
+    }
+
+    /// The export header that carries `contract` for `kind` (lower case).
+    pub fn header_for(&self, kind: Kind, contract: &'static str) -> String {
+        self.columns
+            .get(&kind)
+            .and_then(|m| m.get(contract))
+            .cloned()
+            .unwrap_or_else(|| contract.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(toml_text: &str, o: &Overrides) -> Result<Config, Vec<String>> {
+        let f: ConfigFile = toml::from_str(toml_text).map_err(|e| vec![e.to_string()])?;
+        Config::build(f, Path::new("/etc/aw"), o, toml_text.as_bytes())
+    }
+
+    #[test]
+    fn defaults_then_file_then_command_line() {
+        let c = build("", &Overrides::default()).unwrap();
+        assert_eq!(c.store, PathBuf::from(DEFAULT_STORE));
+        assert_eq!(c.timezone, chrono_tz::Europe::London);
+        let c = build(
+            "store = \"s\"\ntimezone = \"Europe/Dublin\"",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.store,
+            PathBuf::from("/etc/aw/s"),
+            "file paths are relative to the file"
+        );
+        assert_eq!(c.timezone, chrono_tz::Europe::Dublin);
+        let o = Overrides {
+            store: Some("cli".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            build("store = \"s\"", &o).unwrap().store,
+            PathBuf::from("cli")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = build("stroe = \"x\"", &Overrides::default()).unwrap_err();
+        assert!(e[0].contains("unknown field"), "{e:?}");
+        let e = build("[columns.audit]\nx = 1", &Overrides::default()).unwrap_err();
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = build(
+            "timezone = \"Mars/Olympus\"\n[ingest]\nbatch_rows = 0\n[columns.audit]\nwhen = \"EventTime\"\noccurred_at = \"\"",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e.iter().any(|p| p.contains("Mars/Olympus")));
+        assert!(e.iter().any(|p| p.contains("columns.audit.when")));
+    }
+
+    #[test]
+    fn column_mappings_are_lower_case_and_unique() {
+        let c = build(
+            "[columns.audit]\noccurred_at = \"EventTime\"",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.header_for(Kind::Audit, crate::schema::OCCURRED_AT),
+            "eventtime"
+        );
+        assert_eq!(c.header_for(Kind::Audit, crate::schema::ACTION), "action");
+        let e = build(
+            "[columns.audit]\noccurred_at = \"T\"\naction = \"t\"",
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e[0].contains("mapped to both"), "{e:?}");
+    }
+}

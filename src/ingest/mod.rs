@@ -1,0 +1,552 @@
+//! Ingest: input files in, validated canonical rows into the store, bad rows into the quarantine, and an account
+//! of every row: `read = stored + duplicates + quarantined` for every file.
+//!
+//! Memory is bounded by `ingest.batch_rows`: rows are validated into per-partition buffers, and when the buffers
+//! hold a batch they are de-duplicated against what the partition already holds, sorted, and written as one file
+//! per partition. A file's batches are deterministic, so a re-run after a crash rewrites exactly the same files.
+
+pub mod csv;
+pub mod rows;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use ::csv::ByteRecord;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use polars::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use self::csv::{detect_kind, ColumnIndex, CsvSource};
+use self::rows::{Fields, RowError};
+use crate::config::Config;
+use crate::records::{Provenance, StoredRecord};
+use crate::schema::{self, Kind};
+use crate::store::manifest::{Manifest, ManifestEntry};
+use crate::store::{Store, StoreError};
+
+/// The longest raw line the quarantine keeps; the rest is cut and marked, so a hostile line cannot bloat the store.
+pub const MAX_RAW_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build a batch for the store: {0}")]
+    Frame(#[from] PolarsError),
+}
+
+/// What the caller asks of an ingest.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// The kind of every file, or `None` to recognise each file by its header.
+    pub kind: Option<Kind>,
+    /// Process files the manifest says are already ingested (their rows then count as duplicates).
+    pub reingest: bool,
+    /// Show a progress bar on stderr when it is a terminal.
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub read: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+}
+
+impl Counts {
+    /// The promise of every ingest: each row read is stored, a duplicate, or quarantined.
+    pub fn balanced(&self) -> bool {
+        self.read == self.stored + self.duplicates + self.quarantined
+    }
+
+    fn add(&mut self, o: &Counts) {
+        self.read += o.read;
+        self.stored += o.stored;
+        self.duplicates += o.duplicates;
+        self.quarantined += o.quarantined;
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Read to the end; every row accounted for.
+    Ingested,
+    /// The manifest already holds a file with the same content and kind; not read again.
+    AlreadyIngested,
+    /// Not read: the whole file breaks the contract (no header, a required column missing, kind unknown).
+    Refused,
+    /// Reading stopped part way (an I/O or decompression error). Rows stored before the failure stay; a re-run
+    /// completes the file without duplicates.
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    pub kind: Option<Kind>,
+    pub sha256: Option<String>,
+    pub status: FileStatus,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Header columns that no contract column uses (ignored).
+    pub unknown_columns: Vec<String>,
+    /// Why a file was refused or failed, or which earlier ingest already holds it.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub store: String,
+    pub files: Vec<FileReport>,
+    pub totals: Counts,
+    /// `read = stored + duplicates + quarantined` over every file that was read to the end.
+    pub balanced: bool,
+}
+
+impl IngestReport {
+    pub fn has_problem_files(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| matches!(f.status, FileStatus::Refused | FileStatus::Failed))
+    }
+}
+
+/// Ingests files and folders (folders are searched for `.csv` and `.csv.gz` files, in name order).
+pub fn ingest(
+    config: &Config,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+) -> Result<IngestReport, IngestError> {
+    let store = Store::open_for_write(&config.store)?;
+    let mut manifest = Manifest::load(store.root())?;
+    let mut files = Vec::new();
+    for input in expand_inputs(paths) {
+        let report = match input {
+            Ok(path) => ingest_file(&store, &mut manifest, config, &path, opts)?,
+            Err((path, message)) => refused(&path, None, None, message),
+        };
+        tracing::info!(
+            file = %report.path,
+            kind = report.kind.map(Kind::name).unwrap_or("-"),
+            status = ?report.status,
+            read = report.counts.read,
+            stored = report.counts.stored,
+            duplicates = report.counts.duplicates,
+            quarantined = report.counts.quarantined,
+            "file done"
+        );
+        files.push(report);
+    }
+    let mut totals = Counts::default();
+    for f in &files {
+        totals.add(&f.counts);
+    }
+    let balanced = files
+        .iter()
+        .filter(|f| f.status == FileStatus::Ingested)
+        .all(|f| f.counts.balanced());
+    Ok(IngestReport {
+        store: config.store.display().to_string(),
+        files,
+        totals,
+        balanced,
+    })
+}
+
+/// The input files named by the arguments, in a stable order; an argument that names nothing is an error entry.
+pub fn expand_inputs(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, String)>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            if let Err(e) = walk(p, &mut found) {
+                out.push(Err((p.clone(), format!("cannot list folder: {e}"))));
+            }
+            found.sort();
+            for f in found {
+                if seen.insert(f.clone()) {
+                    out.push(Ok(f));
+                }
+            }
+        } else if p.is_file() {
+            if seen.insert(p.clone()) {
+                out.push(Ok(p.clone()));
+            }
+        } else {
+            out.push(Err((p.clone(), "no such file or folder".into())));
+        }
+    }
+    out
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, found)?;
+        } else if is_input_file_name(&name) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Which file names a folder search picks up.
+pub fn is_input_file_name(lower_name: &str) -> bool {
+    lower_name.ends_with(".csv") || lower_name.ends_with(".csv.gz")
+}
+
+fn refused(path: &Path, kind: Option<Kind>, sha: Option<String>, message: String) -> FileReport {
+    FileReport {
+        path: path.display().to_string(),
+        kind,
+        sha256: sha,
+        status: FileStatus::Refused,
+        counts: Counts::default(),
+        unknown_columns: Vec::new(),
+        message: Some(message),
+    }
+}
+
+fn ingest_file(
+    store: &Store,
+    manifest: &mut Manifest,
+    config: &Config,
+    path: &Path,
+    opts: &IngestOptions,
+) -> Result<FileReport, IngestError> {
+    let sha = match sha256_file(path) {
+        Ok(s) => s,
+        Err(e) => return Ok(refused(path, None, None, format!("cannot read file: {e}"))),
+    };
+    let progress = progress_bar(path, opts.progress);
+    let counter = progress.clone();
+    let mut source = match CsvSource::open(path, move |n| counter.inc(n)) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(refused(
+                path,
+                None,
+                Some(sha),
+                format!("cannot read file: {e}"),
+            ))
+        }
+    };
+    if source.headers.is_empty() {
+        return Ok(refused(
+            path,
+            None,
+            Some(sha),
+            "the file is empty: there is no header row".into(),
+        ));
+    }
+    let Some(kind) = opts.kind.or_else(|| detect_kind(&source.headers, config)) else {
+        return Ok(refused(
+            path,
+            None,
+            Some(sha),
+            "the header matches no input kind (audit, entries, appointments, proxies): name the kind with --kind, \
+             or map the export's column names in the config's [columns.<kind>] section"
+                .into(),
+        ));
+    };
+    if !opts.reingest {
+        if let Some(previous) = manifest.find(&sha, kind) {
+            progress.finish_and_clear();
+            return Ok(FileReport {
+                path: path.display().to_string(),
+                kind: Some(kind),
+                sha256: Some(sha),
+                status: FileStatus::AlreadyIngested,
+                counts: Counts::default(),
+                unknown_columns: Vec::new(),
+                message: Some(format!(
+                    "the same content was ingested at {} (manifest entry {})",
+                    previous.ingested_at, previous.seq
+                )),
+            });
+        }
+    }
+    let index = match ColumnIndex::new(kind, &source.headers, config) {
+        Ok(ix) => ix,
+        Err(e) => return Ok(refused(path, Some(kind), Some(sha), e)),
+    };
+    let seq = manifest.next_seq();
+    let ctx = FileContext {
+        store,
+        config,
+        kind,
+        sha: &sha,
+        index: &index,
+        provenance: Provenance {
+            ingest_seq: seq,
+            source_file: path.display().to_string(),
+        },
+    };
+    let (counts, failure) = match kind {
+        Kind::Audit => load_rows(&ctx, &mut source, rows::audit_event)?,
+        Kind::Entries => load_rows(&ctx, &mut source, rows::record_entry)?,
+        Kind::Appointments => load_rows(&ctx, &mut source, rows::appointment)?,
+        Kind::Proxies => load_rows(&ctx, &mut source, rows::proxy_link)?,
+    };
+    progress.finish_and_clear();
+    let status = if failure.is_some() {
+        FileStatus::Failed
+    } else {
+        FileStatus::Ingested
+    };
+    if status == FileStatus::Ingested {
+        manifest.files.push(ManifestEntry {
+            seq,
+            path: path.display().to_string(),
+            sha256: sha.clone(),
+            kind,
+            read: counts.read,
+            stored: counts.stored,
+            duplicates: counts.duplicates,
+            quarantined: counts.quarantined,
+            ingested_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        });
+        manifest.save(store)?;
+    }
+    Ok(FileReport {
+        path: path.display().to_string(),
+        kind: Some(kind),
+        sha256: Some(sha),
+        status,
+        counts,
+        unknown_columns: index.unknown.clone(),
+        message: failure,
+    })
+}
+
+struct FileContext<'a> {
+    store: &'a Store,
+    config: &'a Config,
+    kind: Kind,
+    sha: &'a str,
+    index: &'a ColumnIndex,
+    provenance: Provenance,
+}
+
+/// A quarantined row on its way to the store.
+struct QuarantinedRow {
+    line: i64,
+    column: Option<&'static str>,
+    reason: String,
+    raw: String,
+}
+
+/// Reads every record of one file, validating, buffering and flushing in batches. Returns the counts and, if
+/// reading stopped early, why.
+fn load_rows<R: StoredRecord>(
+    ctx: &FileContext,
+    source: &mut CsvSource,
+    validate: fn(&Fields) -> Result<R, RowError>,
+) -> Result<(Counts, Option<String>), IngestError> {
+    let mut counts = Counts::default();
+    let mut buffered: BTreeMap<NaiveDate, Vec<R>> = BTreeMap::new();
+    let mut n_buffered = 0usize;
+    let mut quarantine: Vec<QuarantinedRow> = Vec::new();
+    let mut quarantine_batches = 0usize;
+    let mut record = ByteRecord::new();
+    let mut failure = None;
+    loop {
+        match source.reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                failure = Some(format!("reading stopped after {} rows: {e}", counts.read));
+                break;
+            }
+        }
+        counts.read += 1;
+        let line = record.position().map(|p| p.line() as i64).unwrap_or(0);
+        let fields = Fields {
+            index: ctx.index,
+            record: &record,
+            tz: ctx.config.timezone,
+            line,
+        };
+        match validate(&fields) {
+            Ok(row) => {
+                buffered.entry(utc_date(row.time())).or_default().push(row);
+                n_buffered += 1;
+            }
+            Err(err) => {
+                counts.quarantined += 1;
+                quarantine.push(QuarantinedRow {
+                    line,
+                    column: err.column,
+                    reason: err.reason,
+                    raw: raw_line(&record),
+                });
+            }
+        }
+        if n_buffered >= ctx.config.batch_rows {
+            flush(ctx, &mut buffered, &mut counts)?;
+            n_buffered = 0;
+        }
+        if quarantine.len() >= ctx.config.batch_rows {
+            flush_quarantine(ctx, &mut quarantine, &mut quarantine_batches)?;
+        }
+    }
+    flush(ctx, &mut buffered, &mut counts)?;
+    flush_quarantine(ctx, &mut quarantine, &mut quarantine_batches)?;
+    Ok((counts, failure))
+}
+
+fn flush<R: StoredRecord>(
+    ctx: &FileContext,
+    buffered: &mut BTreeMap<NaiveDate, Vec<R>>,
+    counts: &mut Counts,
+) -> Result<(), IngestError> {
+    for (date, mut rows) in std::mem::take(buffered) {
+        let mut seen = ctx.store.existing_keys(R::KIND, date)?;
+        let before = rows.len();
+        // The first copy of a key in file order wins; later copies, and keys already stored, are duplicates.
+        rows.retain(|r| seen.insert(r.key().to_string()));
+        counts.duplicates += (before - rows.len()) as u64;
+        if rows.is_empty() {
+            continue;
+        }
+        rows.sort_by(|a, b| {
+            (a.nhs_number(), a.time(), a.key()).cmp(&(b.nhs_number(), b.time(), b.key()))
+        });
+        let mut df = R::frame(&rows, &ctx.provenance)?;
+        ctx.store.write_part(R::KIND, date, &mut df)?;
+        counts.stored += rows.len() as u64;
+    }
+    Ok(())
+}
+
+fn flush_quarantine(
+    ctx: &FileContext,
+    rows: &mut Vec<QuarantinedRow>,
+    batches: &mut usize,
+) -> Result<(), IngestError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let n = rows.len();
+    let p = &ctx.provenance;
+    let mut df = DataFrame::new(
+        n,
+        vec![
+            StringChunked::full(schema::Q_KIND.into(), ctx.kind.name(), n).into_column(),
+            StringChunked::full(schema::SOURCE_FILE.into(), &p.source_file, n).into_column(),
+            StringChunked::full(schema::Q_SOURCE_SHA256.into(), ctx.sha, n).into_column(),
+            Int64Chunked::from_iter_values(schema::Q_LINE.into(), rows.iter().map(|r| r.line))
+                .into_column(),
+            StringChunked::from_iter_options(
+                schema::Q_COLUMN.into(),
+                rows.iter().map(|r| r.column),
+            )
+            .into_column(),
+            StringChunked::from_iter_values(
+                schema::Q_REASON.into(),
+                rows.iter().map(|r| r.reason.as_str()),
+            )
+            .into_column(),
+            StringChunked::from_iter_values(
+                schema::RAW.into(),
+                rows.iter().map(|r| r.raw.as_str()),
+            )
+            .into_column(),
+        ],
+    )?;
+    let name = format!(
+        "part-{}-{}-{:05}.parquet",
+        ctx.kind.name(),
+        &ctx.sha[..16],
+        *batches
+    );
+    ctx.store.write_quarantine(&name, &mut df)?;
+    *batches += 1;
+    rows.clear();
+    Ok(())
+}
+
+/// The record as a CSV line again (quoting restored), cut at [`MAX_RAW_BYTES`].
+fn raw_line(record: &ByteRecord) -> String {
+    let mut w = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let bytes = match w
+        .write_byte_record(record)
+        .and_then(|_| w.flush().map_err(Into::into))
+    {
+        Ok(()) => w.into_inner().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let mut text = String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_string();
+    if text.len() > MAX_RAW_BYTES {
+        let mut cut = MAX_RAW_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("…[cut]");
+    }
+    text
+}
+
+pub fn utc_date(micros: i64) -> NaiveDate {
+    DateTime::from_timestamp_micros(micros)
+        .map(|t| t.date_naive())
+        .unwrap_or_default()
+}
+
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn progress_bar(path: &Path, wanted: bool) -> ProgressBar {
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if wanted {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(
+        path.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+    );
+    bar
+}

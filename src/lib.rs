@@ -1,0 +1,11 @@
+//! accesswatch: finds signs that a third party is watching a patient's online GP record.
+//!
+//! Data flows one way: [`ingest`] (CSV and, later, FHIR readers) -> [`store`] (partitioned Parquet) -> detection
+//! -> reports. The binary in `main.rs` is a thin shell over [`cli`]; tests and benchmarks use the same code.
+
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod records;
+pub mod schema;
+pub mod store;

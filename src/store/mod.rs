@@ -1,0 +1,341 @@
+//! The Parquet store: its layout, atomic writes, the manifest of ingested files, and reading keys back.
+//!
+//! Layout (every kind hive-partitioned by the UTC date of its time column):
+//! ```text
+//! <store>/audit/date=YYYY-MM-DD/part-<hash>.parquet
+//! <store>/entries/date=.../     <store>/appointments/date=.../     <store>/proxies/date=.../
+//! <store>/quarantine/part-<source hash>-<batch>.parquet
+//! <store>/_manifest.json        every ingested file: path, sha256, counts, when
+//! <store>/_tmp/                 files being written; never read; cleared by the next writer
+//! <store>/.lock                 held (flock) by the one process writing the store
+//! ```
+//! A data file appears in its partition only by `rename` after it is complete and synced, so a reader never sees
+//! half a file, and a writer killed at any moment leaves only whole files plus debris in `_tmp/`. File names are
+//! derived from content, so a re-run after a crash writes the very files an uninterrupted run would have.
+
+pub mod manifest;
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::schema::Kind;
+
+pub const QUARANTINE_DIR: &str = "quarantine";
+pub const MANIFEST_FILE: &str = "_manifest.json";
+const TMP_DIR: &str = "_tmp";
+const LOCK_FILE: &str = ".lock";
+
+/// Fault injection for the crash tests: when set to N, the process aborts right after its N-th data file is
+/// renamed into place, as a `kill -9` would leave it. Documented in the README; has no other effect.
+pub const CRASH_AFTER_WRITES_ENV: &str = "ACCESSWATCH_TEST_CRASH_AFTER_WRITES";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create store folder {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("another accesswatch process is writing the store {0} (its lock is held); try again when it finishes")]
+    Locked(PathBuf),
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write Parquet {path}: {source}")]
+    Parquet { path: PathBuf, source: PolarsError },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: PolarsError },
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the store manifest {path} is damaged: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A store opened for writing: holds the store's lock until dropped (the OS releases it if the process dies, so a
+/// killed writer never leaves a stale lock).
+pub struct Store {
+    root: PathBuf,
+    _lock: File,
+    writes: AtomicUsize,
+}
+
+impl Store {
+    pub fn open_for_write(root: &Path) -> Result<Store> {
+        create_private_dir(root)?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = private_file(&lock_path, false).map_err(|source| StoreError::Write {
+            path: lock_path,
+            source,
+        })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(root.to_path_buf()))
+            }
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Write {
+                    path: root.join(LOCK_FILE),
+                    source,
+                })
+            }
+        }
+        // Whatever is in _tmp was left by a writer that died: it was never renamed into place, so nothing refers to it.
+        let tmp = root.join(TMP_DIR);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|source| StoreError::Write {
+                path: tmp.clone(),
+                source,
+            })?;
+        }
+        create_private_dir(&tmp)?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            _lock: lock,
+            writes: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn partition_dir(&self, kind: Kind, date: NaiveDate) -> PathBuf {
+        partition_dir(&self.root, kind, date)
+    }
+
+    /// The de-duplication keys already stored in one partition.
+    pub fn existing_keys(&self, kind: Kind, date: NaiveDate) -> Result<HashSet<String>> {
+        let dir = self.partition_dir(kind, date);
+        let mut keys = HashSet::new();
+        for path in parquet_files(&dir)? {
+            let file = File::open(&path).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let df = ParquetReader::new(file)
+                .with_columns(Some(vec![kind.key_column().to_string()]))
+                .finish()
+                .map_err(|source| StoreError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+            let col = df
+                .column(kind.key_column())
+                .and_then(|c| c.str().cloned())
+                .map_err(|source| StoreError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+            keys.extend(col.iter().flatten().map(str::to_string));
+        }
+        Ok(keys)
+    }
+
+    /// Writes one sorted batch of a partition as a new file, atomically. The name comes from the rows' keys.
+    pub fn write_part(&self, kind: Kind, date: NaiveDate, df: &mut DataFrame) -> Result<PathBuf> {
+        let keys = df
+            .column(kind.key_column())
+            .and_then(|c| c.str().cloned())
+            .map_err(|source| StoreError::Parquet {
+                path: self.partition_dir(kind, date),
+                source,
+            })?;
+        let name = part_file_name(kind, date, keys.iter().map(|k| k.unwrap_or_default()));
+        let dir = self.partition_dir(kind, date);
+        self.write_parquet_atomically(&dir, &name, df)
+    }
+
+    /// Writes a quarantine file under a name the caller derived from the source file and batch.
+    pub fn write_quarantine(&self, name: &str, df: &mut DataFrame) -> Result<PathBuf> {
+        let dir = self.root.join(QUARANTINE_DIR);
+        self.write_parquet_atomically(&dir, name, df)
+    }
+
+    fn write_parquet_atomically(
+        &self,
+        dir: &Path,
+        name: &str,
+        df: &mut DataFrame,
+    ) -> Result<PathBuf> {
+        create_private_dir(dir)?;
+        let tmp_path = self
+            .root
+            .join(TMP_DIR)
+            .join(format!("{name}.{}.tmp", std::process::id()));
+        let final_path = dir.join(name);
+        let write_err = |source| StoreError::Write {
+            path: tmp_path.clone(),
+            source,
+        };
+        let mut file = private_file(&tmp_path, true).map_err(write_err)?;
+        ParquetWriter::new(&mut file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_statistics(StatisticsOptions::full())
+            .finish(df)
+            .map_err(|source| StoreError::Parquet {
+                path: tmp_path.clone(),
+                source,
+            })?;
+        file.sync_all().map_err(write_err)?;
+        drop(file);
+        fs::rename(&tmp_path, &final_path).map_err(|source| StoreError::Write {
+            path: final_path.clone(),
+            source,
+        })?;
+        sync_dir(dir);
+        self.after_write();
+        Ok(final_path)
+    }
+
+    fn after_write(&self) {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Ok(limit) = std::env::var(CRASH_AFTER_WRITES_ENV) {
+            if limit.trim().parse::<usize>().ok() == Some(n) {
+                std::process::abort();
+            }
+        }
+    }
+
+    /// Replaces a small file (the manifest) atomically: write beside, sync, rename.
+    pub fn replace_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let tmp_path = self
+            .root
+            .join(TMP_DIR)
+            .join(format!("{name}.{}.tmp", std::process::id()));
+        let final_path = self.root.join(name);
+        let err = |source| StoreError::Write {
+            path: final_path.clone(),
+            source,
+        };
+        let mut f = private_file(&tmp_path, true).map_err(err)?;
+        f.write_all(bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        fs::rename(&tmp_path, &final_path).map_err(err)?;
+        sync_dir(&self.root);
+        Ok(())
+    }
+}
+
+pub fn partition_dir(root: &Path, kind: Kind, date: NaiveDate) -> PathBuf {
+    root.join(kind.name())
+        .join(format!("date={}", date.format("%Y-%m-%d")))
+}
+
+/// The deterministic name of a data file: a hash of its kind, partition and keys in order. The same rows always
+/// get the same name, and no two different files in a partition share one.
+pub fn part_file_name<'a>(
+    kind: Kind,
+    date: NaiveDate,
+    keys: impl Iterator<Item = &'a str>,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.name());
+    h.update(date.to_string());
+    for k in keys {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k);
+    }
+    format!("part-{}.parquet", &hex::encode(h.finalize())[..20])
+}
+
+/// The `.parquet` files directly in a folder, sorted by name (none if the folder does not exist).
+pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Creates a folder (and its parents) readable by the owner only.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(path).map_err(|source| StoreError::Create {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Opens a file readable and writable by the owner only; `truncate` starts it empty.
+pub fn private_file(path: &Path, truncate: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(truncate);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+}
+
+/// Makes a rename durable. Failure is not fatal (some filesystems refuse to sync folders); the rename itself is
+/// already atomic.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_are_deterministic_and_content_addressed() {
+        let d = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let a = part_file_name(Kind::Audit, d, ["x", "y"].into_iter());
+        assert_eq!(a, part_file_name(Kind::Audit, d, ["x", "y"].into_iter()));
+        assert_ne!(a, part_file_name(Kind::Audit, d, ["y", "x"].into_iter()));
+        assert_ne!(
+            a,
+            part_file_name(Kind::Audit, d, ["xy"].into_iter()),
+            "keys do not run together"
+        );
+        assert_ne!(a, part_file_name(Kind::Entries, d, ["x", "y"].into_iter()));
+        assert_ne!(
+            a,
+            part_file_name(Kind::Audit, d.succ_opt().unwrap(), ["x", "y"].into_iter())
+        );
+        assert!(
+            a.starts_with("part-")
+                && a.ends_with(".parquet")
+                && a.len() == "part-.parquet".len() + 20
+        );
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open_for_write(dir.path()).unwrap();
+        assert!(matches!(
+            Store::open_for_write(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+        drop(first);
+        assert!(Store::open_for_write(dir.path()).is_ok());
+    }
+}

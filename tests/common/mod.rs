@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests: run the real binary, write small inputs, read the store back.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use polars::prelude::*;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_accesswatch");
+
+/// Valid NHS numbers (Modulus 11), for fixtures.
+pub const NHS_A: &str = "9434765919";
+pub const NHS_B: &str = "9434765870";
+pub const NHS_C: &str = "4010232137";
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(args: &[&str]) -> Run {
+    run_env(args, &[])
+}
+
+/// Runs in a given working folder, so relative paths in the output are stable.
+pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
+    run_cmd(Command::new(BIN).current_dir(cwd), args, &[])
+}
+
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_cmd(&mut Command::new(BIN), args, env)
+}
+
+fn run_cmd(cmd: &mut Command, args: &[&str], env: &[(&str, &str)]) -> Run {
+    cmd.args(args)
+        .env_remove("ACCESSWATCH_CONFIG")
+        .env_remove("ACCESSWATCH_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out: Output = cmd.output().expect("run accesswatch");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", r.stdout, r.stderr))
+}
+
+/// Every row of one kind in the store, read with polars' hive partitioning, sorted for comparison.
+pub fn read_kind(store: &Path, kind: &str) -> DataFrame {
+    let dir = store.join(kind);
+    if !dir.exists() {
+        return DataFrame::empty();
+    }
+    let lf = LazyFrame::scan_parquet(
+        PlRefPath::new(format!("{}/**/*.parquet", dir.display())),
+        ScanArgsParquet::default(),
+    )
+    .unwrap();
+    lf.collect().unwrap()
+}
+
+pub fn read_quarantine(store: &Path) -> DataFrame {
+    let dir = store.join("quarantine");
+    if !dir.exists() {
+        return DataFrame::empty();
+    }
+    LazyFrame::scan_parquet(
+        PlRefPath::new(format!("{}/*.parquet", dir.display())),
+        ScanArgsParquet::default(),
+    )
+    .unwrap()
+    .sort(["source_file", "line"], Default::default())
+    .collect()
+    .unwrap()
+}
+
+pub fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
+    df.column(col)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|s| s.map(str::to_string))
+        .collect()
+}
+
+/// Every file under a folder with its bytes, relative path first, sorted.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push((
+                    p.strip_prefix(base).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+pub const AUDIT_HEADER: &str =
+    "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome";
