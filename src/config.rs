@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::context::catalogue::Category;
 use crate::schema::Kind;
 
 /// Where outputs go when neither the config nor the command line says: beside the current directory.
@@ -38,6 +39,22 @@ pub struct ConfigFile {
     /// Per kind, contract column name = the header the practice's export uses for it.
     #[serde(default)]
     pub columns: ColumnsSection,
+    /// The practice's own sensitive code lists and keywords, added to the built-in catalogue.
+    #[serde(default)]
+    pub codes: CodesSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodesSection {
+    /// Use the built-in catalogue (default true); false leaves only the practice's lists and keywords.
+    pub default_catalogue: Option<bool>,
+    /// Extra lists in the catalogue format (`code,term,category,source`), relative to the config file.
+    #[serde(default)]
+    pub lists: Vec<PathBuf>,
+    /// Extra term keywords per category: `contraception = ["nexplanon", "coil fit*"]`.
+    #[serde(default)]
+    pub keywords: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,10 +95,19 @@ pub struct Config {
     pub batch_rows: usize,
     /// Per kind: contract column -> export header (lower case).
     pub columns: BTreeMap<Kind, BTreeMap<&'static str, String>>,
+    pub codes: CodesConfig,
     /// SHA-256 of the config file's bytes (or of nothing), recorded in run summaries.
     pub hash: String,
     /// The file it came from, if any.
     pub source: Option<PathBuf>,
+}
+
+/// The checked `[codes]` section.
+#[derive(Debug, Clone, Default)]
+pub struct CodesConfig {
+    pub use_default: bool,
+    pub lists: Vec<PathBuf>,
+    pub keywords: BTreeMap<Category, Vec<String>>,
 }
 
 /// Every problem found in a config, together.
@@ -214,6 +240,24 @@ impl Config {
             columns.insert(kind, mapping);
         }
 
+        let mut codes = CodesConfig {
+            use_default: f.codes.default_catalogue.unwrap_or(true),
+            ..Default::default()
+        };
+        for list in &f.codes.lists {
+            let path = rel(list);
+            if !path.is_file() {
+                problems.push(format!("codes.lists: {} is not a file", path.display()));
+            }
+            codes.lists.push(path);
+        }
+        for (name, words) in f.codes.keywords {
+            match Category::from_name(&name) {
+                Some(c) => codes.keywords.entry(c).or_default().extend(words),
+                None => problems.push(format!("codes.keywords.{name}: not a sensitive category")),
+            }
+        }
+
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -224,6 +268,7 @@ impl Config {
             timezone,
             batch_rows,
             columns,
+            codes,
             hash: hex::encode(Sha256::digest(bytes)),
             source: None,
         })

@@ -183,11 +183,13 @@ fn content_hash(prefix: &str, fields: &[Option<&str>]) -> String {
     format!("{prefix}{}", hex::encode(&digest[..16]))
 }
 
-fn text<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
+/// A string column from optional values.
+pub fn text<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
     StringChunked::from_iter_options(name.into(), values).into_column()
 }
 
-fn instants(name: &str, values: impl Iterator<Item = Option<i64>>) -> Column {
+/// A UTC microsecond timestamp column from optional values.
+pub fn instants(name: &str, values: impl Iterator<Item = Option<i64>>) -> Column {
     Int64Chunked::from_iter_options(name.into(), values)
         .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
         .into_column()

@@ -6,6 +6,7 @@
 //! - 2: the command line itself is wrong (clap's usage errors).
 //! - 3: success, but some rows were quarantined: look at the quarantine.
 
+pub mod codes;
 pub mod ingest;
 
 use std::io::{self, Write};
@@ -45,6 +46,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate CSV exports and add them to the Parquet store; bad rows go to the quarantine.
     Ingest(ingest::Args),
+    /// Inspect the sensitive code catalogue and lint a practice's own code lists.
+    Codes(codes::Args),
 }
 
 /// The documented exit codes.
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     init_logging(cli.log_format, cli.verbose);
     match cli.command {
         Command::Ingest(args) => ingest::run(cli.config.as_deref(), args),
+        Command::Codes(args) => codes::run(cli.config.as_deref(), args),
     }
 }
 

@@ -14,6 +14,7 @@
 //! derived from content, so a re-run after a crash writes the very files an uninterrupted run would have.
 
 pub mod manifest;
+pub mod scan;
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
