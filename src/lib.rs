@@ -6,6 +6,8 @@
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod evaluate;
+pub mod generate;
 pub mod ingest;
 pub mod records;
 pub mod schema;

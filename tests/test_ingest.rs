@@ -578,17 +578,13 @@ fn independent_readers_see_a_hive_partitioned_sorted_store() {
     let j = json(&r);
     assert_eq!(j["balanced"], true);
     let stored = j["totals"]["stored"].as_u64().unwrap();
-    let per_kind: std::collections::BTreeMap<String, u64> = j["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["kind"].as_str().unwrap().to_string(),
-                f["stored"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let mut per_kind: std::collections::BTreeMap<String, u64> = Default::default();
+    for f in j["files"].as_array().unwrap() {
+        if let Some(kind) = f["kind"].as_str() {
+            *per_kind.entry(kind.to_string()).or_default() += f["stored"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(per_kind.len(), 4);
     let script = r#"
 import sys, json, duckdb, pyarrow.parquet as pq, pyarrow.dataset as ds
 store = sys.argv[1]
@@ -667,7 +663,7 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
         clean.to_str().unwrap(),
         sample,
     ]);
-    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let clean_rows = read_kind(&clean, "audit").height();
 
     for crash_after in ["1", "7", "40"] {
@@ -687,7 +683,7 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
         );
         // The re-run completes it: same files, same bytes, no duplicates.
         let r = run(&["--config", cfg, "ingest", "--json", "--store", s, sample]);
-        assert_eq!(r.code, 3, "{}", r.stderr);
+        assert_eq!(r.code, 0, "{}", r.stderr);
         let j = json(&r);
         assert_eq!(j["balanced"], true);
         assert_eq!(

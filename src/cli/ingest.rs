@@ -148,6 +148,7 @@ pub fn render_table(r: &IngestReport) -> String {
             let word = match f.status {
                 FileStatus::Refused => "refused",
                 FileStatus::Failed => "failed",
+                FileStatus::Skipped => "skipped",
                 _ => "note",
             };
             let _ = writeln!(s, "{word}: {}: {m}", f.path);
@@ -168,6 +169,7 @@ fn status_word(s: FileStatus) -> &'static str {
         FileStatus::Ingested => "ingested",
         FileStatus::AlreadyIngested => "already ingested",
         FileStatus::Refused => "REFUSED",
+        FileStatus::Skipped => "skipped",
         FileStatus::Failed => "FAILED",
     }
 }

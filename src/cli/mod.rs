@@ -7,6 +7,8 @@
 //! - 3: success, but some rows were quarantined: look at the quarantine.
 
 pub mod codes;
+pub mod evaluate;
+pub mod generate;
 pub mod ingest;
 
 use std::io::{self, Write};
@@ -48,6 +50,10 @@ pub enum Command {
     Ingest(ingest::Args),
     /// Inspect the sensitive code catalogue and lint a practice's own code lists.
     Codes(codes::Args),
+    /// Write a synthetic practice with labelled monitoring scenarios (and its truth file).
+    Generate(generate::Args),
+    /// Score a detection run against a truth file.
+    Evaluate(evaluate::Args),
 }
 
 /// The documented exit codes.
@@ -70,6 +76,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Ingest(args) => ingest::run(cli.config.as_deref(), args),
         Command::Codes(args) => codes::run(cli.config.as_deref(), args),
+        Command::Generate(args) => generate::run(cli.config.as_deref(), args),
+        Command::Evaluate(args) => evaluate::run(args),
     }
 }
 

@@ -82,6 +82,8 @@ pub enum FileStatus {
     AlreadyIngested,
     /// Not read: the whole file breaks the contract (no header, a required column missing, kind unknown).
     Refused,
+    /// Not an input: a file the folder search found that is known not to be one (a generator's truth file).
+    Skipped,
     /// Reading stopped part way (an I/O or decompression error). Rows stored before the failure stay; a re-run
     /// completes the file without duplicates.
     Failed,
@@ -211,6 +213,14 @@ pub fn is_input_file_name(lower_name: &str) -> bool {
     lower_name.ends_with(".csv") || lower_name.ends_with(".csv.gz")
 }
 
+/// The generator's `truth.csv` (nhs_number, label, scenario, persona, ...): it sits beside generated inputs (and in
+/// `sample_data/`), so a folder ingest recognises it by its header and passes over it.
+fn is_truth_file(headers: &[String]) -> bool {
+    ["nhs_number", "label", "scenario", "persona"]
+        .iter()
+        .all(|h| headers.iter().any(|x| x == h))
+}
+
 fn refused(path: &Path, kind: Option<Kind>, sha: Option<String>, message: String) -> FileReport {
     FileReport {
         path: path.display().to_string(),
@@ -254,6 +264,16 @@ fn ingest_file(
             Some(sha),
             "the file is empty: there is no header row".into(),
         ));
+    }
+    if opts.kind.is_none() && is_truth_file(&source.headers) {
+        let mut r = refused(
+            path,
+            None,
+            Some(sha),
+            "a generator truth file (labels for `evaluate`), not an input".into(),
+        );
+        r.status = FileStatus::Skipped;
+        return Ok(r);
     }
     let Some(kind) = opts.kind.or_else(|| detect_kind(&source.headers, config)) else {
         return Ok(refused(

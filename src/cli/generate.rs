@@ -1,0 +1,93 @@
+//! `accesswatch generate`: a synthetic practice with labelled monitoring scenarios (or, with `--events`, a large
+//! audit file for benchmarks).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, NaiveDate, Utc};
+
+use super::{load_config, print, Exit};
+use crate::config::Overrides;
+use crate::context::catalogue::SensitiveCatalogue;
+use crate::generate::{self, write, PracticeSpec};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The folder to write (created if needed; files in it are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// How many patients.
+    #[arg(long, default_value_t = 300)]
+    pub patients: usize,
+    /// How many days of data, ending on the as-of date.
+    #[arg(long, default_value_t = 56)]
+    pub days: u32,
+    /// The random seed: the same seed (and as-of date) gives the same files byte for byte.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The last day of data (default: yesterday, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<NaiveDate>,
+    /// Also write the audit events as FHIR R4 AuditEvent NDJSON (arrives with the FHIR ingest issue).
+    #[arg(long)]
+    pub fhir: bool,
+    /// Scale mode: write only `audit.csv` with this many valid rows, streamed, for benchmarks.
+    #[arg(long, value_name = "N")]
+    pub events: Option<u64>,
+}
+
+pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
+    let config = load_config(config_file, &Overrides::default())?;
+    let as_of = args
+        .as_of
+        .unwrap_or_else(|| Utc::now().date_naive() - Duration::days(1));
+    if args.fhir {
+        anyhow::bail!(
+            "--fhir is not available yet: FHIR AuditEvent output comes with the FHIR ingest work"
+        );
+    }
+    if let Some(events) = args.events {
+        let path = write::write_scale_audit(
+            &args.out,
+            events,
+            args.patients,
+            args.days,
+            args.seed,
+            as_of,
+        )?;
+        print(&format!(
+            "wrote {events} audit rows to {}\n",
+            path.display()
+        ))?;
+        return Ok(Exit::Success);
+    }
+    let spec = PracticeSpec {
+        patients: args.patients,
+        days: args.days,
+        seed: args.seed,
+        as_of,
+        timezone: config.timezone,
+    };
+    let catalogue = SensitiveCatalogue::for_config(&config)?;
+    let practice = generate::generate(&spec, &catalogue);
+    let files = write::write_practice(&practice, &spec, &args.out)?;
+    let monitored = practice
+        .truth
+        .iter()
+        .filter(|t| t.label == "monitored")
+        .count();
+    let mut out = format!(
+        "generated {} patients ({} monitored) over {} days to {as_of}: {} audit events, {} entries, {} appointments, {} proxy links\n",
+        practice.truth.len(),
+        monitored,
+        spec.days,
+        practice.audit.len(),
+        practice.entries.len(),
+        practice.appointments.len(),
+        practice.proxies.len()
+    );
+    for f in files {
+        out.push_str(&format!("  {}\n", f.display()));
+    }
+    print(&out)?;
+    Ok(Exit::Success)
+}

@@ -1,0 +1,231 @@
+//! Writing a generated practice as the contract's CSV files plus `truth.csv`, and the scale mode that streams
+//! millions of valid audit rows for benchmarks.
+
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, NaiveDate, SecondsFormat};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::{local_naive, synthetic_nhs_number, Practice, PracticeSpec};
+use crate::store::{create_private_dir, private_file};
+
+pub const TRUTH_FILE: &str = "truth.csv";
+
+fn csv_writer(
+    dir: &Path,
+    name: &str,
+) -> io::Result<(PathBuf, csv::Writer<BufWriter<std::fs::File>>)> {
+    let path = dir.join(name);
+    let file = private_file(&path, true)?;
+    Ok((
+        path,
+        csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(BufWriter::new(file)),
+    ))
+}
+
+/// Writes the practice's files into `dir`; returns their paths.
+pub fn write_practice(
+    p: &Practice,
+    spec: &PracticeSpec,
+    dir: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    create_private_dir(dir)?;
+    let tz = spec.timezone;
+    let mut written = Vec::new();
+
+    let (path, mut w) = csv_writer(dir, "audit.csv")?;
+    w.write_record([
+        "event_id",
+        "occurred_at",
+        "nhs_number",
+        "account_id",
+        "actor_role",
+        "device_id",
+        "user_agent",
+        "ip_address",
+        "channel",
+        "session_id",
+        "action",
+        "section",
+        "outcome",
+    ])?;
+    for a in &p.audit {
+        w.write_record([
+            a.event_id.as_deref().unwrap_or(""),
+            &a.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            &a.nhs_number,
+            &a.account_id,
+            a.actor_role,
+            &a.device.id,
+            a.device.user_agent,
+            &a.ip,
+            a.device.channel,
+            &a.session_id,
+            a.action,
+            a.section.unwrap_or(""),
+            a.outcome,
+        ])?;
+    }
+    w.flush()?;
+    written.push(path);
+
+    let (path, mut w) = csv_writer(dir, "entries.csv")?;
+    w.write_record([
+        "entry_id",
+        "nhs_number",
+        "recorded_at",
+        "code",
+        "term",
+        "section",
+        "visible_online",
+    ])?;
+    for e in &p.entries {
+        w.write_record([
+            e.entry_id.as_str(),
+            &e.nhs_number,
+            &local_naive(e.recorded_at, tz),
+            &e.code,
+            &e.term,
+            e.section,
+            if e.visible_online { "true" } else { "false" },
+        ])?;
+    }
+    w.flush()?;
+    written.push(path);
+
+    let (path, mut w) = csv_writer(dir, "appointments.csv")?;
+    w.write_record([
+        "appointment_id",
+        "nhs_number",
+        "starts_at",
+        "ends_at",
+        "mode",
+        "status",
+    ])?;
+    for a in &p.appointments {
+        w.write_record([
+            a.appointment_id.as_str(),
+            &a.nhs_number,
+            &local_naive(a.starts_at, tz),
+            &local_naive(a.ends_at, tz),
+            a.mode,
+            a.status,
+        ])?;
+    }
+    w.flush()?;
+    written.push(path);
+
+    let (path, mut w) = csv_writer(dir, "proxies.csv")?;
+    w.write_record([
+        "nhs_number",
+        "proxy_account_id",
+        "proxy_nhs_number",
+        "relationship",
+        "granted_at",
+        "revoked_at",
+    ])?;
+    for x in &p.proxies {
+        w.write_record([
+            x.nhs_number.as_str(),
+            &x.proxy_account_id,
+            x.proxy_nhs_number.as_deref().unwrap_or(""),
+            x.relationship,
+            &local_naive(x.granted_at, tz),
+            &x.revoked_at.map(|r| local_naive(r, tz)).unwrap_or_default(),
+        ])?;
+    }
+    w.flush()?;
+    written.push(path);
+
+    let (path, mut w) = csv_writer(dir, TRUTH_FILE)?;
+    w.write_record(["nhs_number", "label", "scenario", "persona", "intensity"])?;
+    for t in &p.truth {
+        w.write_record([
+            t.nhs_number.as_str(),
+            t.label,
+            t.scenario.map(|s| s.name()).unwrap_or(""),
+            t.persona.name(),
+            t.intensity.unwrap_or(""),
+        ])?;
+    }
+    w.flush()?;
+    written.push(path);
+    Ok(written)
+}
+
+/// Scale mode: `events` valid audit rows (sessions of ordinary use by `patients` people over `days` days up to
+/// `as_of`), streamed to `dir/audit.csv` without holding them in memory. For benchmarks, not for evaluation.
+pub fn write_scale_audit(
+    dir: &Path,
+    events: u64,
+    patients: usize,
+    days: u32,
+    seed: u64,
+    as_of: NaiveDate,
+) -> anyhow::Result<PathBuf> {
+    create_private_dir(dir)?;
+    let path = dir.join("audit.csv");
+    let mut out = BufWriter::with_capacity(1 << 20, private_file(&path, true)?);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let people: Vec<(String, u64, u32)> = (0..patients.max(1))
+        .map(|_| {
+            (
+                synthetic_nhs_number(&mut rng),
+                rng.gen::<u64>(),
+                rng.gen_range(7..23),
+            )
+        })
+        .collect();
+    let start = (as_of - Duration::days(i64::from(days.max(1)) - 1))
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc()
+        .timestamp();
+    let span = i64::from(days.max(1)) * 86_400;
+    writeln!(out, "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome")?;
+    const SECTIONS: [&str; 6] = [
+        "summary",
+        "medications",
+        "test_results",
+        "consultations",
+        "problems",
+        "appointments",
+    ];
+    let mut written = 0u64;
+    let mut session = 0u64;
+    while written < events {
+        let (nhs, salt, hour) = &people[rng.gen_range(0..people.len())];
+        let day = rng.gen_range(0..span / 86_400);
+        let mut t = start + day * 86_400 + i64::from(*hour) * 3600 + rng.gen_range(-5400..5400);
+        t = t.clamp(start, start + span - 1);
+        session += 1;
+        let n = rng.gen_range(2..7u64).min(events - written);
+        for i in 0..n {
+            let action = if i == 0 { "login" } else { "view" };
+            let section = if i == 0 {
+                ""
+            } else {
+                SECTIONS[rng.gen_range(0..SECTIONS.len())]
+            };
+            let ts = chrono::DateTime::from_timestamp(t, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Secs, true);
+            writeln!(
+                out,
+                "ev{written},{ts},{nhs},acct-{salt:x},patient,dev-{:x},NHSApp/2.41.0 (iPhone; iOS 18.1),81.{}.{}.{},nhs_app,s{session},{action},{section},success",
+                salt >> 16,
+                salt % 250 + 1,
+                (salt >> 8) % 256,
+                (salt >> 24) % 250 + 1
+            )?;
+            written += 1;
+            t += rng.gen_range(5..120);
+        }
+    }
+    out.flush()?;
+    Ok(path)
+}

@@ -1,0 +1,226 @@
+//! `accesswatch generate` and `accesswatch evaluate` through the real binary.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+
+fn generate(dir: &std::path::Path, name: &str, seed: &str) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let r = run(&[
+        "generate",
+        "--out",
+        out.to_str().unwrap(),
+        "--patients",
+        "300",
+        "--days",
+        "42",
+        "--seed",
+        seed,
+        "--as-of",
+        "2026-11-22",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    out
+}
+
+fn column(path: &std::path::Path, name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap();
+    r.records().map(|x| x.unwrap()[i].to_string()).collect()
+}
+
+#[test]
+fn the_same_seed_gives_the_same_practice_and_another_seed_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = generate(dir.path(), "a", "5");
+    let b = generate(dir.path(), "b", "5");
+    let c = generate(dir.path(), "c", "6");
+    assert_eq!(tree(&a), tree(&b));
+    assert_ne!(tree(&a), tree(&c));
+}
+
+#[test]
+fn generated_practices_are_valid_consistent_and_labelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), "p", "11");
+    let truth: BTreeSet<String> = column(&out.join("truth.csv"), "nhs_number")
+        .into_iter()
+        .collect();
+    assert_eq!(truth.len(), 300, "one truth row per patient");
+    for n in &truth {
+        assert!(
+            n.starts_with("999"),
+            "synthetic NHS numbers use the test range"
+        );
+        assert!(accesswatch::ingest::validate::nhs_number(n).is_ok(), "{n}");
+    }
+    for (file, col) in [
+        ("audit.csv", "nhs_number"),
+        ("entries.csv", "nhs_number"),
+        ("appointments.csv", "nhs_number"),
+        ("proxies.csv", "nhs_number"),
+        ("proxies.csv", "proxy_nhs_number"),
+    ] {
+        for n in column(&out.join(file), col) {
+            assert!(
+                n.is_empty() && col == "proxy_nhs_number" || truth.contains(&n),
+                "{file}.{col} names a patient not in truth"
+            );
+        }
+    }
+    let scenarios: BTreeSet<String> = column(&out.join("truth.csv"), "scenario")
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(scenarios.len(), 7, "{scenarios:?}");
+    let personas: BTreeSet<String> = column(&out.join("truth.csv"), "persona")
+        .into_iter()
+        .collect();
+    for p in [
+        "phone_replacement",
+        "night_shift",
+        "entry_checker",
+        "proxy_parent",
+        "shared_tablet_couple",
+        "traveller",
+        "post_appointment_reader",
+    ] {
+        assert!(personas.contains(p), "{p} missing from {personas:?}");
+    }
+    let labels = column(&out.join("truth.csv"), "label");
+    let monitored = labels.iter().filter(|l| *l == "monitored").count();
+    assert!(
+        (9..=24).contains(&monitored),
+        "a few percent monitored: {monitored}"
+    );
+    // Every mode and status appears; sensitive codes come from the catalogue.
+    let modes: BTreeSet<String> = column(&out.join("appointments.csv"), "mode")
+        .into_iter()
+        .collect();
+    assert_eq!(modes.len(), 4, "{modes:?}");
+    let statuses: BTreeSet<String> = column(&out.join("appointments.csv"), "status")
+        .into_iter()
+        .collect();
+    assert_eq!(statuses.len(), 4, "{statuses:?}");
+    let catalogue =
+        accesswatch::context::catalogue::SensitiveCatalogue::default_catalogue().unwrap();
+    let codes = column(&out.join("entries.csv"), "code");
+    assert!(
+        codes
+            .iter()
+            .filter(|c| catalogue.category_of_code(c).is_some())
+            .count()
+            >= 5
+    );
+
+    // Everything ingests without a quarantined row; the truth file is passed over.
+    let store = dir.path().join("store");
+    let r = run(&[
+        "ingest",
+        "--json",
+        "--store",
+        store.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let j = json(&r);
+    assert_eq!(j["totals"]["quarantined"], 0);
+    assert_eq!(j["balanced"], true);
+    let statuses: Vec<&str> = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "skipped").count(), 1);
+}
+
+#[test]
+fn scale_mode_streams_the_requested_number_of_valid_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scale");
+    let r = run(&[
+        "generate",
+        "--out",
+        out.to_str().unwrap(),
+        "--events",
+        "25003",
+        "--patients",
+        "500",
+        "--as-of",
+        "2026-11-22",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let store = dir.path().join("store");
+    let r = run(&[
+        "ingest",
+        "--json",
+        "--store",
+        store.to_str().unwrap(),
+        out.join("audit.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let j = json(&r);
+    assert_eq!(j["totals"]["read"], 25003);
+    assert_eq!(j["totals"]["stored"], 25003);
+}
+
+#[test]
+fn evaluate_scores_a_hand_made_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = write(
+        dir.path(),
+        "truth.csv",
+        "nhs_number,label,scenario,persona\n1,monitored,polling,ordinary\n2,monitored,odd_hours,ordinary\n3,benign,,night_shift\n4,benign,,ordinary\n",
+    );
+    let run_dir = dir.path().join("2026-11-22");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    write(
+        &run_dir,
+        "patients.csv",
+        "nhs_number,risk_score,risk_level,rules,summary\n1,88,high,monitoring_cadence;unfamiliar_device,x\n3,60,medium,unusual_hour,y\n2,30,low,unusual_hour,z\n",
+    );
+    let r = run(&[
+        "evaluate",
+        "--json",
+        "--truth",
+        truth.to_str().unwrap(),
+        "--report",
+        run_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let j = json(&r);
+    assert_eq!(j["precision"], 0.5);
+    assert_eq!(j["recall"], 0.5);
+    assert_eq!(j["f1"], 0.5);
+    assert_eq!(j["precision_at_k"], 0.5);
+    // Monitored at ranks 1 and 3: (1/1 + 2/3) / 2.
+    assert!((j["average_precision"].as_f64().unwrap() - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-9);
+    assert_eq!(j["per_scenario"]["polling"]["recall"], 1.0);
+    assert_eq!(j["per_scenario"]["odd_hours"]["rules"]["unusual_hour"], 1);
+    assert_eq!(j["per_persona"]["night_shift"]["false_flag_rate"], 1.0);
+    assert_eq!(j["per_persona"]["ordinary"]["false_flag_rate"], 0.0);
+    let r = run(&[
+        "evaluate",
+        "--truth",
+        truth.to_str().unwrap(),
+        "--report",
+        run_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        r.stdout.contains("precision 0.500  recall 0.500"),
+        "{}",
+        r.stdout
+    );
+    let r = run(&[
+        "evaluate",
+        "--truth",
+        truth.to_str().unwrap(),
+        "--report",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("patients.csv"), "{}", r.stderr);
+}
