@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::context::catalogue::Category;
+use crate::detect::config::{Allowlist, DetectConfig};
 use crate::schema::Kind;
 
 /// Where outputs go when neither the config nor the command line says: beside the current directory.
@@ -42,6 +43,12 @@ pub struct ConfigFile {
     /// The practice's own sensitive code lists and keywords, added to the built-in catalogue.
     #[serde(default)]
     pub codes: CodesSection,
+    /// Detection windows, scoring and rule thresholds.
+    #[serde(default)]
+    pub detect: DetectConfig,
+    /// Devices and reviewed patient-device pairs that detection leaves alone.
+    #[serde(default)]
+    pub allowlist: Allowlist,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +103,8 @@ pub struct Config {
     /// Per kind: contract column -> export header (lower case).
     pub columns: BTreeMap<Kind, BTreeMap<&'static str, String>>,
     pub codes: CodesConfig,
+    pub detect: DetectConfig,
+    pub allowlist: Allowlist,
     /// SHA-256 of the config file's bytes (or of nothing), recorded in run summaries.
     pub hash: String,
     /// The file it came from, if any.
@@ -258,6 +267,25 @@ impl Config {
             }
         }
 
+        let d = &f.detect;
+        if d.recent_days == 0 || d.recent_days >= d.lookback_days {
+            problems
+                .push("detect: recent_days must be at least 1 and less than lookback_days".into());
+        }
+        if !(0.0..=100.0).contains(&d.medium)
+            || !(0.0..=100.0).contains(&d.high)
+            || d.medium > d.high
+        {
+            problems.push(
+                "detect: medium and high must be scores from 0 to 100 with medium <= high".into(),
+            );
+        }
+        for r in &f.allowlist.reviewed {
+            if crate::ingest::validate::nhs_number(&r.nhs_number).is_err() {
+                problems.push("allowlist.reviewed: an nhs_number is not a valid NHS number".into());
+            }
+        }
+
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -269,6 +297,8 @@ impl Config {
             batch_rows,
             columns,
             codes,
+            detect: f.detect,
+            allowlist: f.allowlist,
             hash: hex::encode(Sha256::digest(bytes)),
             source: None,
         })

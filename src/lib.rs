@@ -6,9 +6,11 @@
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod detect;
 pub mod evaluate;
 pub mod generate;
 pub mod ingest;
 pub mod records;
+pub mod report;
 pub mod schema;
 pub mod store;

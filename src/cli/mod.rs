@@ -7,9 +7,11 @@
 //! - 3: success, but some rows were quarantined: look at the quarantine.
 
 pub mod codes;
+pub mod detect;
 pub mod evaluate;
 pub mod generate;
 pub mod ingest;
+pub mod rules;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -48,6 +50,10 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate CSV exports and add them to the Parquet store; bad rows go to the quarantine.
     Ingest(ingest::Args),
+    /// Run every rule for a day and write the run folder (patients.csv, findings.csv, findings.parquet, summary.json).
+    Detect(detect::Args),
+    /// List the detection rules, or explain one (`--explain RULE_ID`).
+    Rules(rules::Args),
     /// Inspect the sensitive code catalogue and lint a practice's own code lists.
     Codes(codes::Args),
     /// Write a synthetic practice with labelled monitoring scenarios (and its truth file).
@@ -75,6 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     init_logging(cli.log_format, cli.verbose);
     match cli.command {
         Command::Ingest(args) => ingest::run(cli.config.as_deref(), args),
+        Command::Detect(args) => detect::run(cli.config.as_deref(), args),
+        Command::Rules(args) => rules::run(args),
         Command::Codes(args) => codes::run(cli.config.as_deref(), args),
         Command::Generate(args) => generate::run(cli.config.as_deref(), args),
         Command::Evaluate(args) => evaluate::run(args),

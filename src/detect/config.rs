@@ -1,0 +1,308 @@
+//! Detection settings: windows, baselines, scoring and every rule's thresholds, with documented defaults. Read from
+//! the config's `[detect]` and `[allowlist]` sections (unknown keys are errors).
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// `[detect]`: all thresholds in one place. Every field has a default; a config sets only what it changes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Days of history read before the as-of date (baselines and the recent window together).
+    pub lookback_days: u32,
+    /// The recent window: findings are about activity in these last days; everything before is the baseline.
+    pub recent_days: u32,
+    /// A patient needs at least this many sessions in the baseline before anything is called unusual for them.
+    pub min_baseline_sessions: usize,
+    /// ... spread over at least this many days between the first and last baseline session.
+    pub min_baseline_days: i64,
+    /// A device is established for a patient after this many baseline sessions on their record.
+    pub established_device_sessions: usize,
+    /// Risk score at or above which a patient is high risk.
+    pub high: f64,
+    /// Risk score at or above which a patient is medium risk (flagged).
+    pub medium: f64,
+    pub unfamiliar_device: UnfamiliarDevice,
+    pub shared_device: SharedDevice,
+    pub unusual_hour: UnusualHour,
+    pub access_after_sensitive_entry: AfterSensitive,
+    pub access_during_appointment: DuringAppointment,
+    pub concurrent_sessions: Concurrent,
+    pub access_despite_restriction: DespiteRestriction,
+    pub account_change_then_new_device: AccountChange,
+    pub monitoring_cadence: Cadence,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            lookback_days: 90,
+            recent_days: 14,
+            min_baseline_sessions: 5,
+            min_baseline_days: 14,
+            established_device_sessions: 2,
+            high: 70.0,
+            medium: 45.0,
+            unfamiliar_device: Default::default(),
+            shared_device: Default::default(),
+            unusual_hour: Default::default(),
+            access_after_sensitive_entry: Default::default(),
+            access_during_appointment: Default::default(),
+            concurrent_sessions: Default::default(),
+            access_despite_restriction: Default::default(),
+            account_change_then_new_device: Default::default(),
+            monitoring_cadence: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnfamiliarDevice {
+    pub enabled: bool,
+    /// Score for one session from the new device; each further session adds `per_session`, up to `max_score`.
+    pub base_score: f64,
+    pub per_session: f64,
+    pub max_score: f64,
+    /// A usual device last used within this many days after the new one first appeared, and never again, was
+    /// replaced (a new phone), not joined.
+    pub replacement_grace_days: i64,
+}
+
+impl Default for UnfamiliarDevice {
+    fn default() -> Self {
+        UnfamiliarDevice {
+            enabled: true,
+            base_score: 30.0,
+            per_session: 5.0,
+            max_score: 50.0,
+            replacement_grace_days: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedDevice {
+    pub enabled: bool,
+    pub base_score: f64,
+    pub per_session: f64,
+    pub max_score: f64,
+}
+
+impl Default for SharedDevice {
+    fn default() -> Self {
+        SharedDevice {
+            enabled: true,
+            base_score: 55.0,
+            per_session: 4.0,
+            max_score: 75.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnusualHour {
+    pub enabled: bool,
+    /// An hour is rare for a patient when its smoothed share of their baseline sessions is below this.
+    pub rare_share: f64,
+    /// At least this many rare-hour sessions on at least `min_days` different days.
+    pub min_sessions: usize,
+    pub min_days: usize,
+    pub base_score: f64,
+    pub per_session: f64,
+    pub max_score: f64,
+    /// Sessions starting within this many hours after a new entry or an appointment are explained (the patient
+    /// reading what just happened), and do not count.
+    pub explained_within_hours: i64,
+    /// Rare-hour sessions from the patient's own device over addresses never seen before (travel) count this much.
+    pub away_from_home_factor: f64,
+}
+
+impl Default for UnusualHour {
+    fn default() -> Self {
+        UnusualHour {
+            enabled: true,
+            rare_share: 0.02,
+            min_sessions: 2,
+            min_days: 2,
+            base_score: 25.0,
+            per_session: 7.0,
+            max_score: 50.0,
+            explained_within_hours: 3,
+            away_from_home_factor: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AfterSensitive {
+    pub enabled: bool,
+    /// How soon after a sensitive entry becomes visible a view counts.
+    pub within_hours: i64,
+    /// From a device the patient does not normally use.
+    pub unfamiliar_device_score: f64,
+    /// From the patient's own device, but in the middle of their night (an hour rare for them, 22:00-06:00).
+    pub night_own_device_score: f64,
+    /// Added for each further sensitive entry followed this way.
+    pub per_entry: f64,
+    pub max_score: f64,
+}
+
+impl Default for AfterSensitive {
+    fn default() -> Self {
+        AfterSensitive {
+            enabled: true,
+            within_hours: 48,
+            unfamiliar_device_score: 40.0,
+            night_own_device_score: 30.0,
+            per_entry: 10.0,
+            max_score: 65.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DuringAppointment {
+    pub enabled: bool,
+    pub base_score: f64,
+    pub per_visit: f64,
+    pub max_score: f64,
+}
+
+impl Default for DuringAppointment {
+    fn default() -> Self {
+        DuringAppointment {
+            enabled: true,
+            base_score: 50.0,
+            per_visit: 10.0,
+            max_score: 70.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Concurrent {
+    pub enabled: bool,
+    /// Sessions of one account on two devices starting or ending within this many minutes of each other.
+    pub within_minutes: i64,
+    pub base_score: f64,
+    pub max_score: f64,
+}
+
+impl Default for Concurrent {
+    fn default() -> Self {
+        Concurrent {
+            enabled: true,
+            within_minutes: 5,
+            base_score: 45.0,
+            max_score: 60.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DespiteRestriction {
+    pub enabled: bool,
+    pub base_score: f64,
+    pub per_session: f64,
+    pub max_score: f64,
+}
+
+impl Default for DespiteRestriction {
+    fn default() -> Self {
+        DespiteRestriction {
+            enabled: true,
+            base_score: 55.0,
+            per_session: 5.0,
+            max_score: 75.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountChange {
+    pub enabled: bool,
+    /// A device new to the patient appearing within this many days after the change.
+    pub within_days: i64,
+    pub base_score: f64,
+    pub max_score: f64,
+}
+
+impl Default for AccountChange {
+    fn default() -> Self {
+        AccountChange {
+            enabled: true,
+            within_days: 7,
+            base_score: 45.0,
+            max_score: 55.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cadence {
+    pub enabled: bool,
+    /// Recent sessions per day at least this many times the patient's baseline rate...
+    pub rate_ratio: f64,
+    /// ... and at least this many per day.
+    pub min_rate_per_day: f64,
+    pub rate_score: f64,
+    /// Machine-regular polling: at least this many sessions from one device whose gaps vary by less than
+    /// `max_gap_variation` (coefficient of variation).
+    pub min_regular_sessions: usize,
+    pub max_gap_variation: f64,
+    pub regular_score: f64,
+    pub max_score: f64,
+}
+
+impl Default for Cadence {
+    fn default() -> Self {
+        Cadence {
+            enabled: true,
+            rate_ratio: 4.0,
+            min_rate_per_day: 1.5,
+            rate_score: 40.0,
+            min_regular_sessions: 6,
+            max_gap_variation: 0.08,
+            regular_score: 55.0,
+            max_score: 70.0,
+        }
+    }
+}
+
+/// `[allowlist]`: devices never counted (a practice kiosk), and patient-device pairs a lead reviewed as benign.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Allowlist {
+    pub devices: Vec<String>,
+    pub reviewed: Vec<ReviewedPair>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewedPair {
+    pub nhs_number: String,
+    pub device_id: String,
+    /// The review stands until this day (inclusive); after it the pair is checked again.
+    pub expires: NaiveDate,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl Allowlist {
+    pub fn allows(&self, nhs: &str, device: &str, on: NaiveDate) -> bool {
+        self.devices.iter().any(|d| d == device)
+            || self
+                .reviewed
+                .iter()
+                .any(|r| r.device_id == device && r.nhs_number == nhs && on <= r.expires)
+    }
+}

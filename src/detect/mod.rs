@@ -1,0 +1,589 @@
+//! Detection: the rule catalogue over the store and the clinical-context views, per-patient baselines, findings
+//! and risk scores.
+//!
+//! The heavy lifting (reading the look-back window of audit events, collapsing them into sessions) is one lazy
+//! polars plan with partition pruning; the rules then work per patient on sessions, which are a fraction of the
+//! events. Every rule compares recent behaviour (the last `recent_days`) with the patient's own baseline (the
+//! look-back before it) and with the history of the device involved.
+
+pub mod baseline;
+pub mod config;
+pub mod rules;
+pub mod scoring;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use polars::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use self::baseline::{DeviceHistory, PatientBaseline};
+use self::config::{Allowlist, DetectConfig};
+use crate::context::catalogue::{Category, SensitiveCatalogue};
+use crate::context::views::{self, RestrictionPeriod};
+use crate::schema::*;
+use crate::store::scan::scan_kind;
+
+/// Actions that read the record.
+pub const READ_ACTIONS: [&str; 2] = ["view", "download"];
+/// Actions that change how the account is reached.
+pub const ACCOUNT_CHANGES: [&str; 2] = ["change_password", "change_contact_details"];
+/// Sections where disclosures, injuries and other agencies' letters are found.
+pub const PRYING_SECTIONS: [&str; 6] = [
+    "consultations",
+    "problems",
+    "documents",
+    "letters",
+    "test_results",
+    "medications",
+];
+
+/// One login session on one record: the unit the rules reason about.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub nhs_number: String,
+    pub start: i64,
+    pub end: i64,
+    pub device: String,
+    pub account: String,
+    pub role: String,
+    pub ip: Option<String>,
+    pub events: u32,
+    /// Views and downloads.
+    pub reads: u32,
+    /// Reads of the sections where disclosures are found.
+    pub prying_reads: u32,
+    /// When the account's password or contact details were changed in this session.
+    pub account_change_at: Option<i64>,
+    pub account_change: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+
+    pub fn of_score(score: f64) -> Severity {
+        if score >= 60.0 {
+            Severity::High
+        } else if score >= 40.0 {
+            Severity::Medium
+        } else {
+            Severity::Low
+        }
+    }
+}
+
+/// One reason to look at a patient's record access.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub finding_id: String,
+    pub nhs_number: String,
+    pub rule_id: &'static str,
+    pub severity: Severity,
+    pub score: f64,
+    pub first_at: i64,
+    pub last_at: i64,
+    pub device_id: Option<String>,
+    pub event_count: u64,
+    pub explanation: String,
+}
+
+impl Finding {
+    /// Builds a finding with a deterministic id (the same evidence gives the same id on every run).
+    pub fn new(
+        nhs: &str,
+        rule_id: &'static str,
+        score: f64,
+        sessions: &[&Session],
+        device: Option<&str>,
+        explanation: String,
+    ) -> Finding {
+        let score = score.clamp(0.0, 100.0).round();
+        let first_at = sessions.iter().map(|s| s.start).min().unwrap_or(0);
+        let last_at = sessions.iter().map(|s| s.end).max().unwrap_or(0);
+        let mut h = Sha256::new();
+        h.update(rule_id);
+        h.update(nhs);
+        h.update(first_at.to_le_bytes());
+        h.update(device.unwrap_or(""));
+        Finding {
+            finding_id: format!("f-{}", &hex::encode(h.finalize())[..16]),
+            nhs_number: nhs.to_string(),
+            rule_id,
+            severity: Severity::of_score(score),
+            score,
+            first_at,
+            last_at,
+            device_id: device.map(str::to_string),
+            event_count: sessions.iter().map(|s| u64::from(s.events)).sum(),
+            explanation,
+        }
+    }
+}
+
+/// A sensitive entry as the rules see it.
+#[derive(Debug, Clone)]
+pub struct SensitiveEntry {
+    pub entry_id: String,
+    pub visible_from: i64,
+    pub category: Category,
+    pub section: Option<String>,
+}
+
+/// An attended face-to-face visit.
+#[derive(Debug, Clone)]
+pub struct Visit {
+    pub appointment_id: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+}
+
+/// Everything the rules read, built once per run.
+pub struct Context<'a> {
+    pub cfg: &'a DetectConfig,
+    pub allowlist: &'a Allowlist,
+    pub tz: Tz,
+    pub as_of: NaiveDate,
+    /// Start of the look-back (UTC micros).
+    pub lookback_start: i64,
+    /// Start of the recent window.
+    pub recent_start: i64,
+    /// End of the as-of day, local time (exclusive).
+    pub end: i64,
+    pub sessions: BTreeMap<String, Vec<Session>>,
+    pub devices: HashMap<String, DeviceHistory>,
+    pub sensitive: HashMap<String, Vec<SensitiveEntry>>,
+    /// When any entry the patient can see appeared (for explaining a session as the patient reading it).
+    pub entry_times: HashMap<String, Vec<i64>>,
+    pub visits: HashMap<String, Vec<Visit>>,
+    /// Ends of attended appointments of every mode.
+    pub appointment_ends: HashMap<String, Vec<i64>>,
+    pub restrictions: HashMap<String, Vec<RestrictionPeriod>>,
+    /// (patient, proxy account) -> periods of formal proxy access.
+    pub proxy_links: HashMap<(String, String), Vec<(i64, Option<i64>)>>,
+}
+
+/// One patient's sessions and baseline, as each rule receives them.
+pub struct PatientView<'a> {
+    pub nhs: &'a str,
+    pub sessions: &'a [Session],
+    pub baseline: PatientBaseline,
+}
+
+impl PatientView<'_> {
+    pub fn recent<'s>(&'s self, ctx: &'s Context) -> impl Iterator<Item = &'s Session> + 's {
+        self.sessions
+            .iter()
+            .filter(move |s| s.start >= ctx.recent_start)
+    }
+}
+
+impl Context<'_> {
+    /// Whether a session is a formal proxy acting within a recorded proxy link.
+    pub fn is_formal_proxy(&self, s: &Session) -> bool {
+        self.proxy_links
+            .get(&(s.nhs_number.clone(), s.account.clone()))
+            .is_some_and(|periods| {
+                periods
+                    .iter()
+                    .any(|(f, u)| s.start >= *f && u.is_none_or(|u| s.start < u))
+            })
+    }
+
+    pub fn allowed(&self, nhs: &str, device: &str) -> bool {
+        self.allowlist.allows(nhs, device, self.as_of)
+    }
+
+    pub fn local(&self, micros: i64) -> DateTime<Tz> {
+        DateTime::from_timestamp_micros(micros)
+            .unwrap_or_default()
+            .with_timezone(&self.tz)
+    }
+
+    /// "Sat 21 Nov 02:14" in the practice's time zone.
+    pub fn when(&self, micros: i64) -> String {
+        self.local(micros).format("%a %-d %b %H:%M").to_string()
+    }
+
+    pub fn hour(&self, micros: i64) -> u32 {
+        use chrono::Timelike;
+        self.local(micros).hour()
+    }
+}
+
+/// A device id short enough to read aloud, long enough to find in the findings file.
+pub fn short_device(id: &str) -> String {
+    if id.chars().count() > 12 {
+        format!("{}…", id.chars().take(12).collect::<String>())
+    } else {
+        id.to_string()
+    }
+}
+
+/// The figures of a detection run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DetectionStats {
+    pub audit_events: u64,
+    pub sessions: u64,
+    pub patients_analysed: u64,
+    pub patients_with_baseline: u64,
+}
+
+pub struct Detection {
+    pub findings: Vec<Finding>,
+    pub patients: Vec<scoring::PatientRisk>,
+    pub stats: DetectionStats,
+}
+
+/// The instant a local day starts.
+pub fn local_midnight(tz: Tz, day: NaiveDate) -> i64 {
+    let naive = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp_micros())
+        .unwrap_or_else(|| Utc.from_utc_datetime(&naive).timestamp_micros())
+}
+
+/// Runs every rule for the as-of day.
+pub fn detect(
+    store: &Path,
+    cfg: &DetectConfig,
+    allowlist: &Allowlist,
+    catalogue: &SensitiveCatalogue,
+    tz: Tz,
+    as_of: NaiveDate,
+) -> PolarsResult<Detection> {
+    let end = local_midnight(tz, as_of + Duration::days(1));
+    let recent_start = local_midnight(
+        tz,
+        as_of + Duration::days(1) - Duration::days(i64::from(cfg.recent_days)),
+    );
+    let lookback_start = local_midnight(
+        tz,
+        as_of + Duration::days(1) - Duration::days(i64::from(cfg.lookback_days)),
+    );
+    let (sessions, audit_events) = load_sessions(store, lookback_start, end)?;
+    let mut ctx = Context {
+        cfg,
+        allowlist,
+        tz,
+        as_of,
+        lookback_start,
+        recent_start,
+        end,
+        devices: baseline::device_histories(
+            &sessions,
+            recent_start,
+            cfg.established_device_sessions,
+        ),
+        sessions,
+        sensitive: HashMap::new(),
+        entry_times: HashMap::new(),
+        visits: HashMap::new(),
+        appointment_ends: HashMap::new(),
+        restrictions: HashMap::new(),
+        proxy_links: HashMap::new(),
+    };
+    load_context(store, catalogue, &mut ctx)?;
+
+    let mut findings = Vec::new();
+    let mut stats = DetectionStats {
+        audit_events,
+        ..Default::default()
+    };
+    for (nhs, sessions) in &ctx.sessions {
+        stats.sessions += sessions.len() as u64;
+        if !sessions.iter().any(|s| s.start >= recent_start) {
+            continue;
+        }
+        stats.patients_analysed += 1;
+        let view = PatientView {
+            nhs,
+            sessions,
+            baseline: PatientBaseline::build(&ctx, sessions),
+        };
+        stats.patients_with_baseline += u64::from(view.baseline.enough);
+        for rule in rules::CATALOGUE {
+            findings.extend((rule.detect)(&ctx, &view));
+        }
+    }
+    findings.sort_by(|a, b| {
+        (&a.nhs_number, a.rule_id, a.first_at, &a.finding_id).cmp(&(
+            &b.nhs_number,
+            b.rule_id,
+            b.first_at,
+            &b.finding_id,
+        ))
+    });
+    let patients = scoring::score_patients(&findings, cfg, &ctx);
+    Ok(Detection {
+        findings,
+        patients,
+        stats,
+    })
+}
+
+fn micros(c: &Column) -> PolarsResult<Vec<Option<i64>>> {
+    Ok(c.cast(&DataType::Int64)?.i64()?.iter().collect())
+}
+
+fn strs(c: &Column) -> PolarsResult<Vec<Option<String>>> {
+    Ok(c.str()?.iter().map(|s| s.map(str::to_string)).collect())
+}
+
+/// Audit events of the look-back collapsed into sessions, per patient, in time order.
+fn load_sessions(
+    store: &Path,
+    start: i64,
+    end: i64,
+) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
+    let day = |t: i64| {
+        DateTime::from_timestamp_micros(t)
+            .unwrap_or_default()
+            .date_naive()
+    };
+    let t = || col(OCCURRED_AT).cast(DataType::Int64);
+    let is_read = col(ACTION).is_in(
+        lit(Series::new("r".into(), READ_ACTIONS)).implode(false),
+        false,
+    );
+    let is_change = col(ACTION).is_in(
+        lit(Series::new("c".into(), ACCOUNT_CHANGES)).implode(false),
+        false,
+    );
+    let is_prying = is_read.clone().and(col(SECTION).is_in(
+        lit(Series::new("p".into(), PRYING_SECTIONS)).implode(false),
+        false,
+    ));
+    let df = scan_kind(store, Kind::Audit)?
+        .filter(
+            col(PARTITION_DATE)
+                .gt_eq(lit(day(start) - Duration::days(1)))
+                .and(col(PARTITION_DATE).lt_eq(lit(day(end)))),
+        )
+        .filter(t().gt_eq(lit(start)).and(t().lt(lit(end))))
+        // A failed login is not access to the record.
+        .filter(col(OUTCOME).eq(lit("success")))
+        .with_columns([
+            coalesce(&[
+                col(DEVICE_ID),
+                concat_str([lit("ua:"), col(USER_AGENT)], "", false),
+                concat_str([lit("ip:"), col(IP_ADDRESS)], "", false),
+                lit("unknown device"),
+            ])
+            .alias("device_key"),
+            col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"),
+        ])
+        .with_column(
+            coalesce(&[
+                col(SESSION_ID),
+                concat_str(
+                    [
+                        col("device_key"),
+                        col("account_key"),
+                        (t() / lit(1_800_000_000i64)).cast(DataType::String),
+                    ],
+                    "|",
+                    false,
+                ),
+            ])
+            .alias("session_key"),
+        )
+        .group_by([
+            col(NHS_NUMBER),
+            col("session_key"),
+            col("device_key"),
+            col("account_key"),
+        ])
+        .agg([
+            t().min().alias("start"),
+            t().max().alias("end"),
+            col(ACTOR_ROLE).first().alias("role"),
+            col(IP_ADDRESS).drop_nulls().first().alias("ip"),
+            len().alias("events"),
+            is_read.cast(DataType::UInt32).sum().alias("reads"),
+            is_prying.cast(DataType::UInt32).sum().alias("prying"),
+            t().filter(is_change.clone()).min().alias("change_at"),
+            col(ACTION).filter(is_change).first().alias("change"),
+        ])
+        .sort(["nhs_number", "start", "session_key"], Default::default())
+        .collect()?;
+    let nhs = strs(df.column(NHS_NUMBER)?)?;
+    let device = strs(df.column("device_key")?)?;
+    let account = strs(df.column("account_key")?)?;
+    let start_v = micros(df.column("start")?)?;
+    let end_v = micros(df.column("end")?)?;
+    let role = strs(df.column("role")?)?;
+    let ip = strs(df.column("ip")?)?;
+    let events: Vec<Option<u32>> = df
+        .column("events")?
+        .cast(&DataType::UInt32)?
+        .u32()?
+        .iter()
+        .collect();
+    let reads: Vec<Option<u32>> = df
+        .column("reads")?
+        .cast(&DataType::UInt32)?
+        .u32()?
+        .iter()
+        .collect();
+    let prying: Vec<Option<u32>> = df
+        .column("prying")?
+        .cast(&DataType::UInt32)?
+        .u32()?
+        .iter()
+        .collect();
+    let change_at = micros(df.column("change_at")?)?;
+    let change = strs(df.column("change")?)?;
+    let mut out: BTreeMap<String, Vec<Session>> = BTreeMap::new();
+    let mut total = 0u64;
+    for i in 0..df.height() {
+        let (Some(n), Some(s), Some(e)) = (nhs[i].clone(), start_v[i], end_v[i]) else {
+            continue;
+        };
+        let ev = events[i].unwrap_or(0);
+        total += u64::from(ev);
+        out.entry(n.clone()).or_default().push(Session {
+            nhs_number: n,
+            start: s,
+            end: e,
+            device: device[i].clone().unwrap_or_default(),
+            account: account[i].clone().unwrap_or_default(),
+            role: role[i].clone().unwrap_or_else(|| "patient".into()),
+            ip: ip[i].clone(),
+            events: ev,
+            reads: reads[i].unwrap_or(0),
+            prying_reads: prying[i].unwrap_or(0),
+            account_change_at: change_at[i],
+            account_change: change[i].clone(),
+        });
+    }
+    Ok((out, total))
+}
+
+/// Sensitive entries, entry times, visits, restrictions and proxy links from the clinical-context views.
+fn load_context(
+    store: &Path,
+    catalogue: &SensitiveCatalogue,
+    ctx: &mut Context,
+) -> PolarsResult<()> {
+    let s = views::sensitive_entries(store, catalogue)?.collect()?;
+    let (nhs, id, vis, cat, sec) = (
+        strs(s.column(NHS_NUMBER)?)?,
+        strs(s.column(ENTRY_ID)?)?,
+        micros(s.column(views::VISIBLE_FROM)?)?,
+        strs(s.column(views::CATEGORY)?)?,
+        strs(s.column(SECTION)?)?,
+    );
+    for i in 0..s.height() {
+        let (Some(n), Some(e), Some(v), Some(c)) = (
+            nhs[i].clone(),
+            id[i].clone(),
+            vis[i],
+            cat[i].as_deref().and_then(Category::from_name),
+        ) else {
+            continue;
+        };
+        ctx.sensitive.entry(n).or_default().push(SensitiveEntry {
+            entry_id: e,
+            visible_from: v,
+            category: c,
+            section: sec[i].clone(),
+        });
+    }
+    let e = views::latest_entries(store)?
+        .filter(col(VISIBLE_ONLINE))
+        .select([col(NHS_NUMBER), col(RECORDED_AT)])
+        .collect()?;
+    for (n, t) in strs(e.column(NHS_NUMBER)?)?
+        .into_iter()
+        .zip(micros(e.column(RECORDED_AT)?)?)
+    {
+        if let (Some(n), Some(t)) = (n, t) {
+            ctx.entry_times.entry(n).or_default().push(t);
+        }
+    }
+    let v = views::face_to_face_visits(store)?.collect()?;
+    let (nhs, id, st, en) = (
+        strs(v.column(NHS_NUMBER)?)?,
+        strs(v.column(APPOINTMENT_ID)?)?,
+        micros(v.column(STARTS_AT)?)?,
+        micros(v.column(ENDS_AT)?)?,
+    );
+    for i in 0..v.height() {
+        if let (Some(n), Some(a), Some(s), Some(e)) = (nhs[i].clone(), id[i].clone(), st[i], en[i])
+        {
+            ctx.visits.entry(n).or_default().push(Visit {
+                appointment_id: a,
+                starts_at: s,
+                ends_at: e,
+            });
+        }
+    }
+    let a = scan_kind(store, Kind::Appointments)?
+        .filter(col(STATUS).eq(lit("attended")))
+        .select([col(NHS_NUMBER), col(ENDS_AT)])
+        .collect()?;
+    for (n, t) in strs(a.column(NHS_NUMBER)?)?
+        .into_iter()
+        .zip(micros(a.column(ENDS_AT)?)?)
+    {
+        if let (Some(n), Some(t)) = (n, t) {
+            ctx.appointment_ends.entry(n).or_default().push(t);
+        }
+    }
+    let r = views::restrictions(store)?.collect()?;
+    let (nhs, from, until, by, lifted) = (
+        strs(r.column(NHS_NUMBER)?)?,
+        micros(r.column(views::RESTRICTED_FROM)?)?,
+        micros(r.column(views::RESTRICTED_UNTIL)?)?,
+        strs(r.column(views::STARTED_BY)?)?,
+        strs(r.column(views::LIFTED_BY)?)?,
+    );
+    for i in 0..r.height() {
+        if let (Some(n), Some(f)) = (nhs[i].clone(), from[i]) {
+            ctx.restrictions
+                .entry(n.clone())
+                .or_default()
+                .push(RestrictionPeriod {
+                    nhs_number: n,
+                    from: f,
+                    until: until[i],
+                    started_by: by[i].clone().unwrap_or_default(),
+                    lifted_by: lifted[i].clone(),
+                });
+        }
+    }
+    let p = views::proxy_links(store)?.collect()?;
+    let (nhs, acct, from, until) = (
+        strs(p.column(NHS_NUMBER)?)?,
+        strs(p.column(PROXY_ACCOUNT_ID)?)?,
+        micros(p.column(views::VALID_FROM)?)?,
+        micros(p.column(views::VALID_UNTIL)?)?,
+    );
+    for i in 0..p.height() {
+        if let (Some(n), Some(a), Some(f)) = (nhs[i].clone(), acct[i].clone(), from[i]) {
+            ctx.proxy_links
+                .entry((n, a))
+                .or_default()
+                .push((f, until[i]));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! `access_despite_restriction`: after a 104 code, the record still watched from somewhere other than the
+//! patient's own established devices.
+
+use std::collections::BTreeSet;
+
+use super::{counts, list_times, times, RuleMeta};
+use crate::detect::{short_device, Context, Finding, PatientView, Session};
+
+pub const ID: &str = "access_despite_restriction";
+
+pub const META: RuleMeta = RuleMeta {
+    id: ID,
+    title: "Watched after a 104 restriction",
+    severity: "high",
+    detects: "A 104 code (enhanced review indicated) that no 106 code has lifted is on the record, and the record is \
+              still being opened from a device the patient had not used before the restriction began.",
+    benign_lookalikes: &[
+        "the patient carrying on with their own phone (not flagged: the 104 code stops new entries, not the patient)",
+        "a formal proxy within their recorded access (not flagged)",
+    ],
+    guide: "The 104 code was added because of a concern; it does not stop someone who has the login from reading \
+            what was already visible. Review what is visible, consider redactions, and talk to the patient alone \
+            about a new password and who has access to their devices.",
+};
+
+pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
+    let cfg = &ctx.cfg.access_despite_restriction;
+    let Some(periods) = ctx.restrictions.get(p.nhs) else {
+        return Vec::new();
+    };
+    if !cfg.enabled {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for r in periods {
+        let until = r.until.unwrap_or(ctx.end);
+        // The patient's own devices: used on the record at least this often before the restriction began.
+        let own: BTreeSet<&str> = {
+            let mut counts_before = std::collections::BTreeMap::<&str, usize>::new();
+            for s in p.sessions.iter().filter(|s| s.start < r.from) {
+                *counts_before.entry(s.device.as_str()).or_default() += 1;
+            }
+            counts_before
+                .into_iter()
+                .filter(|(_, n)| *n >= ctx.cfg.established_device_sessions)
+                .map(|(d, _)| d)
+                .collect()
+        };
+        let watched: Vec<&Session> = p
+            .recent(ctx)
+            .filter(|s| s.start >= r.from && s.start < until && s.reads > 0 && counts(ctx, s))
+            .filter(|s| !own.contains(s.device.as_str()))
+            .collect();
+        if watched.is_empty() {
+            continue;
+        }
+        let devices: BTreeSet<&str> = watched.iter().map(|s| s.device.as_str()).collect();
+        let score =
+            (cfg.base_score + cfg.per_session * (watched.len() as f64 - 1.0)).min(cfg.max_score);
+        let explanation = format!(
+            "A 104 code has restricted this patient's online access since {}{}, yet the record was opened {} since \
+             then ({}) from {} the patient had not used before the restriction ({}). The 104 code does not stop \
+             someone who has the login from reading what was already visible.",
+            ctx.when(r.from),
+            r.until.map(|u| format!(" (lifted {})", ctx.when(u))).unwrap_or_default(),
+            times(watched.len()),
+            list_times(ctx, &watched),
+            if devices.len() == 1 { "a device" } else { "devices" },
+            devices.iter().map(|d| short_device(d)).collect::<Vec<_>>().join(", "),
+        );
+        let device = (devices.len() == 1)
+            .then(|| devices.iter().next().copied())
+            .flatten();
+        out.push(Finding::new(
+            p.nhs,
+            ID,
+            score,
+            &watched,
+            device,
+            explanation,
+        ));
+    }
+    out
+}

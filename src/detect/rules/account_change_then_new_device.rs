@@ -1,0 +1,79 @@
+//! `account_change_then_new_device`: contact details or password changed, then a new device appears.
+
+use super::{counts, times, RuleMeta};
+use crate::detect::{short_device, Context, Finding, PatientView, Session};
+
+pub const ID: &str = "account_change_then_new_device";
+const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
+
+pub const META: RuleMeta = RuleMeta {
+    id: ID,
+    title: "Login details changed, then a new device",
+    severity: "medium",
+    detects: "The account's password or contact details were changed, and within days a device never seen on this \
+              record before started using it: the pattern of someone taking over a login.",
+    benign_lookalikes: &[
+        "a patient who resets a forgotten password on a new phone (scores the same: check with the patient)",
+    ],
+    guide: "Ask the patient, alone, whether they changed their password or contact details, and whether they have a \
+            new phone. If not, the login may have been taken over: help them secure it with NHS login and consider \
+            the 104 code.",
+};
+
+pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
+    let cfg = &ctx.cfg.account_change_then_new_device;
+    if !cfg.enabled {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for change in p.recent(ctx).filter(|s| s.account_change_at.is_some()) {
+        let at = change.account_change_at.unwrap_or(change.start);
+        // Devices whose first use on this record comes at or after the change (from an hour before it, for a
+        // change made on the new device itself).
+        let mut new_devices: Vec<&str> = p
+            .baseline
+            .devices
+            .iter()
+            .filter(|(_, u)| u.first >= at - HOUR && u.first <= at + cfg.within_days * DAY)
+            .map(|(d, _)| d.as_str())
+            .collect();
+        new_devices.sort();
+        let sessions: Vec<&Session> = p
+            .sessions
+            .iter()
+            .filter(|s| {
+                new_devices.contains(&s.device.as_str()) && s.start >= at - HOUR && counts(ctx, s)
+            })
+            .collect();
+        if sessions.is_empty() {
+            continue;
+        }
+        let first = sessions[0];
+        let delay_h = (first.start - at).max(0) / HOUR;
+        let score =
+            (cfg.base_score + if sessions.len() > 2 { 5.0 } else { 0.0 }).min(cfg.max_score);
+        let what = match change.account_change.as_deref() {
+            Some("change_password") => "password",
+            _ => "contact details",
+        };
+        let explanation = format!(
+            "The account's {what} {} changed on {}, and {} later a device never seen on this record before ({}) \
+             started using it ({} since). Someone may have taken over the patient's login.",
+            if what == "password" { "was" } else { "were" },
+            ctx.when(at),
+            if delay_h < 1 { "less than an hour".to_string() } else { format!("{delay_h} hours") },
+            short_device(&first.device),
+            times(sessions.len()),
+        );
+        out.push(Finding::new(
+            p.nhs,
+            ID,
+            score,
+            &sessions,
+            Some(&first.device),
+            explanation,
+        ));
+    }
+    out
+}

@@ -1,0 +1,64 @@
+//! `concurrent_sessions`: one account active from two devices at nearly the same time.
+
+use super::{counts, RuleMeta};
+use crate::detect::{short_device, Context, Finding, PatientView, Session};
+
+pub const ID: &str = "concurrent_sessions";
+
+pub const META: RuleMeta = RuleMeta {
+    id: ID,
+    title: "One login used on two devices at once",
+    severity: "medium",
+    detects: "The same online account was active on two different devices within a few minutes of each other.",
+    benign_lookalikes: &[
+        "a patient who moves from phone to computer (scores as one pair; the sessions are usually not overlapping)",
+        "a couple's shared tablet with separate logins (not flagged: different accounts)",
+    ],
+    guide: "Two people are probably using one NHS login. Ask the patient, alone, who else knows their login or \
+            has their phone. Consider a new password and reviewing which devices are signed in.",
+};
+
+pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
+    let cfg = &ctx.cfg.concurrent_sessions;
+    if !cfg.enabled {
+        return Vec::new();
+    }
+    let near = cfg.within_minutes * 60_000_000;
+    let recent: Vec<&Session> = p
+        .recent(ctx)
+        .filter(|s| counts(ctx, s) && s.account != "-")
+        .collect();
+    let mut pairs: Vec<(&Session, &Session)> = Vec::new();
+    for (i, a) in recent.iter().enumerate() {
+        for b in recent[i + 1..]
+            .iter()
+            .take_while(|b| b.start <= a.end + near)
+        {
+            if a.account == b.account && a.device != b.device && b.start <= a.end + near {
+                pairs.push((a, b));
+            }
+        }
+    }
+    let Some((a, b)) = pairs.first().copied() else {
+        return Vec::new();
+    };
+    let score = (cfg.base_score + 5.0 * (pairs.len() as f64 - 1.0)).min(cfg.max_score);
+    let sessions: Vec<&Session> = pairs.iter().flat_map(|(a, b)| [*a, *b]).collect();
+    let explanation = format!(
+        "The patient's online account was in use on two devices at the same time ({} on {} and {} on {}){}. One \
+         person rarely does this; two people sharing one login do.",
+        ctx.when(a.start),
+        short_device(&a.device),
+        ctx.local(b.start).format("%H:%M"),
+        short_device(&b.device),
+        if pairs.len() > 1 { format!(", and {} more times", pairs.len() - 1) } else { String::new() },
+    );
+    vec![Finding::new(
+        p.nhs,
+        ID,
+        score,
+        &sessions,
+        Some(&b.device),
+        explanation,
+    )]
+}

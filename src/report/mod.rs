@@ -1,0 +1,226 @@
+//! The run folder `<reports>/<as-of>/`: `patients.csv`, `findings.csv`, `findings.parquet`, `summary.json`.
+//!
+//! The folder is built beside its final name and renamed into place, so a reader (or a re-run) never sees half a
+//! run; re-running a day replaces its folder with identical content (ids and order are deterministic).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, SecondsFormat};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::detect::{rules, Detection, DetectionStats, Finding};
+use crate::records::{instants, text};
+use crate::store::{create_private_dir, private_file};
+
+pub const PATIENTS_CSV: &str = "patients.csv";
+pub const FINDINGS_CSV: &str = "findings.csv";
+pub const FINDINGS_PARQUET: &str = "findings.parquet";
+pub const SUMMARY_JSON: &str = "summary.json";
+
+/// The figures of a run, as `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub as_of: NaiveDate,
+    pub config_hash: String,
+    pub input: InputFigures,
+    pub detection: DetectionStats,
+    pub patients_flagged: BTreeMap<&'static str, u64>,
+    pub findings_per_rule: BTreeMap<&'static str, u64>,
+    pub seconds: BTreeMap<&'static str, f64>,
+}
+
+/// What the store holds, from its manifest.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InputFigures {
+    pub files: u64,
+    pub rows_read: u64,
+    pub stored: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+}
+
+/// Neutralises a value that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return).
+pub fn csv_safe(value: &str) -> String {
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
+        _ => value.to_string(),
+    }
+}
+
+pub fn rfc3339(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn summarise(
+    d: &Detection,
+    as_of: NaiveDate,
+    config_hash: &str,
+    input: InputFigures,
+    seconds: BTreeMap<&'static str, f64>,
+) -> RunSummary {
+    let mut flagged: BTreeMap<&'static str, u64> = [("high", 0), ("medium", 0), ("low", 0)]
+        .into_iter()
+        .collect();
+    for p in &d.patients {
+        *flagged.entry(p.risk_level).or_default() += 1;
+    }
+    let mut per_rule: BTreeMap<&'static str, u64> =
+        rules::CATALOGUE.iter().map(|r| (r.meta.id, 0)).collect();
+    for f in &d.findings {
+        *per_rule.entry(f.rule_id).or_default() += 1;
+    }
+    RunSummary {
+        tool: "accesswatch",
+        version: env!("CARGO_PKG_VERSION"),
+        as_of,
+        config_hash: config_hash.to_string(),
+        input,
+        detection: d.stats.clone(),
+        patients_flagged: flagged,
+        findings_per_rule: per_rule,
+        seconds,
+    }
+}
+
+/// Writes the run folder atomically; returns its path.
+pub fn write_run(
+    reports: &Path,
+    as_of: NaiveDate,
+    d: &Detection,
+    summary: &RunSummary,
+) -> anyhow::Result<PathBuf> {
+    create_private_dir(reports)?;
+    let name = as_of.format("%Y-%m-%d").to_string();
+    let final_dir = reports.join(&name);
+    let tmp = reports.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    create_private_dir(&tmp)?;
+    write_patients(&tmp.join(PATIENTS_CSV), d)?;
+    write_findings_csv(&tmp.join(FINDINGS_CSV), &d.findings)?;
+    write_findings_parquet(&tmp.join(FINDINGS_PARQUET), &d.findings)?;
+    let mut f = private_file(&tmp.join(SUMMARY_JSON), true)?;
+    f.write_all(serde_json::to_string_pretty(summary)?.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    // Swap the new folder in: the old one (a previous run of the same day) moves aside first.
+    let old = reports.join(format!(".{name}.old-{}", std::process::id()));
+    if final_dir.exists() {
+        fs::rename(&final_dir, &old)
+            .with_context(|| format!("cannot replace {}", final_dir.display()))?;
+    }
+    fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("cannot create {}", final_dir.display()))?;
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+    }
+    Ok(final_dir)
+}
+
+fn csv_file(path: &Path) -> anyhow::Result<csv::Writer<fs::File>> {
+    let f = private_file(path, true).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(f))
+}
+
+fn write_patients(path: &Path, d: &Detection) -> anyhow::Result<()> {
+    let mut w = csv_file(path)?;
+    w.write_record(["nhs_number", "risk_score", "risk_level", "rules", "summary"])?;
+    for p in &d.patients {
+        w.write_record([
+            csv_safe(&p.nhs_number),
+            p.risk_score.to_string(),
+            p.risk_level.to_string(),
+            p.rules.join(";"),
+            csv_safe(&p.summary),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn write_findings_csv(path: &Path, findings: &[Finding]) -> anyhow::Result<()> {
+    let mut w = csv_file(path)?;
+    w.write_record([
+        "finding_id",
+        "nhs_number",
+        "rule_id",
+        "severity",
+        "score",
+        "first_at",
+        "last_at",
+        "device_id",
+        "event_count",
+        "explanation",
+    ])?;
+    for f in findings {
+        w.write_record([
+            f.finding_id.clone(),
+            csv_safe(&f.nhs_number),
+            f.rule_id.to_string(),
+            f.severity.name().to_string(),
+            format!("{}", f.score),
+            rfc3339(f.first_at),
+            rfc3339(f.last_at),
+            f.device_id.as_deref().map(csv_safe).unwrap_or_default(),
+            f.event_count.to_string(),
+            csv_safe(&f.explanation),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub fn findings_frame(findings: &[Finding]) -> PolarsResult<DataFrame> {
+    DataFrame::new(
+        findings.len(),
+        vec![
+            text(
+                "finding_id",
+                findings.iter().map(|f| Some(f.finding_id.as_str())),
+            ),
+            text(
+                "nhs_number",
+                findings.iter().map(|f| Some(f.nhs_number.as_str())),
+            ),
+            text("rule_id", findings.iter().map(|f| Some(f.rule_id))),
+            text("severity", findings.iter().map(|f| Some(f.severity.name()))),
+            Float64Chunked::from_iter_values("score".into(), findings.iter().map(|f| f.score))
+                .into_column(),
+            instants("first_at", findings.iter().map(|f| Some(f.first_at))),
+            instants("last_at", findings.iter().map(|f| Some(f.last_at))),
+            text("device_id", findings.iter().map(|f| f.device_id.as_deref())),
+            Int64Chunked::from_iter_values(
+                "event_count".into(),
+                findings.iter().map(|f| f.event_count as i64),
+            )
+            .into_column(),
+            text(
+                "explanation",
+                findings.iter().map(|f| Some(f.explanation.as_str())),
+            ),
+        ],
+    )
+}
+
+fn write_findings_parquet(path: &Path, findings: &[Finding]) -> anyhow::Result<()> {
+    let mut df = findings_frame(findings)?;
+    let mut f = private_file(path, true)?;
+    ParquetWriter::new(&mut f)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
+        .finish(&mut df)?;
+    f.sync_all()?;
+    Ok(())
+}
