@@ -82,6 +82,8 @@ pub struct PatientBaseline {
     pub home_ip: Option<String>,
     /// Baseline sessions per day over the baseline span.
     pub daily_rate: f64,
+    /// Days from the first baseline session to the start of the recent window.
+    pub span_days: f64,
 }
 
 impl PatientBaseline {
@@ -133,6 +135,7 @@ impl PatientBaseline {
         let span_days = first
             .map(|f| (ctx.recent_start - f) as f64 / DAY as f64)
             .unwrap_or(0.0);
+        b.span_days = span_days;
         b.daily_rate = if span_days > 0.0 {
             b.sessions as f64 / span_days
         } else {
@@ -152,6 +155,19 @@ impl PatientBaseline {
             }
         }
         b
+    }
+
+    /// Some history to compare with: at least two sessions before the recent window, the first of them at least
+    /// `min_baseline_days` before it. Enough to call a device new, not enough to judge hours or pace.
+    pub fn has_history(&self, ctx: &Context) -> bool {
+        self.sessions >= 2 && self.span_days >= ctx.cfg.min_baseline_days as f64
+    }
+
+    /// Never used on this record before the recent window.
+    pub fn is_new(&self, device: &str) -> bool {
+        self.devices
+            .get(device)
+            .is_none_or(|u| u.baseline_sessions == 0)
     }
 
     pub fn is_established(&self, device: &str) -> bool {

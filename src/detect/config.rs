@@ -156,7 +156,7 @@ impl Default for AfterSensitive {
         AfterSensitive {
             enabled: true,
             within_hours: 48,
-            unfamiliar_device_score: 40.0,
+            unfamiliar_device_score: 45.0,
             night_own_device_score: 30.0,
             per_entry: 10.0,
             max_score: 65.0,
@@ -171,6 +171,9 @@ pub struct DuringAppointment {
     pub base_score: f64,
     pub per_visit: f64,
     pub max_score: f64,
+    /// The patient's own usual device on the household connection during the visit (not another device) scores
+    /// this fraction: it may be a booking time that does not match the real visit.
+    pub carried_device_at_home_factor: f64,
 }
 
 impl Default for DuringAppointment {
@@ -180,6 +183,7 @@ impl Default for DuringAppointment {
             base_score: 50.0,
             per_visit: 10.0,
             max_score: 70.0,
+            carried_device_at_home_factor: 0.6,
         }
     }
 }
@@ -188,19 +192,22 @@ impl Default for DuringAppointment {
 #[serde(deny_unknown_fields, default)]
 pub struct Concurrent {
     pub enabled: bool,
-    /// Sessions of one account on two devices starting or ending within this many minutes of each other.
+    /// Sessions of one account on two devices open at the same time, give or take this many minutes.
     pub within_minutes: i64,
     pub base_score: f64,
     pub max_score: f64,
+    /// When both devices are the patient's own established devices, the score is multiplied by this.
+    pub own_devices_factor: f64,
 }
 
 impl Default for Concurrent {
     fn default() -> Self {
         Concurrent {
             enabled: true,
-            within_minutes: 5,
+            within_minutes: 2,
             base_score: 45.0,
             max_score: 60.0,
+            own_devices_factor: 0.5,
         }
     }
 }
@@ -255,10 +262,10 @@ pub struct Cadence {
     /// ... and at least this many per day.
     pub min_rate_per_day: f64,
     pub rate_score: f64,
-    /// Machine-regular polling: at least this many sessions from one device whose gaps vary by less than
-    /// `max_gap_variation` (coefficient of variation).
+    /// Machine-regular polling: at least this many sessions from one device, each one period after the last to
+    /// within `tolerance_minutes` (other sessions in between do not matter).
     pub min_regular_sessions: usize,
-    pub max_gap_variation: f64,
+    pub tolerance_minutes: i64,
     pub regular_score: f64,
     pub max_score: f64,
 }
@@ -270,8 +277,8 @@ impl Default for Cadence {
             rate_ratio: 4.0,
             min_rate_per_day: 1.5,
             rate_score: 40.0,
-            min_regular_sessions: 6,
-            max_gap_variation: 0.08,
+            min_regular_sessions: 5,
+            tolerance_minutes: 3,
             regular_score: 55.0,
             max_score: 70.0,
         }

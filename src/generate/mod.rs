@@ -983,9 +983,9 @@ impl Generator<'_> {
             },
         );
         let days = i64::from(self.spec.days.max(1));
-        // The watching starts somewhere in the last three weeks (or the second half of a short period).
+        // The watching starts inside the last fortnight (a detection run's default recent window).
         let onset =
-            self.spec.as_of - Duration::days(self.rng.gen_range(5..(days / 2).clamp(6, 21)));
+            self.spec.as_of - Duration::days(self.rng.gen_range(3..(days / 2).clamp(4, 12)));
         self.ordinary_use(&h, &|_, _| 0, self.start, self.spec.as_of);
         let other_device = if self.rng.gen_bool(0.5) {
             self.device("phone")
@@ -1072,37 +1072,41 @@ impl Generator<'_> {
                 }
             }
             Scenario::ViewsDuringAppointment => {
-                let mut visits: Vec<&AppointmentRow> = appts
+                // Visits after the watching began; make one if the diary has none.
+                let mut visits: Vec<AppointmentRow> = appts
                     .iter()
-                    .filter(|a| a.mode == "face_to_face" && a.status == "attended")
+                    .filter(|a| {
+                        a.mode == "face_to_face"
+                            && a.status == "attended"
+                            && a.starts_at.date_naive() >= onset
+                    })
+                    .cloned()
                     .collect();
                 if visits.is_empty() {
-                    // Make sure there is a visit to watch.
-                    let day = onset.max(self.start);
-                    let day = if day.weekday().number_from_monday() > 5 {
-                        day - Duration::days(2)
-                    } else {
-                        day
-                    };
-                    let starts = at_local(self.spec.timezone, day, 10.0);
+                    let mut day = onset + Duration::days(self.rng.gen_range(0..4));
+                    while day.weekday().number_from_monday() > 5 {
+                        day += Duration::days(1);
+                    }
+                    let day = day.min(self.spec.as_of);
+                    let starts = at_local(
+                        self.spec.timezone,
+                        day,
+                        f64::from(self.rng.gen_range(18..34)) / 2.0,
+                    );
                     self.next_appointment += 1;
-                    self.practice.appointments.push(AppointmentRow {
+                    let a = AppointmentRow {
                         appointment_id: format!("A{:07}", self.next_appointment),
                         nhs_number: nhs.clone(),
                         starts_at: starts,
                         ends_at: starts + Duration::minutes(15),
                         mode: "face_to_face",
                         status: "attended",
-                    });
-                }
-                let extra = self.practice.appointments.last().cloned();
-                if visits.is_empty() {
-                    visits = extra.iter().collect();
+                    };
+                    self.practice.appointments.push(a.clone());
+                    visits.push(a);
                 }
                 let take = if obvious { visits.len().min(3) } else { 1 };
-                let watched: Vec<AppointmentRow> =
-                    visits.iter().take(take).map(|a| (*a).clone()).collect();
-                for a in watched {
+                for a in visits.into_iter().take(take) {
                     let when = a.starts_at + Duration::minutes(self.rng.gen_range(1..8));
                     self.session(
                         &nhs,
@@ -1159,8 +1163,21 @@ impl Generator<'_> {
             }
             Scenario::OddHoursOwnPhone => {
                 let phone = h.devices[0].clone();
-                // Hours the patient never uses: the middle of their night.
-                let quiet = (h.peaks[0].0 + 12.0).rem_euclid(24.0);
+                // Hours the patient never uses: the hour furthest from all their peaks.
+                let quiet = (0..24)
+                    .map(f64::from)
+                    .max_by(|a, b| {
+                        let gap = |x: f64| {
+                            h.peaks
+                                .iter()
+                                .map(|p| {
+                                    ((x - p.0).rem_euclid(24.0)).min((p.0 - x).rem_euclid(24.0))
+                                })
+                                .fold(f64::MAX, f64::min)
+                        };
+                        gap(*a).total_cmp(&gap(*b))
+                    })
+                    .unwrap_or(3.0);
                 let sessions = if obvious { 7 } else { 3 };
                 for _ in 0..sessions {
                     let day = onset

@@ -52,7 +52,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .iter()
             .copied()
             .filter(|s| {
-                (p.baseline.enough && !p.baseline.is_established(&s.device))
+                (p.baseline.has_history(ctx) && p.baseline.is_new(&s.device))
                     || established_elsewhere(s)
             })
             .collect();

@@ -40,16 +40,27 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             for s in p.sessions.iter().filter(|s| s.start < r.from) {
                 *counts_before.entry(s.device.as_str()).or_default() += 1;
             }
-            counts_before
-                .into_iter()
-                .filter(|(_, n)| *n >= ctx.cfg.established_device_sessions)
-                .map(|(d, _)| d)
-                .collect()
+            counts_before.into_iter().map(|(d, _)| d).collect()
+        };
+        let someone_elses = |d: &str| {
+            ctx.devices.get(d).is_some_and(|h| {
+                h.on.iter().any(|(o, u)| {
+                    o.as_str() != p.nhs
+                        && u.baseline_sessions >= ctx.cfg.established_device_sessions
+                })
+            })
         };
         let watched: Vec<&Session> = p
             .recent(ctx)
             .filter(|s| s.start >= r.from && s.start < until && s.reads > 0 && counts(ctx, s))
-            .filter(|s| !own.contains(s.device.as_str()))
+            // With no use at all before the restriction, only a device known to be someone else's is telling.
+            .filter(|s| {
+                if own.is_empty() {
+                    someone_elses(&s.device)
+                } else {
+                    !own.contains(s.device.as_str())
+                }
+            })
             .collect();
         if watched.is_empty() {
             continue;

@@ -30,7 +30,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     if !cfg.enabled {
         return Vec::new();
     }
-    let mut hits: Vec<(String, &Session)> = Vec::new();
+    let mut hits: Vec<(String, &Session, f64)> = Vec::new();
     for v in visits
         .iter()
         .filter(|v| v.starts_at >= ctx.recent_start && v.starts_at < ctx.end)
@@ -57,6 +57,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                     how
                 ),
                 s,
+                // The carried phone on the home connection may be a booking time that does not match the visit.
+                if other_device { 1.0 } else { cfg.carried_device_at_home_factor },
             ));
         }
     }
@@ -67,8 +69,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         .iter()
         .map(|h| h.0.clone())
         .collect::<std::collections::BTreeSet<_>>();
-    let score =
-        (cfg.base_score + cfg.per_visit * (visits_hit.len() as f64 - 1.0)).min(cfg.max_score);
+    let weight = hits.iter().map(|h| h.2).fold(0.0, f64::max);
+    let score = (cfg.base_score + cfg.per_visit * (visits_hit.len() as f64 - 1.0))
+        .min(cfg.max_score)
+        * weight;
     let sessions: Vec<&Session> = hits.iter().map(|h| h.1).collect();
     let device = sessions.first().map(|s| s.device.as_str());
     let mut text: Vec<String> = visits_hit.into_iter().collect();

@@ -34,7 +34,12 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .iter()
             .take_while(|b| b.start <= a.end + near)
         {
-            if a.account == b.account && a.device != b.device && b.start <= a.end + near {
+            // Both sessions open at once (give or take `within_minutes`), on two devices.
+            if a.account == b.account
+                && a.device != b.device
+                && b.start <= a.end + near
+                && a.start <= b.end + near
+            {
                 pairs.push((a, b));
             }
         }
@@ -42,7 +47,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let Some((a, b)) = pairs.first().copied() else {
         return Vec::new();
     };
-    let score = (cfg.base_score + 5.0 * (pairs.len() as f64 - 1.0)).min(cfg.max_score);
+    // A patient moving between two devices of their own is less telling than a device they do not use.
+    let both_own = pairs
+        .iter()
+        .all(|(a, b)| p.baseline.is_established(&a.device) && p.baseline.is_established(&b.device));
+    let mut score = (cfg.base_score + 5.0 * (pairs.len() as f64 - 1.0)).min(cfg.max_score);
+    if both_own {
+        score *= cfg.own_devices_factor;
+    }
     let sessions: Vec<&Session> = pairs.iter().flat_map(|(a, b)| [*a, *b]).collect();
     let explanation = format!(
         "The patient's online account was in use on two devices at the same time ({} on {} and {} on {}){}. One \

@@ -22,6 +22,49 @@ pub const META: RuleMeta = RuleMeta {
             the patient. Talk to the patient alone about who can use their login.",
 };
 
+/// The longest run of sessions spaced by one period (within `tol`), among periods from ten minutes to a day and a
+/// half. Ordinary sessions mixed in do not break it: each session only needs a successor one period later. Returns
+/// the period and the indices of the sessions in the run.
+pub fn regular_chain(starts: &[i64], tol: i64) -> Option<(i64, Vec<usize>)> {
+    const MIN: i64 = 600_000_000;
+    const MAX: i64 = 36 * 3_600_000_000;
+    let mut best: Option<(i64, Vec<usize>)> = None;
+    let mut tried: Vec<i64> = Vec::new();
+    for i in 0..starts.len() {
+        for j in i + 1..starts.len().min(i + 4) {
+            let period = starts[j] - starts[i];
+            if !(MIN..=MAX).contains(&period) || tried.iter().any(|p| (p - period).abs() <= tol) {
+                continue;
+            }
+            tried.push(period);
+            // Follow successors one period apart from every session; keep the longest chain.
+            let successor = |k: usize| {
+                let target = starts[k] + period;
+                let from = starts.partition_point(|t| *t < target - tol);
+                (from < starts.len() && starts[from] <= target + tol).then_some(from)
+            };
+            let mut has_pred = vec![false; starts.len()];
+            for k in 0..starts.len() {
+                if let Some(n) = successor(k) {
+                    has_pred[n] = true;
+                }
+            }
+            for k in (0..starts.len()).filter(|k| !has_pred[*k]) {
+                let mut chain = vec![k];
+                let mut at = k;
+                while let Some(n) = successor(at) {
+                    chain.push(n);
+                    at = n;
+                }
+                if chain.len() > best.as_ref().map_or(1, |b| b.1.len()) {
+                    best = Some((period, chain));
+                }
+            }
+        }
+    }
+    best
+}
+
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let cfg = &ctx.cfg.monitoring_cadence;
     if !cfg.enabled {
@@ -45,33 +88,26 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         by_device.entry(s.device.as_str()).or_default().push(s);
     }
     for (d, list) in &by_device {
-        if list.len() < cfg.min_regular_sessions {
+        let starts: Vec<i64> = list.iter().map(|s| s.start).collect();
+        let Some((period, chain)) = regular_chain(&starts, cfg.tolerance_minutes * 60_000_000)
+        else {
+            continue;
+        };
+        if chain.len() < cfg.min_regular_sessions {
             continue;
         }
-        let gaps: Vec<f64> = list
-            .windows(2)
-            .map(|w| (w[1].start - w[0].start) as f64)
-            .collect();
-        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
-        if mean < 600_000_000.0 {
-            continue; // under ten minutes apart: one sitting, not polling
-        }
-        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
-        let cv = var.sqrt() / mean;
-        if cv <= cfg.max_gap_variation {
-            score = score.max(cfg.regular_score);
-            let hours = mean / 3_600_000_000.0;
-            reasons.push(format!(
-                "It was opened {} times from {} at almost exactly regular intervals (every {}, varying by under {} \
-                 minutes), a regularity people do not keep: an app or someone checking on a schedule.",
-                list.len(),
-                short_device(d),
-                if hours >= 23.0 && hours <= 25.0 { "day at the same time".to_string() } else { format!("{hours:.1} hours") },
-                ((var.sqrt() / 60_000_000.0).ceil() as i64).max(1),
-            ));
-            evidence.extend(list.iter().copied());
-            device = Some(*d);
-        }
+        score = score.max(cfg.regular_score);
+        let hours = period as f64 / 3_600_000_000.0;
+        reasons.push(format!(
+            "It was opened {} times from {} at exactly regular intervals (every {}, to within {} minutes), a \
+             regularity people do not keep: an app, or someone checking on a schedule.",
+            chain.len(),
+            short_device(d),
+            if (23.0..=25.0).contains(&hours) { "day at the same time".to_string() } else { format!("{hours:.1} hours") },
+            cfg.tolerance_minutes,
+        ));
+        evidence.extend(chain.iter().map(|i| list[*i]));
+        device = Some(*d);
     }
 
     // Pace far above the patient's own.
@@ -101,6 +137,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         return Vec::new();
     }
     evidence.sort_by_key(|s| s.start);
+
     evidence.dedup_by_key(|s| s.start);
     vec![Finding::new(
         p.nhs,
@@ -110,4 +147,34 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         device,
         reasons.join(" "),
     )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::regular_chain;
+
+    const MIN: i64 = 60_000_000;
+
+    #[test]
+    fn a_schedule_is_found_among_ordinary_sessions() {
+        // Every 4 hours (within a minute) from t=0, with irregular sessions mixed in.
+        let mut starts: Vec<i64> = (0..8).map(|k| k * 240 * MIN + (k % 3) * MIN).collect();
+        starts.extend([37 * MIN, 301 * MIN, 777 * MIN, 1201 * MIN]);
+        starts.sort();
+        let (period, chain) = regular_chain(&starts, 3 * MIN).unwrap();
+        assert!((period - 240 * MIN).abs() <= 3 * MIN);
+        assert_eq!(chain.len(), 8);
+    }
+
+    #[test]
+    fn irregular_use_has_no_long_chain() {
+        let starts: Vec<i64> = [0, 95, 410, 1300, 1750, 2990, 4100, 5200, 7400]
+            .iter()
+            .map(|m| m * MIN)
+            .collect();
+        let best = regular_chain(&starts, 3 * MIN)
+            .map(|b| b.1.len())
+            .unwrap_or(0);
+        assert!(best <= 3, "{best}");
+    }
 }

@@ -26,7 +26,7 @@ pub const META: RuleMeta = RuleMeta {
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let cfg = &ctx.cfg.unfamiliar_device;
-    if !cfg.enabled || !p.baseline.enough || p.baseline.established.is_empty() {
+    if !cfg.enabled || !p.baseline.has_history(ctx) || p.baseline.established.is_empty() {
         return Vec::new();
     }
     let mut by_device: BTreeMap<&str, Vec<&Session>> = BTreeMap::new();
