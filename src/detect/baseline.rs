@@ -63,6 +63,41 @@ pub fn device_histories(
     out
 }
 
+/// Shares of sessions per local hour, each session counting half in each neighbouring hour as well.
+pub fn smoothed_share(counts: &[f64; 24]) -> [f64; 24] {
+    let mut smooth = [0.0; 24];
+    for (h, v) in smooth.iter_mut().enumerate() {
+        *v = counts[h] + 0.5 * (counts[(h + 23) % 24] + counts[(h + 1) % 24]);
+    }
+    let total: f64 = smooth.iter().sum();
+    if total > 0.0 {
+        for v in smooth.iter_mut() {
+            *v /= total;
+        }
+    }
+    smooth
+}
+
+/// The practice's hours: the share of all baseline sessions per local hour.
+pub fn practice_hours(
+    sessions: &BTreeMap<String, Vec<Session>>,
+    recent_start: i64,
+    hour: impl Fn(i64) -> u32,
+) -> [f64; 24] {
+    let mut counts = [0.0; 24];
+    for s in sessions
+        .values()
+        .flatten()
+        .filter(|s| s.start < recent_start)
+    {
+        counts[hour(s.start) as usize] += 1.0;
+    }
+    if counts.iter().sum::<f64>() == 0.0 {
+        return [1.0 / 24.0; 24];
+    }
+    smoothed_share(&counts)
+}
+
 /// A patient's own normal, learned from their sessions before the recent window.
 #[derive(Debug, Clone, Default)]
 pub struct PatientBaseline {
@@ -75,7 +110,7 @@ pub struct PatientBaseline {
     /// The device used most in the baseline: the one the patient carries.
     pub primary_device: Option<String>,
     pub hour_counts: [f64; 24],
-    /// Smoothed share of baseline sessions per local hour (a session counts half in each neighbouring hour).
+    /// Share of sessions per local hour: the patient's own (smoothed), shrunk towards the practice's.
     pub hour_share: [f64; 24],
     pub ips: HashSet<String>,
     /// The address used most: the household connection.
@@ -143,16 +178,13 @@ impl PatientBaseline {
         };
         b.enough = b.sessions >= ctx.cfg.min_baseline_sessions
             && span_days >= ctx.cfg.min_baseline_days as f64;
-        let mut smooth = [0.0; 24];
-        for (h, v) in smooth.iter_mut().enumerate() {
-            *v = b.hour_counts[h]
-                + 0.5 * (b.hour_counts[(h + 23) % 24] + b.hour_counts[(h + 1) % 24]);
-        }
-        let total: f64 = smooth.iter().sum();
-        if total > 0.0 {
-            for (h, v) in smooth.iter().enumerate() {
-                b.hour_share[h] = v / total;
-            }
+        // The patient's own hours, smoothed, shrunk towards the practice's hours by `hour_prior_sessions`
+        // pseudo-sessions: a patient with little history is judged by what is usual for everyone.
+        let own = smoothed_share(&b.hour_counts);
+        let n = b.sessions as f64;
+        let k = ctx.cfg.hour_prior_sessions;
+        for h in 0..24 {
+            b.hour_share[h] = (own[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
         }
         b
     }

@@ -16,6 +16,9 @@ pub struct DetectConfig {
     pub min_baseline_sessions: usize,
     /// ... spread over at least this many days between the first and last baseline session.
     pub min_baseline_days: i64,
+    /// Pseudo-sessions of the practice's hour-of-day pattern mixed into each patient's own, so that a patient with
+    /// little history is judged by what is usual for everyone.
+    pub hour_prior_sessions: f64,
     /// A device is established for a patient after this many baseline sessions on their record.
     pub established_device_sessions: usize,
     /// Risk score at or above which a patient is high risk.
@@ -40,6 +43,7 @@ impl Default for DetectConfig {
             recent_days: 14,
             min_baseline_sessions: 5,
             min_baseline_days: 14,
+            hour_prior_sessions: 5.0,
             established_device_sessions: 2,
             high: 70.0,
             medium: 45.0,
@@ -88,6 +92,9 @@ pub struct SharedDevice {
     pub base_score: f64,
     pub per_session: f64,
     pub max_score: f64,
+    /// A tablet or computer established on a household member's record (same home address) scores this
+    /// fraction: a shared family device is a weaker sign than someone's own phone.
+    pub household_factor: f64,
 }
 
 impl Default for SharedDevice {
@@ -97,6 +104,7 @@ impl Default for SharedDevice {
             base_score: 55.0,
             per_session: 4.0,
             max_score: 75.0,
+            household_factor: 0.5,
         }
     }
 }
@@ -128,8 +136,8 @@ impl Default for UnusualHour {
             min_sessions: 2,
             min_days: 2,
             base_score: 25.0,
-            per_session: 7.0,
-            max_score: 50.0,
+            per_session: 10.0,
+            max_score: 55.0,
             explained_within_hours: 3,
             away_from_home_factor: 0.5,
         }
@@ -204,7 +212,7 @@ impl Default for Concurrent {
     fn default() -> Self {
         Concurrent {
             enabled: true,
-            within_minutes: 2,
+            within_minutes: 0,
             base_score: 45.0,
             max_score: 60.0,
             own_devices_factor: 0.5,

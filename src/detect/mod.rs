@@ -51,6 +51,7 @@ pub struct Session {
     pub account: String,
     pub role: String,
     pub ip: Option<String>,
+    pub user_agent: Option<String>,
     pub events: u32,
     /// Views and downloads.
     pub reads: u32,
@@ -175,6 +176,8 @@ pub struct Context<'a> {
     /// Ends of attended appointments of every mode.
     pub appointment_ends: HashMap<String, Vec<i64>>,
     pub restrictions: HashMap<String, Vec<RestrictionPeriod>>,
+    /// The practice's share of sessions per local hour, the prior for patients with little history.
+    pub practice_hours: [f64; 24],
     /// (patient, proxy account) -> periods of formal proxy access.
     pub proxy_links: HashMap<(String, String), Vec<(i64, Option<i64>)>>,
 }
@@ -206,6 +209,59 @@ impl Context<'_> {
             })
     }
 
+    /// A tablet or computer established on another patient's record and used from the same address for both
+    /// records (the same household): a shared family device rather than an outsider's phone.
+    pub fn household_device(&self, p: &PatientView, s: &Session) -> bool {
+        if !is_household_class(s.user_agent.as_deref()) {
+            return false;
+        }
+        let here = s.ip.as_deref().or(p.baseline.home_ip.as_deref());
+        self.devices.get(&s.device).is_some_and(|h| {
+            h.on.iter().any(|(other, u)| {
+                other.as_str() != p.nhs
+                    && u.baseline_sessions >= self.cfg.established_device_sessions
+                    && self.sessions.get(other.as_str()).is_some_and(|list| {
+                        list.iter().any(|o| {
+                            o.device == s.device && o.ip.is_some() && o.ip.as_deref() == here
+                        })
+                    })
+            })
+        })
+    }
+
+    /// A device new to the patient that has taken over from their usual ones and is used the way they used them
+    /// (a replacement phone): on at least three days, mostly at the patient's usual hours, mostly not in the hours
+    /// after a sensitive entry, while the usual devices stopped within the grace period after it appeared.
+    pub fn is_replacement(&self, p: &PatientView, device: &str) -> bool {
+        let mine: Vec<&Session> = p.sessions.iter().filter(|s| s.device == device).collect();
+        let Some(first) = mine.first().map(|s| s.start) else {
+            return false;
+        };
+        let days: std::collections::BTreeSet<_> = mine
+            .iter()
+            .map(|s| self.local(s.start).date_naive())
+            .collect();
+        let grace = self.cfg.unfamiliar_device.replacement_grace_days * 86_400_000_000;
+        let window = self.cfg.access_after_sensitive_entry.within_hours * 3_600_000_000;
+        let after_entry = |s: &Session| {
+            self.sensitive.get(p.nhs).is_some_and(|es| {
+                es.iter()
+                    .any(|e| s.start >= e.visible_from && s.start <= e.visible_from + window)
+            })
+        };
+        let usual_hours = mine.iter().filter(|s| {
+            p.baseline.hour_share[self.hour(s.start) as usize] >= self.cfg.unusual_hour.rare_share
+        });
+        days.len() >= 3
+            && 2 * usual_hours.count() >= mine.len()
+            && 2 * mine.iter().filter(|s| after_entry(s)).count() < mine.len()
+            && !p.baseline.established.is_empty()
+            && p.sessions
+                .iter()
+                .filter(|s| p.baseline.is_established(&s.device))
+                .all(|s| s.start <= first + grace)
+    }
+
     pub fn allowed(&self, nhs: &str, device: &str) -> bool {
         self.allowlist.allows(nhs, device, self.as_of)
     }
@@ -225,6 +281,25 @@ impl Context<'_> {
         use chrono::Timelike;
         self.local(micros).hour()
     }
+}
+
+/// Tablets and computers are often shared in a household; phones are personal. Judged from the user agent.
+pub fn is_household_class(user_agent: Option<&str>) -> bool {
+    let Some(ua) = user_agent else { return false };
+    [
+        "iPad",
+        "Tablet",
+        "SM-T",
+        "SM-X",
+        "Kindle",
+        "Silk",
+        "Windows NT",
+        "Macintosh",
+        "X11",
+        "CrOS",
+    ]
+    .iter()
+    .any(|k| ua.contains(k))
 }
 
 /// A device id short enough to read aloud, long enough to find in the findings file.
@@ -298,8 +373,10 @@ pub fn detect(
         visits: HashMap::new(),
         appointment_ends: HashMap::new(),
         restrictions: HashMap::new(),
+        practice_hours: [0.0; 24],
         proxy_links: HashMap::new(),
     };
+    ctx.practice_hours = baseline::practice_hours(&ctx.sessions, recent_start, |t| ctx.hour(t));
     load_context(store, catalogue, &mut ctx)?;
 
     let mut findings = Vec::new();
@@ -416,6 +493,7 @@ fn load_sessions(
             t().max().alias("end"),
             col(ACTOR_ROLE).first().alias("role"),
             col(IP_ADDRESS).drop_nulls().first().alias("ip"),
+            col(USER_AGENT).drop_nulls().first().alias("ua"),
             len().alias("events"),
             is_read.cast(DataType::UInt32).sum().alias("reads"),
             is_prying.cast(DataType::UInt32).sum().alias("prying"),
@@ -431,6 +509,7 @@ fn load_sessions(
     let end_v = micros(df.column("end")?)?;
     let role = strs(df.column("role")?)?;
     let ip = strs(df.column("ip")?)?;
+    let ua = strs(df.column("ua")?)?;
     let events: Vec<Option<u32>> = df
         .column("events")?
         .cast(&DataType::UInt32)?
@@ -467,6 +546,7 @@ fn load_sessions(
             account: account[i].clone().unwrap_or_default(),
             role: role[i].clone().unwrap_or_else(|| "patient".into()),
             ip: ip[i].clone(),
+            user_agent: ua[i].clone(),
             events: ev,
             reads: reads[i].unwrap_or(0),
             prying_reads: prying[i].unwrap_or(0),

@@ -52,7 +52,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .iter()
             .copied()
             .filter(|s| {
-                (p.baseline.has_history(ctx) && p.baseline.is_new(&s.device))
+                (p.baseline.has_history(ctx)
+                    && p.baseline.is_new(&s.device)
+                    && !ctx.is_replacement(p, &s.device)
+                    && !ctx.household_device(p, s))
                     || established_elsewhere(s)
             })
             .collect();

@@ -60,7 +60,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             continue;
         };
         let n = sessions.len();
-        let score = (cfg.base_score + cfg.per_session * (n as f64 - 1.0)).min(cfg.max_score);
+        let household = sessions.iter().all(|s| ctx.household_device(p, s));
+        let mut score = (cfg.base_score + cfg.per_session * (n as f64 - 1.0)).min(cfg.max_score);
+        if household {
+            score *= cfg.household_factor;
+        }
         let explanation = format!(
             "A device ({}) that has been used on another patient's record since {} opened this patient's record {} \
              ({}). There is no formal proxy access recorded between them. Another person may be reading this \

@@ -57,7 +57,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         }
         let n = sessions.len();
         let prying = sessions.iter().filter(|s| s.prying_reads > 0).count();
-        let score = (cfg.base_score + cfg.per_session * (n as f64 - 1.0)).min(cfg.max_score);
+        let mut score = (cfg.base_score + cfg.per_session * (n as f64 - 1.0)).min(cfg.max_score);
+        // A household tablet or computer a partner already uses is less telling than an outsider's device.
+        if sessions.iter().all(|s| ctx.household_device(p, s)) {
+            score *= ctx.cfg.shared_device.household_factor;
+        }
         let explanation = format!(
             "A device this patient had not used before ({}) opened the record {} in the last {} days ({}), {}while \
              the patient's usual device was still being used. A new phone that simply replaces the old one would \

@@ -26,7 +26,7 @@ pub const META: RuleMeta = RuleMeta {
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let cfg = &ctx.cfg.unusual_hour;
-    if !cfg.enabled || !p.baseline.enough {
+    if !cfg.enabled || !p.baseline.has_history(ctx) {
         return Vec::new();
     }
     let window = cfg.explained_within_hours * HOUR;
