@@ -183,8 +183,8 @@ impl PatientBaseline {
         let own = smoothed_share(&b.hour_counts);
         let n = b.sessions as f64;
         let k = ctx.cfg.hour_prior_sessions;
-        for h in 0..24 {
-            b.hour_share[h] = (own[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
+        for (h, share) in b.hour_share.iter_mut().enumerate() {
+            *share = (own[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
         }
         b
     }

@@ -179,8 +179,11 @@ pub struct Context<'a> {
     /// The practice's share of sessions per local hour, the prior for patients with little history.
     pub practice_hours: [f64; 24],
     /// (patient, proxy account) -> periods of formal proxy access.
-    pub proxy_links: HashMap<(String, String), Vec<(i64, Option<i64>)>>,
+    pub proxy_links: HashMap<(String, String), Vec<ProxyPeriod>>,
 }
+
+/// A formal proxy's access: from, and until (`None` while in force).
+pub type ProxyPeriod = (i64, Option<i64>);
 
 /// One patient's sessions and baseline, as each rule receives them.
 pub struct PatientView<'a> {

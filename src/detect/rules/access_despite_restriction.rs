@@ -34,14 +34,13 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in periods {
         let until = r.until.unwrap_or(ctx.end);
-        // The patient's own devices: used on the record at least this often before the restriction began.
-        let own: BTreeSet<&str> = {
-            let mut counts_before = std::collections::BTreeMap::<&str, usize>::new();
-            for s in p.sessions.iter().filter(|s| s.start < r.from) {
-                *counts_before.entry(s.device.as_str()).or_default() += 1;
-            }
-            counts_before.into_iter().map(|(d, _)| d).collect()
-        };
+        // The patient's own devices: any used on the record before the restriction began.
+        let own: BTreeSet<&str> = p
+            .sessions
+            .iter()
+            .filter(|s| s.start < r.from)
+            .map(|s| s.device.as_str())
+            .collect();
         let someone_elses = |d: &str| {
             ctx.devices.get(d).is_some_and(|h| {
                 h.on.iter().any(|(o, u)| {

@@ -1,0 +1,263 @@
+//! `accesswatch detect` and `accesswatch rules` through the real binary: the run folder's files exactly as the
+//! data contract names them, deterministic re-runs, and the rule catalogue's text.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+fn sample_store(dir: &std::path::Path) -> std::path::PathBuf {
+    let store = dir.join("store");
+    let r = run(&[
+        "ingest",
+        "--store",
+        store.to_str().unwrap(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data"),
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    store
+}
+
+fn read_csv(path: &std::path::Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let h = r.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = r
+        .records()
+        .map(|x| x.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    (h, rows)
+}
+
+#[test]
+fn detect_writes_the_contracts_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let out = dir.path().join("reports");
+    let r = run(&[
+        "detect",
+        "--store",
+        store.to_str().unwrap(),
+        "--as-of",
+        "2026-11-22",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run_dir = out.join("2026-11-22");
+    assert!(
+        r.stdout.contains("patients analysed")
+            && r.stdout.contains(&format!("report: {}", run_dir.display())),
+        "{}",
+        r.stdout
+    );
+
+    let (h, patients) = read_csv(&run_dir.join("patients.csv"));
+    assert_eq!(
+        h,
+        ["nhs_number", "risk_score", "risk_level", "rules", "summary"]
+    );
+    assert!(!patients.is_empty());
+    let scores: Vec<u32> = patients.iter().map(|p| p[1].parse().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "most urgent first");
+    for p in &patients {
+        assert!(["high", "medium", "low"].contains(&p[2].as_str()));
+        assert!(
+            !p[4].is_empty() && p[4].ends_with('.'),
+            "every patient has a plain summary"
+        );
+        assert!(accesswatch::ingest::validate::nhs_number(&p[0]).is_ok());
+    }
+    let (h, findings) = read_csv(&run_dir.join("findings.csv"));
+    assert_eq!(
+        h,
+        [
+            "finding_id",
+            "nhs_number",
+            "rule_id",
+            "severity",
+            "score",
+            "first_at",
+            "last_at",
+            "device_id",
+            "event_count",
+            "explanation"
+        ]
+    );
+    let rule_ids: Vec<&str> = accesswatch::detect::rules::CATALOGUE
+        .iter()
+        .map(|r| r.meta.id)
+        .collect();
+    for f in &findings {
+        assert!(rule_ids.contains(&f[2].as_str()), "{}", f[2]);
+        assert!(f[5].ends_with('Z') && f[6].ends_with('Z'));
+        assert!(
+            f[9].len() > 60,
+            "every finding is explained in a sentence: {}",
+            f[9]
+        );
+        assert!(patients
+            .iter()
+            .any(|p| p[0] == f[1] && p[3].split(';').any(|r| r == f[2])));
+    }
+    // The patients flagged in the sample are mostly the monitored ones.
+    let (_, truth) = read_csv(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sample_data/truth.csv"
+    )));
+    let flagged: Vec<&Vec<String>> = patients.iter().filter(|p| p[2] != "low").collect();
+    let monitored = |n: &str| truth.iter().any(|t| t[0] == n && t[1] == "monitored");
+    let hits = flagged.iter().filter(|p| monitored(&p[0])).count();
+    assert!(
+        hits * 10 >= flagged.len() * 8,
+        "precision on the sample: {hits}/{}",
+        flagged.len()
+    );
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("summary.json")).unwrap()).unwrap();
+    for key in [
+        "version",
+        "config_hash",
+        "as_of",
+        "input",
+        "detection",
+        "patients_flagged",
+        "findings_per_rule",
+        "seconds",
+    ] {
+        assert!(summary.get(key).is_some(), "summary.json lacks {key}");
+    }
+    assert_eq!(summary["input"]["quarantined"], 9);
+    assert_eq!(summary["findings_per_rule"].as_object().unwrap().len(), 9);
+    assert_eq!(
+        summary["findings_per_rule"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        findings.len() as u64
+    );
+    assert!(summary["seconds"]["detect"].is_number());
+
+    // findings.parquet holds the same rows, readable by an independent reader.
+    let py = std::process::Command::new("python3")
+        .args(["-c", "import sys, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(t.num_rows, t.schema.field('first_at').type)", run_dir.join("findings.parquet").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        format!("{} timestamp[us, tz=UTC]", findings.len())
+    );
+
+    for name in [
+        "patients.csv",
+        "findings.csv",
+        "findings.parquet",
+        "summary.json",
+    ] {
+        let mode = std::fs::metadata(run_dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
+    assert_eq!(
+        std::fs::metadata(&run_dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn re_running_a_day_gives_the_same_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let out = dir.path().join("reports");
+    let args = [
+        "detect",
+        "--store",
+        store.to_str().unwrap(),
+        "--as-of",
+        "2026-11-22",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert_eq!(run(&args).code, 0);
+    let first: Vec<_> = tree(&out.join("2026-11-22"))
+        .into_iter()
+        .filter(|(p, _)| p != "summary.json")
+        .collect();
+    assert_eq!(run(&args).code, 0);
+    let second: Vec<_> = tree(&out.join("2026-11-22"))
+        .into_iter()
+        .filter(|(p, _)| p != "summary.json")
+        .collect();
+    assert_eq!(first, second);
+    // Nothing is left beside the run folder.
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["2026-11-22"]);
+}
+
+#[test]
+fn an_empty_store_gives_an_empty_run_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reports");
+    let r = run(&[
+        "detect",
+        "--store",
+        dir.path().join("none").to_str().unwrap(),
+        "--as-of",
+        "2026-11-22",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_, rows) = read_csv(&out.join("2026-11-22/patients.csv"));
+    assert!(rows.is_empty());
+    let r = run(&[
+        "detect",
+        "--store",
+        "x",
+        "--lookback-days",
+        "7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--lookback-days"), "{}", r.stderr);
+}
+
+#[test]
+fn the_rule_catalogue_lists_and_explains_every_rule() {
+    let r = run(&["rules"]);
+    assert_eq!(r.code, 0);
+    assert_eq!(r.stdout.lines().count(), 9);
+    for rule in accesswatch::detect::rules::CATALOGUE.iter() {
+        assert!(r.stdout.contains(rule.meta.id));
+        let e = run(&["rules", "--explain", rule.meta.id]);
+        assert_eq!(e.code, 0);
+        assert!(
+            e.stdout.contains("What it looks for")
+                && e.stdout.contains("Known benign look-alikes")
+                && e.stdout.contains("What to do")
+        );
+        assert!(!rule.meta.benign_lookalikes.is_empty());
+    }
+    let e = run(&["rules", "--explain", "nope"]);
+    assert_eq!(e.code, 1);
+    assert!(e.stderr.contains("no rule 'nope'"));
+    assert_eq!(
+        run(&["rules", "--explain", "unusual_hour"]).stdout,
+        include_str!("expected/rules_explain_unusual_hour.txt")
+    );
+}
