@@ -49,6 +49,31 @@ pub struct ConfigFile {
     /// Devices and reviewed patient-device pairs that detection leaves alone.
     #[serde(default)]
     pub allowlist: Allowlist,
+    /// The nightly run.
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Run folders older than this many days before the as-of date are deleted.
+    pub keep_days: u32,
+    /// Exit with code 4 when any patient is at this level or above: "medium" or "high" (default: never).
+    pub fail_on: Option<String>,
+    /// The day a run reports on when `--as-of` is not given: "yesterday" (in the practice's time zone) or
+    /// "latest-data" (the day of the newest audit event in the store).
+    pub as_of: String,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection {
+            keep_days: 90,
+            fail_on: None,
+            as_of: "yesterday".into(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +130,7 @@ pub struct Config {
     pub codes: CodesConfig,
     pub detect: DetectConfig,
     pub allowlist: Allowlist,
+    pub run: RunSection,
     /// SHA-256 of the config file's bytes (or of nothing), recorded in run summaries.
     pub hash: String,
     /// The file it came from, if any.
@@ -152,7 +178,17 @@ impl Config {
             problems,
         };
         let (parsed, bytes) = match file {
-            None => (ConfigFile::default(), Vec::new()),
+            // The embedded default runs the demo on sample_data/: report on the newest data, whatever today is.
+            None => (
+                ConfigFile {
+                    run: RunSection {
+                        as_of: "latest-data".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                Vec::new(),
+            ),
             Some(path) => {
                 let bytes =
                     std::fs::read(path).map_err(|e| fail(vec![format!("cannot read it: {e}")]))?;
@@ -267,6 +303,17 @@ impl Config {
             }
         }
 
+        if let Some(level) = &f.run.fail_on {
+            if level != "medium" && level != "high" {
+                problems.push(format!("run.fail_on: '{level}' is not medium or high"));
+            }
+        }
+        if f.run.as_of != "yesterday" && f.run.as_of != "latest-data" {
+            problems.push(format!(
+                "run.as_of: '{}' is not yesterday or latest-data",
+                f.run.as_of
+            ));
+        }
         let d = &f.detect;
         if d.recent_days == 0 || d.recent_days >= d.lookback_days {
             problems
@@ -299,6 +346,7 @@ impl Config {
             codes,
             detect: f.detect,
             allowlist: f.allowlist,
+            run: f.run,
             hash: hex::encode(Sha256::digest(bytes)),
             source: None,
         })

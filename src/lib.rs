@@ -10,6 +10,7 @@ pub mod detect;
 pub mod evaluate;
 pub mod generate;
 pub mod ingest;
+pub mod pipeline;
 pub mod records;
 pub mod report;
 pub mod schema;

@@ -1,18 +1,14 @@
 //! `accesswatch detect`: run every rule for a day and write the run folder.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use chrono::{Duration, NaiveDate, Utc};
 
 use super::{load_config, print, Exit};
 use crate::config::{Config, Overrides};
-use crate::context::catalogue::SensitiveCatalogue;
-use crate::detect;
-use crate::report::{self, InputFigures};
-use crate::store::manifest::Manifest;
+use crate::pipeline;
+use crate::report;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,63 +52,17 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
         }
         config.detect.lookback_days = n;
     }
-    let as_of = args.as_of.unwrap_or_else(|| yesterday(&config));
-    let (dir, summary) = run_detection(&config, as_of)?;
+    let as_of = match args.as_of {
+        Some(d) => d,
+        None => yesterday(&config),
+    };
+    let (dir, summary) = pipeline::detect_and_report(&config, as_of)?;
     if args.json {
         print(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {
         print(&render_summary(&summary, &dir))?;
     }
     Ok(Exit::Success)
-}
-
-/// Detection and the run folder, for `detect` and the nightly `run`.
-pub fn run_detection(
-    config: &Config,
-    as_of: NaiveDate,
-) -> anyhow::Result<(PathBuf, report::RunSummary)> {
-    let started = Instant::now();
-    let catalogue = SensitiveCatalogue::for_config(config)?;
-    let d = detect::detect(
-        &config.store,
-        &config.detect,
-        &config.allowlist,
-        &catalogue,
-        config.timezone,
-        as_of,
-    )?;
-    let detect_secs = started.elapsed().as_secs_f64();
-    let manifest = Manifest::load(&config.store)?;
-    let input = InputFigures {
-        files: manifest.files.len() as u64,
-        rows_read: manifest.files.iter().map(|f| f.read).sum(),
-        stored: manifest.files.iter().map(|f| f.stored).sum(),
-        duplicates: manifest.files.iter().map(|f| f.duplicates).sum(),
-        quarantined: manifest.files.iter().map(|f| f.quarantined).sum(),
-    };
-    let mut seconds = BTreeMap::new();
-    seconds.insert("detect", round3(detect_secs));
-    let write_started = Instant::now();
-    let summary = report::summarise(&d, as_of, &config.hash, input.clone(), seconds.clone());
-    let dir = report::write_run(&config.reports, as_of, &d, &summary)?;
-    seconds.insert("write", round3(write_started.elapsed().as_secs_f64()));
-    let summary = report::summarise(&d, as_of, &config.hash, input, seconds);
-    // Rewrite the summary with the write time included (the folder is already in place).
-    std::fs::write(
-        dir.join(report::SUMMARY_JSON),
-        serde_json::to_string_pretty(&summary)? + "\n",
-    )?;
-    tracing::info!(
-        as_of = %as_of,
-        patients = d.stats.patients_analysed,
-        findings = d.findings.len(),
-        "detection done"
-    );
-    Ok((dir, summary))
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 pub fn render_summary(s: &report::RunSummary, dir: &Path) -> String {

@@ -5,6 +5,7 @@
 //! - 1: failure: bad config, a refused or unreadable input file, a store that cannot be written.
 //! - 2: the command line itself is wrong (clap's usage errors).
 //! - 3: success, but some rows were quarantined: look at the quarantine.
+//! - 4: (`run`) success, and a patient is at or above the level named by `run.fail_on` / `--fail-on`.
 
 pub mod codes;
 pub mod detect;
@@ -12,6 +13,7 @@ pub mod evaluate;
 pub mod generate;
 pub mod ingest;
 pub mod rules;
+pub mod run;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -50,6 +52,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Validate CSV exports and add them to the Parquet store; bad rows go to the quarantine.
     Ingest(ingest::Args),
+    /// The nightly job: ingest new files from the inbox, detect for the day, write the run folder.
+    Run(run::Args),
     /// Run every rule for a day and write the run folder (patients.csv, findings.csv, findings.parquet, summary.json).
     Detect(detect::Args),
     /// List the detection rules, or explain one (`--explain RULE_ID`).
@@ -69,6 +73,7 @@ pub enum Exit {
     Failure = 1,
     Usage = 2,
     Quarantined = 3,
+    Flagged = 4,
 }
 
 impl From<Exit> for ExitCode {
@@ -81,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     init_logging(cli.log_format, cli.verbose);
     match cli.command {
         Command::Ingest(args) => ingest::run(cli.config.as_deref(), args),
+        Command::Run(args) => run::run(cli.config.as_deref(), args),
         Command::Detect(args) => detect::run(cli.config.as_deref(), args),
         Command::Rules(args) => rules::run(args),
         Command::Codes(args) => codes::run(cli.config.as_deref(), args),

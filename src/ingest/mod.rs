@@ -120,6 +120,14 @@ impl IngestReport {
     }
 }
 
+/// One file to ingest: where it is, and the name its rows carry as `source_file` (its path inside the folder it
+/// was found in, or its file name), so the store's content does not depend on where the inbox lives.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub name: String,
+}
+
 /// Ingests files and folders (folders are searched for `.csv` and `.csv.gz` files, in name order).
 pub fn ingest(
     config: &Config,
@@ -131,7 +139,7 @@ pub fn ingest(
     let mut files = Vec::new();
     for input in expand_inputs(paths) {
         let report = match input {
-            Ok(path) => ingest_file(&store, &mut manifest, config, &path, opts)?,
+            Ok(input) => ingest_file(&store, &mut manifest, config, &input, opts)?,
             Err((path, message)) => refused(&path, None, None, message),
         };
         tracing::info!(
@@ -163,7 +171,7 @@ pub fn ingest(
 }
 
 /// The input files named by the arguments, in a stable order; an argument that names nothing is an error entry.
-pub fn expand_inputs(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, String)>> {
+pub fn expand_inputs(paths: &[PathBuf]) -> Vec<Result<InputFile, (PathBuf, String)>> {
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for p in paths {
@@ -175,12 +183,20 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Vec<Result<PathBuf, (PathBuf, String)
             found.sort();
             for f in found {
                 if seen.insert(f.clone()) {
-                    out.push(Ok(f));
+                    let name = f.strip_prefix(p).unwrap_or(&f).display().to_string();
+                    out.push(Ok(InputFile { path: f, name }));
                 }
             }
         } else if p.is_file() {
             if seen.insert(p.clone()) {
-                out.push(Ok(p.clone()));
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                out.push(Ok(InputFile {
+                    path: p.clone(),
+                    name,
+                }));
             }
         } else {
             out.push(Err((p.clone(), "no such file or folder".into())));
@@ -237,9 +253,10 @@ fn ingest_file(
     store: &Store,
     manifest: &mut Manifest,
     config: &Config,
-    path: &Path,
+    input: &InputFile,
     opts: &IngestOptions,
 ) -> Result<FileReport, IngestError> {
+    let path = input.path.as_path();
     let sha = match sha256_file(path) {
         Ok(s) => s,
         Err(e) => return Ok(refused(path, None, None, format!("cannot read file: {e}"))),
@@ -315,7 +332,7 @@ fn ingest_file(
         index: &index,
         provenance: Provenance {
             ingest_seq: seq,
-            source_file: path.display().to_string(),
+            source_file: input.name.clone(),
         },
     };
     let (counts, failure) = match kind {

@@ -15,12 +15,13 @@ use serde::Serialize;
 
 use crate::detect::{rules, Detection, DetectionStats, Finding};
 use crate::records::{instants, text};
-use crate::store::{create_private_dir, private_file};
+use crate::store::{create_private_dir, fault_point, private_file};
 
 pub const PATIENTS_CSV: &str = "patients.csv";
 pub const FINDINGS_CSV: &str = "findings.csv";
 pub const FINDINGS_PARQUET: &str = "findings.parquet";
 pub const SUMMARY_JSON: &str = "summary.json";
+pub const REPORT_HTML: &str = "report.html";
 
 /// The figures of a run, as `summary.json`.
 #[derive(Debug, Clone, Serialize)]
@@ -101,14 +102,15 @@ pub fn write_run(
     create_private_dir(reports)?;
     let name = as_of.format("%Y-%m-%d").to_string();
     let final_dir = reports.join(&name);
+    clear_debris(reports, &name)?;
     let tmp = reports.join(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
-    }
     create_private_dir(&tmp)?;
     write_patients(&tmp.join(PATIENTS_CSV), d)?;
+    fault_point();
     write_findings_csv(&tmp.join(FINDINGS_CSV), &d.findings)?;
+    fault_point();
     write_findings_parquet(&tmp.join(FINDINGS_PARQUET), &d.findings)?;
+    fault_point();
     let mut f = private_file(&tmp.join(SUMMARY_JSON), true)?;
     f.write_all(serde_json::to_string_pretty(summary)?.as_bytes())?;
     f.write_all(b"\n")?;
@@ -125,6 +127,27 @@ pub fn write_run(
         fs::remove_dir_all(&old)?;
     }
     Ok(final_dir)
+}
+
+/// Removes what a killed run left beside a day's folder (a half-built `.D.tmp-*`, or a `.D.old-*` it had moved
+/// aside). An `.old` folder is put back if the day's folder itself is missing (killed between the two renames).
+fn clear_debris(reports: &Path, name: &str) -> anyhow::Result<()> {
+    let final_dir = reports.join(name);
+    for entry in fs::read_dir(reports)? {
+        let path = entry?.path();
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if file.starts_with(&format!(".{name}.old-")) && !final_dir.exists() {
+            fs::rename(&path, &final_dir)?;
+        } else if file.starts_with(&format!(".{name}.tmp-"))
+            || file.starts_with(&format!(".{name}.old-"))
+        {
+            fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(())
 }
 
 fn csv_file(path: &Path) -> anyhow::Result<csv::Writer<fs::File>> {

@@ -33,8 +33,9 @@ pub const MANIFEST_FILE: &str = "_manifest.json";
 const TMP_DIR: &str = "_tmp";
 const LOCK_FILE: &str = ".lock";
 
-/// Fault injection for the crash tests: when set to N, the process aborts right after its N-th data file is
-/// renamed into place, as a `kill -9` would leave it. Documented in the README; has no other effect.
+/// Fault injection for the crash tests: when set to N, the process aborts right after its N-th durable write (a
+/// data file renamed into place, a run folder file written), as a `kill -9` would leave it. Documented in the
+/// README; has no other effect.
 pub const CRASH_AFTER_WRITES_ENV: &str = "ACCESSWATCH_TEST_CRASH_AFTER_WRITES";
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,6 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     root: PathBuf,
     _lock: File,
-    writes: AtomicUsize,
 }
 
 impl Store {
@@ -97,7 +97,6 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             _lock: lock,
-            writes: AtomicUsize::new(0),
         })
     }
 
@@ -189,17 +188,8 @@ impl Store {
             source,
         })?;
         sync_dir(dir);
-        self.after_write();
+        fault_point();
         Ok(final_path)
-    }
-
-    fn after_write(&self) {
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Ok(limit) = std::env::var(CRASH_AFTER_WRITES_ENV) {
-            if limit.trim().parse::<usize>().ok() == Some(n) {
-                std::process::abort();
-            }
-        }
     }
 
     /// Replaces a small file (the manifest) atomically: write beside, sync, rename.
@@ -220,6 +210,19 @@ impl Store {
         fs::rename(&tmp_path, &final_path).map_err(err)?;
         sync_dir(&self.root);
         Ok(())
+    }
+}
+
+static WRITES: AtomicUsize = AtomicUsize::new(0);
+
+/// Called after every durable write (a data file renamed into place, a run folder's file): counts writes and, in
+/// the crash tests, aborts the process at the N-th one (see [`CRASH_AFTER_WRITES_ENV`]).
+pub fn fault_point() {
+    let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Ok(limit) = std::env::var(CRASH_AFTER_WRITES_ENV) {
+        if limit.trim().parse::<usize>().ok() == Some(n) {
+            std::process::abort();
+        }
     }
 }
 

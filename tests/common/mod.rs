@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use polars::prelude::*;
+use sha2::Digest;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_accesswatch");
 
@@ -97,9 +98,9 @@ pub fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
         .collect()
 }
 
-/// Every file under a folder with its bytes, relative path first, sorted.
-pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+/// Every file under a folder with the SHA-256 of its bytes, relative path first, sorted.
+pub fn tree(dir: &Path) -> Vec<(String, String)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
@@ -107,7 +108,7 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
             } else {
                 out.push((
                     p.strip_prefix(base).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
+                    hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap())),
                 ));
             }
         }

@@ -1,0 +1,241 @@
+//! The nightly run: inbox -> store -> detection -> run folder, under one lock, with a record of every run.
+//!
+//! Safe to repeat: files already ingested (by content hash) are skipped, detection is deterministic, and the run
+//! folder is replaced atomically, so running a night twice, or re-running after a crash at any point, gives the
+//! same store and the same findings.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::context::catalogue::SensitiveCatalogue;
+use crate::detect;
+use crate::ingest::{self, IngestOptions, IngestReport};
+use crate::report::{self, InputFigures, RunSummary};
+use crate::schema::{Kind, OCCURRED_AT};
+use crate::store::manifest::Manifest;
+use crate::store::scan::scan_kind;
+use crate::store::{create_private_dir, private_file};
+
+pub const RUN_LOCK: &str = ".run.lock";
+pub const RUNS_LOG: &str = "runs.jsonl";
+
+/// What a nightly run did.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub as_of: NaiveDate,
+    pub ingest: IngestReport,
+    pub run_dir: PathBuf,
+    pub summary: RunSummary,
+    pub pruned: Vec<String>,
+}
+
+/// One line of `runs.jsonl`: every run, failed ones included. No identifiers.
+#[derive(Debug, Serialize)]
+struct RunRecord<'a> {
+    started_at: String,
+    finished_at: String,
+    status: &'a str,
+    as_of: Option<NaiveDate>,
+    files_read: u64,
+    rows_read: u64,
+    stored: u64,
+    duplicates: u64,
+    quarantined: u64,
+    patients_flagged: Option<BTreeMap<&'static str, u64>>,
+    error: Option<String>,
+}
+
+/// Holds the run lock for the duration of a run. The OS releases it if the process dies, so a killed run never
+/// leaves a lock that blocks the next night; the file keeps the last holder's pid and start for diagnosis.
+pub struct RunLock {
+    _file: fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(store: &Path) -> anyhow::Result<RunLock> {
+        create_private_dir(store)?;
+        let path = store.join(RUN_LOCK);
+        let mut file = private_file(&path, false)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "another accesswatch run is in progress ({}); try again when it finishes",
+                    holder.trim()
+                );
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        file.set_len(0)?;
+        writeln!(
+            file,
+            "pid {} since {}",
+            std::process::id(),
+            Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+        )?;
+        Ok(RunLock { _file: file })
+    }
+}
+
+/// The day of the newest audit event in the store (practice time), if any.
+pub fn latest_data_day(config: &Config) -> anyhow::Result<Option<NaiveDate>> {
+    let df = scan_kind(&config.store, Kind::Audit)?
+        .select([col(OCCURRED_AT).cast(DataType::Int64).max().alias("t")])
+        .collect()?;
+    let t = df.column("t")?.i64()?.get(0);
+    Ok(t.and_then(DateTime::from_timestamp_micros)
+        .map(|t| t.with_timezone(&config.timezone).date_naive()))
+}
+
+/// Resolves the as-of date: the command line's, else the config's rule.
+pub fn resolve_as_of(config: &Config, given: Option<NaiveDate>) -> anyhow::Result<NaiveDate> {
+    if let Some(d) = given {
+        return Ok(d);
+    }
+    let yesterday = Utc::now().with_timezone(&config.timezone).date_naive() - Duration::days(1);
+    if config.run.as_of == "latest-data" {
+        return Ok(latest_data_day(config)?.unwrap_or(yesterday));
+    }
+    Ok(yesterday)
+}
+
+/// Detection for a day and its run folder (shared by `detect` and `run`).
+pub fn detect_and_report(
+    config: &Config,
+    as_of: NaiveDate,
+) -> anyhow::Result<(PathBuf, RunSummary)> {
+    let started = Instant::now();
+    let catalogue = SensitiveCatalogue::for_config(config)?;
+    let d = detect::detect(
+        &config.store,
+        &config.detect,
+        &config.allowlist,
+        &catalogue,
+        config.timezone,
+        as_of,
+    )?;
+    let mut seconds = BTreeMap::new();
+    seconds.insert("detect", round3(started.elapsed().as_secs_f64()));
+    let manifest = Manifest::load(&config.store)?;
+    let input = InputFigures {
+        files: manifest.files.len() as u64,
+        rows_read: manifest.files.iter().map(|f| f.read).sum(),
+        stored: manifest.files.iter().map(|f| f.stored).sum(),
+        duplicates: manifest.files.iter().map(|f| f.duplicates).sum(),
+        quarantined: manifest.files.iter().map(|f| f.quarantined).sum(),
+    };
+    let summary = report::summarise(&d, as_of, &config.hash, input, seconds);
+    let dir = report::write_run(&config.reports, as_of, &d, &summary)?;
+    tracing::info!(as_of = %as_of, patients = d.stats.patients_analysed, findings = d.findings.len(), "detection done");
+    Ok((dir, summary))
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The whole nightly job.
+pub fn nightly(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<RunOutcome> {
+    let started = Utc::now();
+    let _lock = RunLock::acquire(&config.store)?;
+    let result = nightly_locked(config, as_of);
+    let (status, record) = match &result {
+        Ok(o) => ("succeeded", Some(o)),
+        Err(_) => ("failed", None),
+    };
+    let ingest_totals = record.map(|o| o.ingest.totals).unwrap_or_default();
+    let rec = RunRecord {
+        started_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
+        finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        status,
+        as_of: record.map(|o| o.as_of).or(as_of),
+        files_read: record
+            .map(|o| {
+                o.ingest
+                    .files
+                    .iter()
+                    .filter(|f| f.status == ingest::FileStatus::Ingested)
+                    .count() as u64
+            })
+            .unwrap_or(0),
+        rows_read: ingest_totals.read,
+        stored: ingest_totals.stored,
+        duplicates: ingest_totals.duplicates,
+        quarantined: ingest_totals.quarantined,
+        patients_flagged: record.map(|o| o.summary.patients_flagged.clone()),
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+    };
+    if let Err(e) = append_record(&config.reports, &rec) {
+        tracing::warn!(error = %e, "could not append to the runs log");
+    }
+    result
+}
+
+fn nightly_locked(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<RunOutcome> {
+    if !config.inbox.is_dir() {
+        anyhow::bail!("the inbox {} is not a folder", config.inbox.display());
+    }
+    let ingest = ingest::ingest(
+        config,
+        std::slice::from_ref(&config.inbox),
+        &IngestOptions::default(),
+    )?;
+    let as_of = resolve_as_of(config, as_of)?;
+    let (run_dir, summary) = detect_and_report(config, as_of)?;
+    let pruned = prune(&config.reports, as_of, config.run.keep_days)?;
+    Ok(RunOutcome {
+        as_of,
+        ingest,
+        run_dir,
+        summary,
+        pruned,
+    })
+}
+
+fn append_record(reports: &Path, rec: &RunRecord) -> anyhow::Result<()> {
+    create_private_dir(reports)?;
+    let path = reports.join(RUNS_LOG);
+    let mut o = OpenOptions::new();
+    o.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{}", serde_json::to_string(rec)?)?;
+    Ok(())
+}
+
+/// Deletes run folders (named by their date) more than `keep_days` before `as_of`.
+pub fn prune(reports: &Path, as_of: NaiveDate, keep_days: u32) -> anyhow::Result<Vec<String>> {
+    let cutoff = as_of - Duration::days(i64::from(keep_days));
+    let mut pruned = Vec::new();
+    for entry in fs::read_dir(reports)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if let Ok(day) = NaiveDate::parse_from_str(&name, "%Y-%m-%d") {
+            if path.is_dir() && day < cutoff {
+                fs::remove_dir_all(&path)?;
+                pruned.push(name);
+            }
+        }
+    }
+    pruned.sort();
+    Ok(pruned)
+}

@@ -1,0 +1,315 @@
+//! `accesswatch run`, the nightly job: end to end, repeatable, crash-safe, locked, pruned, with documented exit
+//! codes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data");
+
+/// A practice folder: `inbox/` holding a copy of the sample, and a config naming inbox, store and reports
+/// relative to itself.
+fn practice(dir: &Path, extra: &str) -> PathBuf {
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for e in std::fs::read_dir(SAMPLE).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, inbox.join(p.file_name().unwrap())).unwrap();
+    }
+    write(
+        dir,
+        "accesswatch.toml",
+        &format!("inbox = \"inbox\"\nstore = \"store\"\nreports = \"reports\"\n{extra}"),
+    )
+}
+
+fn nightly(config: &Path, as_of: &str, env: &[(&str, &str)]) -> Run {
+    run_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--as-of",
+            as_of,
+        ],
+        env,
+    )
+}
+
+/// The findings of a run folder, byte for byte (everything but the timings in summary.json).
+fn outputs(dir: &Path, as_of: &str) -> Vec<(String, String)> {
+    tree(&dir.join("reports").join(as_of))
+        .into_iter()
+        .filter(|(p, _)| p != "summary.json")
+        .collect()
+}
+
+fn store_data(dir: &Path) -> Vec<(String, String)> {
+    tree(&dir.join("store"))
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with('_') && !p.starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn a_night_runs_end_to_end_and_a_second_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = practice(dir.path(), "");
+    let r = nightly(&cfg, "2026-11-22", &[]);
+    assert_eq!(
+        r.code, 3,
+        "the sample has quarantined rows: {}{}",
+        r.stdout, r.stderr
+    );
+    assert!(
+        r.stdout.starts_with("accesswatch run for 2026-11-22\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("rows read 16116 = stored 16091 + duplicates 16 + quarantined 9"),
+        "{}",
+        r.stdout
+    );
+    let report_line = r.stdout.lines().last().unwrap();
+    assert!(
+        report_line.starts_with("report: ") && report_line.contains("reports/2026-11-22"),
+        "{report_line}"
+    );
+    let first_outputs = outputs(dir.path(), "2026-11-22");
+    let first_store = store_data(dir.path());
+    assert!(first_outputs.iter().any(|(p, _)| p == "patients.csv"));
+
+    let r = nightly(&cfg, "2026-11-22", &[]);
+    assert_eq!(r.code, 0, "nothing new tonight: {}", r.stdout);
+    assert!(
+        r.stdout.contains("0 new file(s), 6 already ingested"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(outputs(dir.path(), "2026-11-22"), first_outputs);
+    assert_eq!(store_data(dir.path()), first_store);
+
+    // Every run is recorded, with no identifiers.
+    let log = std::fs::read_to_string(dir.path().join("reports/runs.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    assert!(log.lines().all(|l| l.contains("\"status\":\"succeeded\"")));
+    assert!(
+        !log.chars().collect::<String>().contains("999"),
+        "no NHS numbers in the run log"
+    );
+}
+
+#[test]
+fn a_new_file_in_the_inbox_is_picked_up_the_next_night() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = practice(dir.path(), "");
+    assert_eq!(nightly(&cfg, "2026-11-22", &[]).code, 3);
+    let text = std::fs::read_to_string(dir.path().join("inbox/audit.csv")).unwrap();
+    let last = text.lines().last().unwrap().to_string();
+    let fields: Vec<&str> = last.split(',').collect();
+    let mut next_day = format!("{AUDIT_HEADER}\n");
+    next_day += &format!("ev-next-1,2026-11-23T19:00:00Z,{}\n", fields[2..].join(","));
+    write(&dir.path().join("inbox"), "audit-2026-11-23.csv", &next_day);
+    let r = nightly(&cfg, "2026-11-23", &[]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("1 new file(s), 6 already ingested") && r.stdout.contains("stored 1 "),
+        "{}",
+        r.stdout
+    );
+    assert!(dir.path().join("reports/2026-11-23/patients.csv").exists());
+}
+
+#[test]
+fn a_run_killed_at_any_point_and_re_run_gives_the_same_findings() {
+    let clean = tempfile::tempdir().unwrap();
+    let cfg = practice(clean.path(), "[ingest]\nbatch_rows = 2000\n");
+    assert_eq!(nightly(&cfg, "2026-11-22", &[]).code, 3);
+    let want_outputs = outputs(clean.path(), "2026-11-22");
+    let want_store = store_data(clean.path());
+
+    // Crashes during ingest (early, middle, late) and at each write of the run folder: every data file in the
+    // store is one write, and the run folder's files come after them.
+    let store_writes = store_data(clean.path())
+        .iter()
+        .filter(|(p, _)| p.ends_with(".parquet"))
+        .count();
+    let points: Vec<String> = [
+        1,
+        12,
+        store_writes / 2,
+        store_writes,
+        store_writes + 1,
+        store_writes + 2,
+        store_writes + 3,
+    ]
+    .iter()
+    .map(|n| n.to_string())
+    .collect();
+    for point in &points {
+        let point = point.as_str();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = practice(dir.path(), "[ingest]\nbatch_rows = 2000\n");
+        let r = nightly(
+            &cfg,
+            "2026-11-22",
+            &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", point)],
+        );
+        assert_eq!(
+            r.code, -1,
+            "crash point {point} was reached (the process died by signal)"
+        );
+        let r = nightly(&cfg, "2026-11-22", &[]);
+        assert!(
+            r.code == 0 || r.code == 3,
+            "re-run after crash {point}: {}{}",
+            r.stdout,
+            r.stderr
+        );
+        assert_eq!(
+            outputs(dir.path(), "2026-11-22"),
+            want_outputs,
+            "crash at write {point}"
+        );
+        assert_eq!(store_data(dir.path()), want_store, "crash at write {point}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("reports"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            leftovers
+                .iter()
+                .all(|n| !n.to_string_lossy().starts_with('.')),
+            "{leftovers:?}"
+        );
+    }
+
+    // A real SIGKILL part way through.
+    for delay_ms in [150u64, 400] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = practice(dir.path(), "[ingest]\nbatch_rows = 2000\n");
+        let mut child = Command::new(BIN)
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "run",
+                "--as-of",
+                "2026-11-22",
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        let r = nightly(&cfg, "2026-11-22", &[]);
+        assert!(r.code == 0 || r.code == 3, "{}{}", r.stdout, r.stderr);
+        assert_eq!(
+            outputs(dir.path(), "2026-11-22"),
+            want_outputs,
+            "SIGKILL after {delay_ms} ms"
+        );
+        assert_eq!(
+            store_data(dir.path()),
+            want_store,
+            "SIGKILL after {delay_ms} ms"
+        );
+    }
+}
+
+#[test]
+fn two_runs_cannot_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = practice(dir.path(), "");
+    std::fs::create_dir_all(dir.path().join("store")).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.path().join("store/.run.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let r = nightly(&cfg, "2026-11-22", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("another accesswatch run is in progress"),
+        "{}",
+        r.stderr
+    );
+    drop(lock);
+    assert_eq!(
+        nightly(&cfg, "2026-11-22", &[]).code,
+        3,
+        "a released lock (a run that ended or died) does not block"
+    );
+}
+
+#[test]
+fn old_run_folders_are_pruned_and_fail_on_gives_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = practice(dir.path(), "[run]\nkeep_days = 30\nfail_on = \"high\"\n");
+    for old in ["2026-09-01", "2026-10-30"] {
+        std::fs::create_dir_all(dir.path().join("reports").join(old)).unwrap();
+    }
+    let r = nightly(&cfg, "2026-11-22", &[]);
+    assert_eq!(
+        r.code, 4,
+        "high-risk patients with fail_on = high: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("pruned 1 old run folder(s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(!dir.path().join("reports/2026-09-01").exists());
+    assert!(dir.path().join("reports/2026-10-30").exists());
+}
+
+#[test]
+fn with_no_config_it_runs_the_sample_from_the_current_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    practice(dir.path(), "");
+    std::fs::rename(dir.path().join("inbox"), dir.path().join("sample_data")).unwrap();
+    let r = run_in(dir.path(), &["run"]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.starts_with("accesswatch run for 2026-11-22"),
+        "the newest data's day: {}",
+        r.stdout
+    );
+    assert!(dir
+        .path()
+        .join("accesswatch-out/reports/2026-11-22/patients.csv")
+        .exists());
+    assert!(dir
+        .path()
+        .join("accesswatch-out/store/_manifest.json")
+        .exists());
+}
+
+#[test]
+fn a_missing_inbox_fails_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        "inbox = \"nowhere\"\nstore = \"store\"\nreports = \"reports\"\n",
+    );
+    let r = nightly(&cfg, "2026-11-22", &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("inbox") && r.stderr.contains("nowhere"),
+        "{}",
+        r.stderr
+    );
+    let log = std::fs::read_to_string(dir.path().join("reports/runs.jsonl")).unwrap();
+    assert!(
+        log.contains("\"status\":\"failed\"") && log.contains("not a folder"),
+        "{log}"
+    );
+}
