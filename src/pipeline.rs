@@ -138,7 +138,7 @@ pub fn detect_and_report(
         quarantined: manifest.files.iter().map(|f| f.quarantined).sum(),
     };
     let summary = report::summarise(&d, as_of, &config.hash, input, seconds);
-    let dir = report::write_run(&config.reports, as_of, &d, &summary)?;
+    let dir = report::write_run(&config.reports, as_of, &d, &summary, config.timezone)?;
     tracing::info!(as_of = %as_of, patients = d.stats.patients_analysed, findings = d.findings.len(), "detection done");
     Ok((dir, summary))
 }

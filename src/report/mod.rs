@@ -1,7 +1,11 @@
-//! The run folder `<reports>/<as-of>/`: `patients.csv`, `findings.csv`, `findings.parquet`, `summary.json`.
+//! The run folder `<reports>/<as-of>/`: `report.html` and `charts/` for the safeguarding lead, `patients.csv`,
+//! `findings.csv`, `findings.parquet` and `summary.json` for other tools.
 //!
 //! The folder is built beside its final name and renamed into place, so a reader (or a re-run) never sees half a
 //! run; re-running a day replaces its folder with identical content (ids and order are deterministic).
+
+pub mod charts;
+pub mod html;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -98,6 +102,7 @@ pub fn write_run(
     as_of: NaiveDate,
     d: &Detection,
     summary: &RunSummary,
+    tz: chrono_tz::Tz,
 ) -> anyhow::Result<PathBuf> {
     create_private_dir(reports)?;
     let name = as_of.format("%Y-%m-%d").to_string();
@@ -110,6 +115,8 @@ pub fn write_run(
     write_findings_csv(&tmp.join(FINDINGS_CSV), &d.findings)?;
     fault_point();
     write_findings_parquet(&tmp.join(FINDINGS_PARQUET), &d.findings)?;
+    fault_point();
+    write_html_and_charts(&tmp, as_of, d, summary, tz)?;
     fault_point();
     let mut f = private_file(&tmp.join(SUMMARY_JSON), true)?;
     f.write_all(serde_json::to_string_pretty(summary)?.as_bytes())?;
@@ -127,6 +134,66 @@ pub fn write_run(
         fs::remove_dir_all(&old)?;
     }
     Ok(final_dir)
+}
+
+pub const CHARTS_DIR: &str = "charts";
+
+fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut f =
+        private_file(path, true).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Draws every chart, writes them to `charts/` and inlines them in `report.html`.
+fn write_html_and_charts(
+    dir: &Path,
+    as_of: NaiveDate,
+    d: &Detection,
+    s: &RunSummary,
+    tz: chrono_tz::Tz,
+) -> anyhow::Result<()> {
+    let charts_dir = dir.join(CHARTS_DIR);
+    create_private_dir(&charts_dir)?;
+    let draw = |r: Result<charts::Chart, Box<dyn std::error::Error>>| {
+        r.map_err(|e| anyhow::anyhow!("cannot draw a chart: {e}"))
+    };
+    let mut patient_charts = Vec::new();
+    for (i, p) in d.charts.patients.iter().enumerate() {
+        let timeline = draw(charts::patient_timeline(p, &d.charts, tz))?;
+        let hours = draw(charts::patient_hours(p, tz))?;
+        // Chart files are named by rank, never by NHS number.
+        write_text(
+            &charts_dir.join(format!("patient-{:02}-timeline.svg", i + 1)),
+            &timeline.svg,
+        )?;
+        write_text(
+            &charts_dir.join(format!("patient-{:02}-hours.svg", i + 1)),
+            &hours.svg,
+        )?;
+        patient_charts.push((timeline, hours));
+    }
+    let per_rule: Vec<(&str, u64)> = s.findings_per_rule.iter().map(|(k, v)| (*k, *v)).collect();
+    let findings_chart = draw(charts::findings_per_rule(&per_rule))?;
+    let events_chart = draw(charts::events_per_day(&d.charts))?;
+    write_text(
+        &charts_dir.join("run-findings-per-rule.svg"),
+        &findings_chart.svg,
+    )?;
+    write_text(
+        &charts_dir.join("run-events-per-day.svg"),
+        &events_chart.svg,
+    )?;
+    let page = html::PageCharts {
+        patients: patient_charts.iter().map(|(a, b)| (a, b)).collect(),
+        findings_per_rule: &findings_chart,
+        events_per_day: &events_chart,
+    };
+    write_text(
+        &dir.join(REPORT_HTML),
+        &html::render(d, s, &page, tz, as_of),
+    )
 }
 
 /// Removes what a killed run left beside a day's folder (a half-built `.D.tmp-*`, or a `.D.old-*` it had moved

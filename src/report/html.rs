@@ -1,0 +1,236 @@
+//! `report.html`: one self-contained page for the safeguarding lead. No scripts, no network, prints cleanly (one
+//! patient per page), every value from the input escaped.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, NaiveDate};
+use chrono_tz::Tz;
+
+use super::charts::Chart;
+use super::{RunSummary, FINDINGS_CSV, FINDINGS_PARQUET, PATIENTS_CSV, SUMMARY_JSON};
+use crate::detect::{rules, short_device, Detection};
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// "943 476 5919"
+pub fn spaced_nhs(n: &str) -> String {
+    if n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{} {} {}", &n[..3], &n[3..6], &n[6..])
+    } else {
+        n.to_string()
+    }
+}
+
+/// The charts for the page: per flagged patient (timeline, hours) in the order of `d.charts.patients`, then the
+/// run's two.
+pub struct PageCharts<'a> {
+    pub patients: Vec<(&'a Chart, &'a Chart)>,
+    pub findings_per_rule: &'a Chart,
+    pub events_per_day: &'a Chart,
+}
+
+fn figure(out: &mut String, chart: &Chart, id: &str, file: &str) {
+    // The SVG is plotters' output (its text already escaped); it gets an accessible name from the caption.
+    let svg = chart.svg.replacen(
+        "<svg ",
+        &format!("<svg role=\"img\" aria-labelledby=\"{id}\" "),
+        1,
+    );
+    let _ = writeln!(
+        out,
+        "<figure>{svg}<figcaption id=\"{id}\">{} <a href=\"charts/{file}\">(chart file)</a></figcaption></figure>",
+        escape(&chart.alt)
+    );
+}
+
+fn local(tz: Tz, micros: i64, fmt: &str) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .with_timezone(&tz)
+        .format(fmt)
+        .to_string()
+}
+
+pub fn render(
+    d: &Detection,
+    s: &RunSummary,
+    charts: &PageCharts,
+    tz: Tz,
+    as_of: NaiveDate,
+) -> String {
+    let mut o = String::new();
+    let flagged: Vec<_> = d.patients.iter().filter(|p| p.flagged()).collect();
+    let high = flagged.iter().filter(|p| p.risk_level == "high").count();
+    let medium = flagged.len() - high;
+    let _ = write!(
+        o,
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>accesswatch: record access report for {day}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", Arial, sans-serif; max-width: 60rem; margin: 1rem auto; padding: 0 1rem; color: #111; line-height: 1.45; }}
+.banner {{ border: 3px solid #111; padding: 0.6rem 0.8rem; font-weight: 600; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1rem; }}
+th, td {{ border: 1px solid #888; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }}
+th[scope=row] {{ font-weight: normal; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.nhs {{ white-space: nowrap; }}
+.level-high {{ font-weight: 700; text-transform: uppercase; border: 2px solid #111; padding: 0 0.3rem; }}
+.level-medium {{ font-weight: 700; border: 1px dashed #111; padding: 0 0.3rem; }}
+.patient {{ border-top: 2px solid #111; margin-top: 2rem; }}
+.guide {{ color: #333; font-size: 0.95em; }}
+figure {{ margin: 1rem 0; }}
+figure svg {{ max-width: 100%; height: auto; }}
+figcaption {{ font-size: 0.9em; color: #333; }}
+@media print {{
+  body {{ max-width: none; margin: 0; }}
+  .patient {{ break-before: page; page-break-before: always; border-top: none; }}
+  nav, .files {{ break-inside: avoid; }}
+  a {{ color: inherit; text-decoration: none; }}
+  figure {{ break-inside: avoid; }}
+}}
+</style>
+</head>
+<body>
+<header>
+<p class="banner" role="note">CONFIDENTIAL. This report holds special-category health data about patients who may be at risk of abuse. Keep it within the safeguarding team. Never contact a patient in a way that someone watching their phone, email or health record could see.</p>
+<h1>Record access report for {long_day}</h1>
+<p>Data read from {from} to {to}; findings are about {recent} to {to}. Made by accesswatch {version}. A flag is a reason to look, not a conclusion: each one says what was seen and what innocent explanations to rule out.</p>
+<table>
+<caption>This run</caption>
+<tbody>
+<tr><th scope="row">Patients whose record was used in the last {recent_days} days</th><td class="num">{analysed}</td></tr>
+<tr><th scope="row">Patients flagged: high</th><td class="num">{high}</td></tr>
+<tr><th scope="row">Patients flagged: medium</th><td class="num">{medium}</td></tr>
+<tr><th scope="row">Input rows read (all time)</th><td class="num">{rows}</td></tr>
+<tr><th scope="row">Rows quarantined (all time)</th><td class="num">{quarantined}</td></tr>
+<tr><th scope="row">Findings</th><td class="num">{findings}</td></tr>
+</tbody>
+</table>
+</header>
+<main>
+"#,
+        day = as_of,
+        long_day = as_of.format("%A %-d %B %Y"),
+        from = local(tz, d.charts.lookback_start, "%-d %B %Y"),
+        to = as_of.format("%-d %B %Y"),
+        recent = local(tz, d.charts.recent_start, "%-d %B"),
+        version = escape(s.version),
+        recent_days = (d.charts.end - d.charts.recent_start) / 86_400_000_000,
+        analysed = s.detection.patients_analysed,
+        rows = s.input.rows_read,
+        quarantined = s.input.quarantined,
+        findings = d.findings.len(),
+    );
+
+    o.push_str("<nav aria-labelledby=\"flagged-heading\">\n<h2 id=\"flagged-heading\">Flagged patients, most urgent first</h2>\n");
+    if flagged.is_empty() {
+        o.push_str("<p>No patient was flagged in this run.</p>\n");
+    } else {
+        o.push_str("<table>\n<thead><tr><th scope=\"col\">#</th><th scope=\"col\">NHS number</th><th scope=\"col\">Risk</th><th scope=\"col\">Score</th><th scope=\"col\">Why, in brief</th></tr></thead>\n<tbody>\n");
+        for (i, p) in flagged.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "<tr><td class=\"num\">{n}</td><td class=\"nhs\"><a href=\"#patient-{n}\">{nhs}</a></td><td><span class=\"level-{lvl}\">{lvl}</span></td><td class=\"num\">{score}</td><td>{summary}</td></tr>",
+                n = i + 1,
+                nhs = escape(&spaced_nhs(&p.nhs_number)),
+                lvl = p.risk_level,
+                score = p.risk_score,
+                summary = escape(&p.summary),
+            );
+        }
+        o.push_str("</tbody>\n</table>\n");
+    }
+    o.push_str("</nav>\n");
+
+    for (i, p) in flagged.iter().enumerate() {
+        let n = i + 1;
+        let _ = write!(
+            o,
+            "<section class=\"patient\" id=\"patient-{n}\" aria-labelledby=\"patient-{n}-heading\">\n<h2 id=\"patient-{n}-heading\">{n}. NHS number {nhs}: <span class=\"level-{lvl}\">{lvl} risk</span>, score {score} of 100</h2>\n<h3>Why this patient is flagged</h3>\n<ul>\n",
+            nhs = escape(&spaced_nhs(&p.nhs_number)),
+            lvl = p.risk_level,
+            score = p.risk_score,
+        );
+        let mut findings: Vec<_> = d
+            .findings
+            .iter()
+            .filter(|f| f.nhs_number == p.nhs_number)
+            .collect();
+        findings.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.first_at.cmp(&b.first_at))
+        });
+        for f in findings {
+            let meta = rules::find(f.rule_id).map(|r| r.meta);
+            let _ = writeln!(
+                o,
+                "<li><strong>{title}</strong> ({when}{device}; {sev}, score {score})<br>{text}<br><span class=\"guide\">What to do: {guide}</span></li>",
+                title = escape(meta.map(|m| m.title).unwrap_or(f.rule_id)),
+                when = if local(tz, f.first_at, "%F") == local(tz, f.last_at, "%F") {
+                    local(tz, f.first_at, "%a %-d %b %H:%M")
+                } else {
+                    format!("{} to {}", local(tz, f.first_at, "%a %-d %b %H:%M"), local(tz, f.last_at, "%a %-d %b %H:%M"))
+                },
+                device = f.device_id.as_deref().map(|d| format!(", device {}", escape(&short_device(d)))).unwrap_or_default(),
+                sev = f.severity.name(),
+                score = f.score,
+                text = escape(&f.explanation),
+                guide = escape(meta.map(|m| m.guide).unwrap_or("")),
+            );
+        }
+        o.push_str("</ul>\n");
+        if let Some((timeline, hours)) = charts.patients.get(i) {
+            figure(
+                &mut o,
+                timeline,
+                &format!("patient-{n}-timeline"),
+                &format!("patient-{n:02}-timeline.svg"),
+            );
+            figure(
+                &mut o,
+                hours,
+                &format!("patient-{n}-hours"),
+                &format!("patient-{n:02}-hours.svg"),
+            );
+        }
+        o.push_str("</section>\n");
+    }
+
+    o.push_str("<section class=\"patient\" aria-labelledby=\"run-heading\">\n<h2 id=\"run-heading\">The run</h2>\n");
+    figure(
+        &mut o,
+        charts.findings_per_rule,
+        "run-findings",
+        "run-findings-per-rule.svg",
+    );
+    figure(
+        &mut o,
+        charts.events_per_day,
+        "run-events",
+        "run-events-per-day.svg",
+    );
+    let _ = write!(
+        o,
+        "</section>\n<section class=\"files\" aria-labelledby=\"files-heading\">\n<h2 id=\"files-heading\">Files for other tools</h2>\n<ul>\n<li><a href=\"{PATIENTS_CSV}\">{PATIENTS_CSV}</a>: one row per patient with a finding (including low risk)</li>\n<li><a href=\"{FINDINGS_CSV}\">{FINDINGS_CSV}</a> and <a href=\"{FINDINGS_PARQUET}\">{FINDINGS_PARQUET}</a>: every finding</li>\n<li><a href=\"{SUMMARY_JSON}\">{SUMMARY_JSON}</a>: the run's figures</li>\n<li><a href=\"charts/\">charts/</a>: the charts as SVG files</li>\n</ul>\n</section>\n</main>\n</body>\n</html>\n"
+    );
+    o
+}
