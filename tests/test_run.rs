@@ -147,6 +147,7 @@ fn a_run_killed_at_any_point_and_re_run_gives_the_same_findings() {
         store_writes + 1,
         store_writes + 2,
         store_writes + 3,
+        store_writes + 4,
     ]
     .iter()
     .map(|n| n.to_string())
