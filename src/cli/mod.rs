@@ -12,6 +12,7 @@ pub mod detect;
 pub mod evaluate;
 pub mod generate;
 pub mod ingest;
+pub mod query;
 pub mod rules;
 pub mod run;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Detect(detect::Args),
     /// List the detection rules, or explain one (`--explain RULE_ID`).
     Rules(rules::Args),
+    /// Run analyst SQL (a shipped query, a .sql file or --sql) over the store and past runs.
+    Query(query::Args),
     /// Inspect the sensitive code catalogue and lint a practice's own code lists.
     Codes(codes::Args),
     /// Write a synthetic practice with labelled monitoring scenarios (and its truth file).
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Run(args) => run::run(cli.config.as_deref(), args),
         Command::Detect(args) => detect::run(cli.config.as_deref(), args),
         Command::Rules(args) => rules::run(args),
+        Command::Query(args) => query::run(cli.config.as_deref(), args),
         Command::Codes(args) => codes::run(cli.config.as_deref(), args),
         Command::Generate(args) => generate::run(cli.config.as_deref(), args),
         Command::Evaluate(args) => evaluate::run(args),

@@ -1,0 +1,218 @@
+//! `accesswatch query`: every shipped query runs on the sample and matches its expected output; headers,
+//! parameters, formats and errors.
+//!
+//! Expected outputs live in `tests/expected/queries/<name>.csv`. After an intended change to detection or to a
+//! query, regenerate them with `ACCESSWATCH_BLESS=1 cargo test --release --test test_query` and review the diff.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data");
+const EXPECTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/expected/queries");
+
+/// The sample run through the nightly job, so the store and a past run both exist.
+fn sample_practice(dir: &Path) -> PathBuf {
+    let cfg = write(
+        dir,
+        "c.toml",
+        &format!("inbox = \"{SAMPLE}\"\nstore = \"store\"\nreports = \"reports\"\n"),
+    );
+    let r = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "run",
+        "--as-of",
+        "2026-11-22",
+    ]);
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+    cfg
+}
+
+/// The patient the timeline query is run for: the most urgent in the sample's run.
+fn first_flagged(dir: &Path) -> String {
+    let mut r = csv::Reader::from_path(dir.join("reports/2026-11-22/patients.csv")).unwrap();
+    r.records().next().unwrap().unwrap()[0].to_string()
+}
+
+#[test]
+fn every_shipped_query_runs_on_the_sample_and_matches_its_expected_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sample_practice(dir.path());
+    let c = cfg.to_str().unwrap();
+    let list = run(&["query", "--list"]);
+    assert_eq!(list.code, 0);
+    let names: Vec<String> = list
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .map(str::to_string)
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    let bless = std::env::var("ACCESSWATCH_BLESS").is_ok();
+    let nhs = first_flagged(dir.path());
+    for name in &names {
+        let mut args = vec!["--config", c, "query", name.as_str(), "--format", "csv"];
+        let param = format!("nhs_number={nhs}");
+        if name == "patient_timeline" {
+            args.extend(["--param", param.as_str()]);
+        }
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        assert!(
+            r.stdout.lines().count() > 1,
+            "{name} returns rows on the sample"
+        );
+        let expected = Path::new(EXPECTED).join(format!("{name}.csv"));
+        if bless {
+            std::fs::create_dir_all(EXPECTED).unwrap();
+            std::fs::write(&expected, &r.stdout).unwrap();
+        }
+        let want = std::fs::read_to_string(&expected)
+            .unwrap_or_else(|_| panic!("no expected output {}", expected.display()));
+        assert_eq!(r.stdout, want, "{name} differs from {}", expected.display());
+    }
+}
+
+#[test]
+fn formats_parameters_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sample_practice(dir.path());
+    let c = cfg.to_str().unwrap();
+
+    // The same answer as a table, as JSON, and as Parquet.
+    let table = run(&["--config", c, "query", "hour_of_day_profile"]);
+    assert_eq!(table.code, 0);
+    assert!(table.stdout.contains("hour") && table.stdout.contains("patients"));
+    let json = run(&[
+        "--config",
+        c,
+        "query",
+        "hour_of_day_profile",
+        "--format",
+        "json",
+    ]);
+    let rows: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 24);
+    let out = dir.path().join("hours.parquet");
+    let r = run(&[
+        "--config",
+        c,
+        "query",
+        "hour_of_day_profile",
+        "--format",
+        "parquet",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("24 rows written"));
+    let py = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, pyarrow.parquet as pq; print(pq.read_table(sys.argv[1]).num_rows)",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), "24");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Parameters change the answer; unknown ones and unsafe values are refused.
+    let few = run(&[
+        "--config",
+        c,
+        "query",
+        "devices_per_patient",
+        "--format",
+        "csv",
+        "--param",
+        "min_devices=3",
+    ]);
+    let many = run(&[
+        "--config",
+        c,
+        "query",
+        "devices_per_patient",
+        "--format",
+        "csv",
+    ]);
+    assert!(few.stdout.lines().count() < many.stdout.lines().count());
+    let r = run(&[
+        "--config",
+        c,
+        "query",
+        "devices_per_patient",
+        "--param",
+        "colour=red",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("queries/devices_per_patient.sql")
+            && r.stderr.contains("no parameter 'colour'"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[
+        "--config",
+        c,
+        "query",
+        "patient_timeline",
+        "--param",
+        "nhs_number=1' OR '1'='1",
+    ]);
+    assert_eq!(r.code, 1);
+
+    // Inline SQL, a .sql file, and errors that name the file.
+    let r = run(&[
+        "--config",
+        c,
+        "query",
+        "--sql",
+        "SELECT COUNT(*) AS n FROM quarantine",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(r.stdout, "n\n9\n");
+    let bad = write(
+        dir.path(),
+        "bad.sql",
+        "-- title: Bad\n-- question: Does it fail well?\nSELECT nope FROM audit\n",
+    );
+    let r = run(&["--config", c, "query", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("bad.sql") && r.stderr.contains("nope"),
+        "{}",
+        r.stderr
+    );
+    let missing = write(
+        dir.path(),
+        "missing.sql",
+        "-- title: Missing\n-- question: Unknown table?\nSELECT * FROM patients_table\n",
+    );
+    let r = run(&["--config", c, "query", missing.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("missing.sql") && r.stderr.contains("tables: audit"),
+        "{}",
+        r.stderr
+    );
+    let headless = write(dir.path(), "headless.sql", "SELECT 1\n");
+    let r = run(&["--config", c, "query", headless.to_str().unwrap()]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("headless.sql") && r.stderr.contains("title"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&["--config", c, "query", "no_such_query"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--list"));
+}
