@@ -52,6 +52,16 @@ pub struct ConfigFile {
     /// The nightly run.
     #[serde(default)]
     pub run: RunSection,
+    /// FHIR AuditEvent input.
+    #[serde(default)]
+    pub fhir: FhirSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirSection {
+    /// The URL of the extension that carries the login session id (core FHIR has none).
+    pub session_extension: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +141,7 @@ pub struct Config {
     pub detect: DetectConfig,
     pub allowlist: Allowlist,
     pub run: RunSection,
+    pub fhir_session_extension: String,
     /// SHA-256 of the config file's bytes (or of nothing), recorded in run summaries.
     pub hash: String,
     /// The file it came from, if any.
@@ -347,6 +358,10 @@ impl Config {
             detect: f.detect,
             allowlist: f.allowlist,
             run: f.run,
+            fhir_session_extension: f
+                .fhir
+                .session_extension
+                .unwrap_or_else(|| crate::ingest::fhir::DEFAULT_SESSION_EXTENSION.to_string()),
             hash: hex::encode(Sha256::digest(bytes)),
             source: None,
         })

@@ -6,6 +6,7 @@
 //! per partition. A file's batches are deterministic, so a re-run after a crash rewrites exactly the same files.
 
 pub mod csv;
+pub mod fhir;
 pub mod rows;
 pub mod validate;
 
@@ -24,7 +25,7 @@ use sha2::{Digest, Sha256};
 use self::csv::{detect_kind, ColumnIndex, CsvSource};
 use self::rows::{Fields, RowError};
 use crate::config::Config;
-use crate::records::{Provenance, StoredRecord};
+use crate::records::{AuditEvent, Provenance, StoredRecord};
 use crate::schema::{self, Kind};
 use crate::store::manifest::{Manifest, ManifestEntry};
 use crate::store::{Store, StoreError};
@@ -226,7 +227,10 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
 
 /// Which file names a folder search picks up.
 pub fn is_input_file_name(lower_name: &str) -> bool {
-    lower_name.ends_with(".csv") || lower_name.ends_with(".csv.gz")
+    let name = lower_name.strip_suffix(".gz").unwrap_or(lower_name);
+    [".csv", ".json", ".ndjson", ".xml"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
 }
 
 /// The generator's `truth.csv` (nhs_number, label, scenario, persona, ...): it sits beside generated inputs (and in
@@ -261,46 +265,59 @@ fn ingest_file(
         Ok(s) => s,
         Err(e) => return Ok(refused(path, None, None, format!("cannot read file: {e}"))),
     };
+    let fail = |kind, message| Ok(refused(path, kind, Some(sha.clone()), message));
     let progress = progress_bar(path, opts.progress);
     let counter = progress.clone();
-    let mut source = match CsvSource::open(path, move |n| counter.inc(n)) {
-        Ok(s) => s,
-        Err(e) => {
-            return Ok(refused(
-                path,
-                None,
-                Some(sha),
-                format!("cannot read file: {e}"),
-            ))
-        }
+    let on_read = move |n| counter.inc(n);
+
+    // FHIR or CSV, by content.
+    let layout = match sniff_fhir(path) {
+        Ok(l) => l,
+        Err(e) => return fail(None, format!("cannot read file: {e}")),
     };
-    if source.headers.is_empty() {
-        return Ok(refused(
-            path,
-            None,
-            Some(sha),
-            "the file is empty: there is no header row".into(),
-        ));
-    }
-    if opts.kind.is_none() && is_truth_file(&source.headers) {
-        let mut r = refused(
-            path,
-            None,
-            Some(sha),
-            "a generator truth file (labels for `evaluate`), not an input".into(),
-        );
-        r.status = FileStatus::Skipped;
-        return Ok(r);
-    }
-    let Some(kind) = opts.kind.or_else(|| detect_kind(&source.headers, config)) else {
-        return Ok(refused(
-            path,
-            None,
-            Some(sha),
-            "the header matches no input kind (audit, entries, appointments, proxies): name the kind with --kind, \
-             or map the export's column names in the config's [columns.<kind>] section"
-                .into(),
-        ));
+    let (kind, plan) = match layout {
+        Some(layout) => {
+            if opts.kind.is_some_and(|k| k != Kind::Audit) {
+                return fail(
+                    opts.kind,
+                    "this is FHIR, which carries audit events only; use --kind audit or auto"
+                        .into(),
+                );
+            }
+            (Kind::Audit, Plan::Fhir(layout))
+        }
+        None => {
+            let source = match CsvSource::open(path, on_read.clone()) {
+                Ok(s) => s,
+                Err(e) => return fail(None, format!("cannot read file: {e}")),
+            };
+            if source.headers.is_empty() {
+                return fail(None, "the file is empty: there is no header row".into());
+            }
+            if opts.kind.is_none() && is_truth_file(&source.headers) {
+                let mut r = refused(
+                    path,
+                    None,
+                    Some(sha.clone()),
+                    "a generator truth file (labels for `evaluate`), not an input".into(),
+                );
+                r.status = FileStatus::Skipped;
+                return Ok(r);
+            }
+            let Some(kind) = opts.kind.or_else(|| detect_kind(&source.headers, config)) else {
+                return fail(
+                    None,
+                    "the header matches no input kind (audit, entries, appointments, proxies): name the kind with --kind, \
+                     or map the export's column names in the config's [columns.<kind>] section"
+                        .into(),
+                );
+            };
+            let index = match ColumnIndex::new(kind, &source.headers, config) {
+                Ok(ix) => ix,
+                Err(e) => return fail(Some(kind), e),
+            };
+            (kind, Plan::Csv(source, index))
+        }
     };
     if !opts.reingest {
         if let Some(previous) = manifest.find(&sha, kind) {
@@ -308,7 +325,7 @@ fn ingest_file(
             return Ok(FileReport {
                 path: path.display().to_string(),
                 kind: Some(kind),
-                sha256: Some(sha),
+                sha256: Some(sha.clone()),
                 status: FileStatus::AlreadyIngested,
                 counts: Counts::default(),
                 unknown_columns: Vec::new(),
@@ -319,27 +336,50 @@ fn ingest_file(
             });
         }
     }
-    let index = match ColumnIndex::new(kind, &source.headers, config) {
-        Ok(ix) => ix,
-        Err(e) => return Ok(refused(path, Some(kind), Some(sha), e)),
-    };
     let seq = manifest.next_seq();
     let ctx = FileContext {
         store,
         config,
         kind,
         sha: &sha,
-        index: &index,
         provenance: Provenance {
             ingest_seq: seq,
             source_file: input.name.clone(),
         },
     };
-    let (counts, failure) = match kind {
-        Kind::Audit => load_rows(&ctx, &mut source, rows::audit_event)?,
-        Kind::Entries => load_rows(&ctx, &mut source, rows::record_entry)?,
-        Kind::Appointments => load_rows(&ctx, &mut source, rows::appointment)?,
-        Kind::Proxies => load_rows(&ctx, &mut source, rows::proxy_link)?,
+    let mut unknown_columns = Vec::new();
+    let (counts, failure) = match plan {
+        Plan::Csv(mut source, index) => {
+            unknown_columns = index.unknown.clone();
+            match kind {
+                Kind::Audit => load_rows(&ctx, &index, &mut source, rows::audit_event)?,
+                Kind::Entries => load_rows(&ctx, &index, &mut source, rows::record_entry)?,
+                Kind::Appointments => load_rows(&ctx, &index, &mut source, rows::appointment)?,
+                Kind::Proxies => load_rows(&ctx, &index, &mut source, rows::proxy_link)?,
+            }
+        }
+        Plan::Fhir(layout) => {
+            let reader = match csv::open_maybe_gzip(path, on_read) {
+                Ok(r) => r,
+                Err(e) => return fail(Some(kind), format!("cannot read file: {e}")),
+            };
+            let (counts, failure) = load_fhir(&ctx, reader, layout)?;
+            if let Some(what) = failure
+                .as_deref()
+                .and_then(|f| f.strip_prefix(fhir::NOT_AN_EVENT))
+            {
+                progress.finish_and_clear();
+                let mut r = refused(
+                    path,
+                    Some(kind),
+                    Some(sha.clone()),
+                    format!("a lone FHIR {what} resource, not an AuditEvent: passed over"),
+                );
+                r.status = FileStatus::Skipped;
+                return Ok(r);
+            }
+            (counts, failure)
+        }
     };
     progress.finish_and_clear();
     let status = if failure.is_some() {
@@ -367,9 +407,30 @@ fn ingest_file(
         sha256: Some(sha),
         status,
         counts,
-        unknown_columns: index.unknown.clone(),
+        unknown_columns,
         message: failure,
     })
+}
+
+/// How a file will be read.
+enum Plan {
+    Csv(CsvSource, ColumnIndex),
+    Fhir(fhir::Layout),
+}
+
+/// FHIR content (JSON, NDJSON, XML), by the file's first bytes after any gzip; `None` for anything else (CSV).
+fn sniff_fhir(path: &Path) -> io::Result<Option<fhir::Layout>> {
+    let mut head = vec![0u8; 64 * 1024];
+    let mut reader = csv::open_maybe_gzip(path, |_| {})?;
+    let mut filled = 0;
+    while filled < head.len() {
+        let n = reader.read(&mut head[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(fhir::sniff(&head[..filled]))
 }
 
 struct FileContext<'a> {
@@ -377,7 +438,6 @@ struct FileContext<'a> {
     config: &'a Config,
     kind: Kind,
     sha: &'a str,
-    index: &'a ColumnIndex,
     provenance: Provenance,
 }
 
@@ -390,17 +450,80 @@ struct QuarantinedRow {
 }
 
 /// Reads every record of one file, validating, buffering and flushing in batches. Returns the counts and, if
-/// reading stopped early, why.
+/// Validated rows on their way to the store: buffered per partition, de-duplicated and written a batch at a time,
+/// with the quarantine alongside; counts every row read.
+struct Batcher<'c, R> {
+    ctx: &'c FileContext<'c>,
+    counts: Counts,
+    buffered: BTreeMap<NaiveDate, Vec<R>>,
+    n_buffered: usize,
+    quarantine: Vec<QuarantinedRow>,
+    quarantine_batches: usize,
+}
+
+impl<'c, R: StoredRecord> Batcher<'c, R> {
+    fn new(ctx: &'c FileContext<'c>) -> Self {
+        Batcher {
+            ctx,
+            counts: Counts::default(),
+            buffered: BTreeMap::new(),
+            n_buffered: 0,
+            quarantine: Vec::new(),
+            quarantine_batches: 0,
+        }
+    }
+
+    /// One row read: stored later, or quarantined now with its raw text.
+    fn row(
+        &mut self,
+        result: Result<R, RowError>,
+        line: i64,
+        raw: impl FnOnce() -> String,
+    ) -> Result<(), IngestError> {
+        self.counts.read += 1;
+        match result {
+            Ok(row) => {
+                self.buffered
+                    .entry(utc_date(row.time()))
+                    .or_default()
+                    .push(row);
+                self.n_buffered += 1;
+            }
+            Err(err) => {
+                self.counts.quarantined += 1;
+                self.quarantine.push(QuarantinedRow {
+                    line,
+                    column: err.column,
+                    reason: err.reason,
+                    raw: cut(raw()),
+                });
+            }
+        }
+        if self.n_buffered >= self.ctx.config.batch_rows {
+            flush(self.ctx, &mut self.buffered, &mut self.counts)?;
+            self.n_buffered = 0;
+        }
+        if self.quarantine.len() >= self.ctx.config.batch_rows {
+            flush_quarantine(self.ctx, &mut self.quarantine, &mut self.quarantine_batches)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Counts, IngestError> {
+        flush(self.ctx, &mut self.buffered, &mut self.counts)?;
+        flush_quarantine(self.ctx, &mut self.quarantine, &mut self.quarantine_batches)?;
+        Ok(self.counts)
+    }
+}
+
+/// Reads every record of a CSV file. Returns the counts and, if reading stopped early, why.
 fn load_rows<R: StoredRecord>(
     ctx: &FileContext,
+    index: &ColumnIndex,
     source: &mut CsvSource,
     validate: fn(&Fields) -> Result<R, RowError>,
 ) -> Result<(Counts, Option<String>), IngestError> {
-    let mut counts = Counts::default();
-    let mut buffered: BTreeMap<NaiveDate, Vec<R>> = BTreeMap::new();
-    let mut n_buffered = 0usize;
-    let mut quarantine: Vec<QuarantinedRow> = Vec::new();
-    let mut quarantine_batches = 0usize;
+    let mut batch = Batcher::new(ctx);
     let mut record = ByteRecord::new();
     let mut failure = None;
     loop {
@@ -408,44 +531,62 @@ fn load_rows<R: StoredRecord>(
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                failure = Some(format!("reading stopped after {} rows: {e}", counts.read));
+                failure = Some(format!(
+                    "reading stopped after {} rows: {e}",
+                    batch.counts.read
+                ));
                 break;
             }
         }
-        counts.read += 1;
         let line = record.position().map(|p| p.line() as i64).unwrap_or(0);
         let fields = Fields {
-            index: ctx.index,
+            index,
             record: &record,
             tz: ctx.config.timezone,
             line,
         };
-        match validate(&fields) {
-            Ok(row) => {
-                buffered.entry(utc_date(row.time())).or_default().push(row);
-                n_buffered += 1;
-            }
-            Err(err) => {
-                counts.quarantined += 1;
-                quarantine.push(QuarantinedRow {
-                    line,
-                    column: err.column,
-                    reason: err.reason,
-                    raw: raw_line(&record),
-                });
-            }
-        }
-        if n_buffered >= ctx.config.batch_rows {
-            flush(ctx, &mut buffered, &mut counts)?;
-            n_buffered = 0;
-        }
-        if quarantine.len() >= ctx.config.batch_rows {
-            flush_quarantine(ctx, &mut quarantine, &mut quarantine_batches)?;
-        }
+        batch.row(validate(&fields), line, || raw_line(&record))?;
     }
-    flush(ctx, &mut buffered, &mut counts)?;
-    flush_quarantine(ctx, &mut quarantine, &mut quarantine_batches)?;
-    Ok((counts, failure))
+    Ok((batch.finish()?, failure))
+}
+
+/// Reads every resource of a FHIR file (streaming NDJSON line by line).
+fn load_fhir(
+    ctx: &FileContext,
+    reader: Box<dyn Read + Send>,
+    layout: fhir::Layout,
+) -> Result<(Counts, Option<String>), IngestError> {
+    let settings = fhir::FhirSettings {
+        timezone: ctx.config.timezone,
+        session_extension: ctx.config.fhir_session_extension.clone(),
+    };
+    let mut batch: Batcher<AuditEvent> = Batcher::new(ctx);
+    let mut store_error = None;
+    let outcome = fhir::for_each_resource(reader, layout, &mut |position, parsed| {
+        let (result, raw) = match parsed {
+            Ok(v) => (
+                fhir::map_audit_event(&v, position, &settings),
+                fhir::describe(&v),
+            ),
+            Err(reason) => (
+                Err(RowError {
+                    column: None,
+                    reason,
+                }),
+                String::new(),
+            ),
+        };
+        batch.row(result, position, || raw).map_err(|e| {
+            let message = e.to_string();
+            store_error = Some(e);
+            message
+        })
+    });
+    if let Some(e) = store_error {
+        return Err(e);
+    }
+    let failure = outcome.err();
+    Ok((batch.finish()?, failure))
 }
 
 fn flush<R: StoredRecord>(
@@ -519,7 +660,20 @@ fn flush_quarantine(
     Ok(())
 }
 
-/// The record as a CSV line again (quoting restored), cut at [`MAX_RAW_BYTES`].
+/// Cuts raw text at [`MAX_RAW_BYTES`] (on a character boundary) and marks the cut.
+fn cut(mut text: String) -> String {
+    if text.len() > MAX_RAW_BYTES {
+        let mut at = MAX_RAW_BYTES;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push_str("…[cut]");
+    }
+    text
+}
+
+/// The record as a CSV line again (quoting restored).
 fn raw_line(record: &ByteRecord) -> String {
     let mut w = ::csv::WriterBuilder::new()
         .terminator(::csv::Terminator::Any(b'\n'))
@@ -531,18 +685,9 @@ fn raw_line(record: &ByteRecord) -> String {
         Ok(()) => w.into_inner().unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    let mut text = String::from_utf8_lossy(&bytes)
+    String::from_utf8_lossy(&bytes)
         .trim_end_matches('\n')
-        .to_string();
-    if text.len() > MAX_RAW_BYTES {
-        let mut cut = MAX_RAW_BYTES;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str("…[cut]");
-    }
-    text
+        .to_string()
 }
 
 pub fn utc_date(micros: i64) -> NaiveDate {
