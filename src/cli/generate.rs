@@ -27,7 +27,8 @@ pub struct Args {
     /// The last day of data (default: yesterday, UTC).
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
-    /// Also write the audit events as FHIR R4 AuditEvent NDJSON (arrives with the FHIR ingest issue).
+    /// Also write the audit events as FHIR R4 AuditEvent NDJSON, to `fhir/audit.ndjson` (a folder of its own, so
+    /// ingesting the output folder does not read the events twice).
     #[arg(long)]
     pub fhir: bool,
     /// Scale mode: write only `audit.csv` with this many valid rows, streamed, for benchmarks.
@@ -40,11 +41,6 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     let as_of = args
         .as_of
         .unwrap_or_else(|| Utc::now().date_naive() - Duration::days(1));
-    if args.fhir {
-        anyhow::bail!(
-            "--fhir is not available yet: FHIR AuditEvent output comes with the FHIR ingest work"
-        );
-    }
     if let Some(events) = args.events {
         let path = write::write_scale_audit(
             &args.out,
@@ -69,7 +65,10 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     };
     let catalogue = SensitiveCatalogue::for_config(&config)?;
     let practice = generate::generate(&spec, &catalogue);
-    let files = write::write_practice(&practice, &spec, &args.out)?;
+    let mut files = write::write_practice(&practice, &spec, &args.out)?;
+    if args.fhir {
+        files.push(write::write_fhir_audit(&practice, &args.out.join("fhir"))?);
+    }
     let monitored = practice
         .truth
         .iter()

@@ -229,3 +229,123 @@ pub fn write_scale_audit(
     out.flush()?;
     Ok(path)
 }
+
+/// The audit events as FHIR R4 AuditEvent NDJSON (`audit.ndjson`), mapped so that the FHIR reader gives back the
+/// same canonical rows as `audit.csv` (the session id travels in the `fhir.session_extension` extension).
+pub fn write_fhir_audit(p: &Practice, dir: &Path) -> anyhow::Result<PathBuf> {
+    use serde_json::json;
+    create_private_dir(dir)?;
+    let path = dir.join("audit.ndjson");
+    let mut out = BufWriter::new(private_file(&path, true)?);
+    const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+    const REST: &str = "http://hl7.org/fhir/restful-interaction";
+    let coding = |system: &str, code: &str| json!({ "system": system, "code": code });
+    for (i, a) in p.audit.iter().enumerate() {
+        let rest = |verb: &str| {
+            (
+                coding(
+                    "http://terminology.hl7.org/CodeSystem/audit-event-type",
+                    "rest",
+                ),
+                coding(REST, verb),
+            )
+        };
+        let (kind, sub, verb, target): (serde_json::Value, serde_json::Value, &str, Option<&str>) =
+            match a.action {
+                "login" | "login_failed" => {
+                    (coding(DCM, "110114"), coding(DCM, "110122"), "E", None)
+                }
+                "logout" => (coding(DCM, "110114"), coding(DCM, "110123"), "E", None),
+                "view" => {
+                    let (t, s) = rest("read");
+                    (t, s, "R", None)
+                }
+                "download" => (coding(DCM, "110106"), coding(DCM, "110106"), "R", None),
+                "book_appointment" => {
+                    let (t, s) = rest("create");
+                    (t, s, "C", Some("Appointment"))
+                }
+                "cancel_appointment" => {
+                    let (t, s) = rest("delete");
+                    (t, s, "D", Some("Appointment"))
+                }
+                "order_prescription" => {
+                    let (t, s) = rest("create");
+                    (t, s, "C", Some("MedicationRequest"))
+                }
+                "send_message" => {
+                    let (t, s) = rest("create");
+                    (t, s, "C", Some("Communication"))
+                }
+                "change_contact_details" => {
+                    let (t, s) = rest("update");
+                    (t, s, "U", Some("Patient"))
+                }
+                "change_password" => (coding(DCM, "110113"), coding(DCM, "110137"), "E", None),
+                "proxy_granted" => (coding(DCM, "110113"), coding(DCM, "110136"), "C", None),
+                "proxy_revoked" => (coding(DCM, "110113"), coding(DCM, "110136"), "D", None),
+                _ => {
+                    let (t, s) = rest("operation");
+                    (t, s, "E", None)
+                }
+            };
+        let mut entities = vec![json!({
+            "what": { "identifier": { "system": crate::ingest::fhir::NHS_NUMBER_SYSTEM, "value": a.nhs_number } },
+            "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "1"),
+        })];
+        if let Some(t) = target {
+            entities.push(json!({ "what": { "reference": format!("{t}/g{i}") }, "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "4") }));
+        }
+        if let Some(section) = a.section {
+            let resource = match section {
+                "test_results" => Some("Observation"),
+                "documents" => Some("DocumentReference"),
+                "consultations" => Some("Encounter"),
+                "medications" => Some("MedicationStatement"),
+                "problems" => Some("Condition"),
+                "allergies" => Some("AllergyIntolerance"),
+                "immunisations" => Some("Immunization"),
+                "appointments" => Some("Appointment"),
+                _ => None,
+            };
+            entities.push(match resource {
+                Some(r) => json!({ "what": { "reference": format!("{r}/g{i}") }, "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "4") }),
+                None => json!({ "role": coding("http://terminology.hl7.org/CodeSystem/object-role", "4"), "name": section }),
+            });
+        }
+        let role = if a.actor_role == "proxy" {
+            "AGNT"
+        } else {
+            "PAT"
+        };
+        let resource = json!({
+            "resourceType": "AuditEvent",
+            "id": a.event_id.clone().unwrap_or_else(|| format!("gen-{i}")),
+            "extension": [{ "url": crate::ingest::fhir::DEFAULT_SESSION_EXTENSION, "valueString": a.session_id }],
+            "type": kind,
+            "subtype": [sub],
+            "action": verb,
+            "recorded": a.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "outcome": if a.outcome == "success" { "0" } else { "8" },
+            "agent": [
+                {
+                    "type": { "coding": [coding("http://terminology.hl7.org/CodeSystem/v3-RoleClass", role)] },
+                    "who": { "identifier": { "value": a.account_id } },
+                    "requestor": true,
+                    "network": { "address": a.ip, "type": "2" }
+                },
+                {
+                    "type": { "coding": [coding("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "DEV")] },
+                    "who": { "identifier": { "value": a.device.id } },
+                    "name": a.device.user_agent,
+                    "requestor": false
+                }
+            ],
+            "source": { "observer": { "display": a.device.channel } },
+            "entity": entities,
+        });
+        writeln!(out, "{resource}")?;
+    }
+    out.flush()?;
+    Ok(path)
+}

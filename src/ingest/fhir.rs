@@ -3,8 +3,9 @@
 //!
 //! The mapping follows the data contract's table. What it cannot place is kept: every stored row carries its
 //! whole resource, compact JSON, in `raw`. A resource that names no patient by NHS number, or no time, is
-//! quarantined with that reason. Rows get a content-derived `event_id`, so the same access audited by both the
-//! client and the server (IHE BALP pairs) or sent twice is stored once; the FHIR `id` stays in `raw`.
+//! quarantined with that reason. Rows get a content-derived `event_id` (everything but the recorder-dependent
+//! channel), so the same access audited by both the client and the server (IHE BALP pairs) or sent twice is
+//! stored once, with the channel of the copy read first; the FHIR `id` stays in `raw`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
@@ -281,7 +282,7 @@ pub fn list(v: Option<&Value>) -> Vec<&Value> {
     }
 }
 
-fn s<'a>(v: Option<&'a Value>) -> Option<&'a str> {
+fn s(v: Option<&Value>) -> Option<&str> {
     v.and_then(Value::as_str)
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -486,7 +487,11 @@ pub fn map_audit_event(
         raw: Some(raw.to_string()),
         source_line: line,
     };
+    // The observer (who wrote the audit record) differs between the client's and the server's record of one
+    // access, so the channel it gives is left out of the identity: the pair is one event.
+    let channel = e.channel.take();
     e.event_id = e.derived_id();
+    e.channel = channel;
     Ok(e)
 }
 

@@ -316,7 +316,7 @@ fn ingest_file(
                 Ok(ix) => ix,
                 Err(e) => return fail(Some(kind), e),
             };
-            (kind, Plan::Csv(source, index))
+            (kind, Plan::Csv(Box::new((source, index))))
         }
     };
     if !opts.reingest {
@@ -349,7 +349,8 @@ fn ingest_file(
     };
     let mut unknown_columns = Vec::new();
     let (counts, failure) = match plan {
-        Plan::Csv(mut source, index) => {
+        Plan::Csv(csv_plan) => {
+            let (mut source, index) = *csv_plan;
             unknown_columns = index.unknown.clone();
             match kind {
                 Kind::Audit => load_rows(&ctx, &index, &mut source, rows::audit_event)?,
@@ -414,7 +415,7 @@ fn ingest_file(
 
 /// How a file will be read.
 enum Plan {
-    Csv(CsvSource, ColumnIndex),
+    Csv(Box<(CsvSource, ColumnIndex)>),
     Fhir(fhir::Layout),
 }
 
