@@ -55,6 +55,10 @@ pub struct ConfigFile {
     /// FHIR AuditEvent input.
     #[serde(default)]
     pub fhir: FhirSection,
+    /// The file holding the key for pseudonymised exports (the ACCESSWATCH_KEY_FILE environment variable wins).
+    pub pseudonymise_key_file: Option<PathBuf>,
+    /// Pseudonymise analyst exports (`query`) by default; `--no-pseudonymise` turns it off for one query.
+    pub pseudonymise: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -142,6 +146,8 @@ pub struct Config {
     pub allowlist: Allowlist,
     pub run: RunSection,
     pub fhir_session_extension: String,
+    pub pseudonymise_key_file: Option<PathBuf>,
+    pub pseudonymise_by_default: bool,
     /// SHA-256 of the config file's bytes (or of nothing), recorded in run summaries.
     pub hash: String,
     /// The file it came from, if any.
@@ -358,6 +364,8 @@ impl Config {
             detect: f.detect,
             allowlist: f.allowlist,
             run: f.run,
+            pseudonymise_key_file: f.pseudonymise_key_file.as_deref().map(rel),
+            pseudonymise_by_default: f.pseudonymise.unwrap_or(false),
             fhir_session_extension: f
                 .fhir
                 .session_extension

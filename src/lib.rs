@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod generate;
 pub mod ingest;
 pub mod pipeline;
+pub mod pseudonym;
 pub mod query;
 pub mod records;
 pub mod report;

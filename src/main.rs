@@ -7,7 +7,15 @@ fn main() -> ExitCode {
     match accesswatch::cli::run(cli) {
         Ok(code) => code.into(),
         Err(err) => {
-            eprintln!("accesswatch: error: {err:#}");
+            // The error and its causes, each once: most of our errors already name their cause.
+            let mut message = err.to_string();
+            for cause in err.chain().skip(1) {
+                let text = cause.to_string();
+                if !message.contains(&text) {
+                    message = format!("{message}: {text}");
+                }
+            }
+            eprintln!("accesswatch: error: {message}");
             accesswatch::cli::Exit::Failure.into()
         }
     }
