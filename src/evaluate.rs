@@ -62,22 +62,29 @@ pub fn evaluate(truth_path: &Path, report_dir: &Path) -> anyhow::Result<Evaluati
     Ok(score(&truth, reported))
 }
 
-fn read_truth(path: &Path) -> anyhow::Result<HashMap<String, Truth>> {
-    let mut r = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read truth file {}", path.display()))?;
+/// A CSV reader and the positions of the named columns; a missing column is an error naming the file.
+fn open_with_columns(
+    path: &Path,
+    names: &[&str],
+) -> anyhow::Result<(csv::Reader<std::fs::File>, Vec<usize>)> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     let headers = r.headers()?.clone();
-    let ix = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .with_context(|| format!("{}: no '{name}' column", path.display()))
-    };
-    let (n, l, s, p) = (
-        ix("nhs_number")?,
-        ix("label")?,
-        ix("scenario")?,
-        ix("persona")?,
-    );
+    let ix = names
+        .iter()
+        .map(|name| {
+            headers
+                .iter()
+                .position(|h| h == *name)
+                .with_context(|| format!("{}: no '{name}' column", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<usize>>>()?;
+    Ok((r, ix))
+}
+
+fn read_truth(path: &Path) -> anyhow::Result<HashMap<String, Truth>> {
+    let (mut r, ix) = open_with_columns(path, &["nhs_number", "label", "scenario", "persona"])?;
+    let (n, l, s, p) = (ix[0], ix[1], ix[2], ix[3]);
     let mut out = HashMap::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
@@ -102,21 +109,9 @@ fn read_truth(path: &Path) -> anyhow::Result<HashMap<String, Truth>> {
 }
 
 fn read_patients(path: &Path) -> anyhow::Result<Vec<Reported>> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let headers = r.headers()?.clone();
-    let ix = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .with_context(|| format!("{}: no '{name}' column", path.display()))
-    };
-    let (n, s, l, ru) = (
-        ix("nhs_number")?,
-        ix("risk_score")?,
-        ix("risk_level")?,
-        ix("rules")?,
-    );
+    let (mut r, ix) =
+        open_with_columns(path, &["nhs_number", "risk_score", "risk_level", "rules"])?;
+    let (n, s, l, ru) = (ix[0], ix[1], ix[2], ix[3]);
     let mut out = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
