@@ -6,7 +6,8 @@
 # For each size it generates the events (generate --events), then times, with peak memory from /usr/bin/time -v:
 #   ingest   accesswatch ingest of the CSV  vs  DuckDB converting the same CSV to hive-partitioned zstd Parquet
 #   detect   accesswatch detect over the store  vs  DuckDB running SQL equivalents of three rules over the Parquet
-# and prints a markdown table. Needs python3 with duckdb (pip install duckdb) and GNU time (apt-get install time).
+# and, once, FHIR NDJSON ingest (a generated practice of BENCH_FHIR_PATIENTS patients, default 20000, as
+# AuditEvent NDJSON) against DuckDB reading the same NDJSON into Parquet; and prints a markdown table. Needs python3 with duckdb (pip install duckdb) and GNU time (apt-get install time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/accesswatch-target}"
@@ -88,3 +89,17 @@ PY
   python3 -c "import sys; n,a,am,b,bm=int(sys.argv[1]),float(sys.argv[2]),sys.argv[3],float(sys.argv[4]),sys.argv[5]; print(f'| {n:,} | detect | accesswatch | {a:.1f} | {n/a:,.0f} | {am} | {a/b:.2f} |'); print(f'| {n:,} | detect (3 rules) | DuckDB | {b:.1f} | {n/b:,.0f} | {bm} | |')" "$n" "$ad_s" "$ad_m" "$dd_s" "$dd_m"
   rm -rf "$d"
 done
+
+# FHIR AuditEvent NDJSON: a generated practice written as FHIR, ingested by accesswatch and read by DuckDB.
+f="$work/fhir"; mkdir -p "$f"
+"$bin" generate --out "$f/in" --patients "${BENCH_FHIR_PATIENTS:-20000}" --days 90 --seed 7 --as-of "$as_of" --fhir > /dev/null
+events=$(wc -l < "$f/in/fhir/audit.ndjson")
+read -r af_s af_m < <(measure "$bin" ingest --store "$f/store" "$f/in/fhir/audit.ndjson")
+read -r df_s df_m < <(measure python3 - "$f/in/fhir/audit.ndjson" "$f/duck.parquet" <<'PY'
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+con.execute(f"COPY (SELECT * FROM read_json('{sys.argv[1]}', format = 'newline_delimited')) TO '{sys.argv[2]}' (FORMAT PARQUET, COMPRESSION ZSTD)")
+PY
+)
+python3 -c "import sys; n,a,am,b,bm=int(sys.argv[1]),float(sys.argv[2]),sys.argv[3],float(sys.argv[4]),sys.argv[5]; print(f'| {n:,} | FHIR NDJSON ingest (validated, mapped) | accesswatch | {a:.1f} | {n/a:,.0f} | {am} | {a/b:.2f} |'); print(f'| {n:,} | NDJSON to Parquet (no mapping) | DuckDB | {b:.1f} | {n/b:,.0f} | {bm} | |')" "$events" "$af_s" "$af_m" "$df_s" "$df_m"

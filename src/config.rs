@@ -375,6 +375,22 @@ impl Config {
         })
     }
 
+    /// Output folders that exist and can be read by other users: each is a warning (the data is special-category
+    /// health data; accesswatch creates its own folders owner-only, but cannot fix a folder it did not create).
+    pub fn world_readable_outputs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in [&self.store, &self.reports] {
+            #[cfg(unix)]
+            if let Ok(meta) = std::fs::metadata(dir) {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o007 != 0 {
+                    out.push(dir.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// The export header that carries `contract` for `kind` (lower case).
     pub fn header_for(&self, kind: Kind, contract: &'static str) -> String {
         self.columns

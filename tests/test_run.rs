@@ -314,3 +314,57 @@ fn a_missing_inbox_fails_and_is_recorded() {
         "{log}"
     );
 }
+
+#[test]
+fn a_verbose_run_logs_no_identifier_and_warns_about_open_folders() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = practice(dir.path(), "");
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("reports"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let r = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "-vv",
+        "--log-format",
+        "json",
+        "run",
+        "--as-of",
+        "2026-11-22",
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("can be read by other users"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.lines().filter(|l| l.starts_with('{')).count() > 5,
+        "JSON log lines: {}",
+        r.stderr
+    );
+    // Every NHS number in the inbox, in any spelling, is absent from the logs and the printed summary.
+    let mut numbers = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(dir.path().join("inbox")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for field in text.split([',', '\n']) {
+            let digits: String = field.chars().filter(char::is_ascii_digit).collect();
+            if digits.len() == 10 && accesswatch::ingest::validate::nhs_number(&digits).is_ok() {
+                numbers.insert(digits);
+            }
+        }
+    }
+    assert!(numbers.len() > 250, "{}", numbers.len());
+    for n in &numbers {
+        assert!(
+            !r.stderr.contains(n.as_str()) && !r.stdout.contains(n.as_str()),
+            "an NHS number reached the logs"
+        );
+    }
+    let log = std::fs::read_to_string(dir.path().join("reports/runs.jsonl")).unwrap();
+    assert!(numbers.iter().all(|n| !log.contains(n.as_str())));
+}

@@ -104,7 +104,16 @@ pub fn load_config(
     file: Option<&std::path::Path>,
     overrides: &Overrides,
 ) -> anyhow::Result<Config> {
-    Ok(Config::load(file, overrides)?)
+    let config = Config::load(file, overrides)?;
+    for dir in config.world_readable_outputs() {
+        tracing::warn!(folder = %dir.display(), "an output folder can be read by other users: make it owner-only");
+        eprintln!(
+            "accesswatch: warning: {} can be read by other users of this machine; it will hold special-category \
+             health data: make it owner-only (chmod 700)",
+            dir.display()
+        );
+    }
+    Ok(config)
 }
 
 fn init_logging(format: LogFormat, verbose: u8) {
