@@ -321,3 +321,52 @@ impl Allowlist {
                 .any(|r| r.device_id == device && r.nhs_number == nhs && on <= r.expires)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reviewed_pairs_expire_and_devices_do_not() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap_or_default();
+        let a = Allowlist {
+            devices: vec!["kiosk".into()],
+            reviewed: vec![ReviewedPair {
+                nhs_number: "9434765919".into(),
+                device_id: "tablet".into(),
+                expires: day(20),
+                note: None,
+            }],
+        };
+        assert!(
+            a.allows("4010232137", "kiosk", day(30)),
+            "an allowlisted device, for anyone, any day"
+        );
+        assert!(
+            a.allows("9434765919", "tablet", day(20)),
+            "reviewed pair until its expiry day"
+        );
+        assert!(
+            !a.allows("9434765919", "tablet", day(21)),
+            "checked again after it"
+        );
+        assert!(
+            !a.allows("4010232137", "tablet", day(10)),
+            "only for the reviewed patient"
+        );
+    }
+
+    #[test]
+    fn a_config_sets_only_what_it_changes() {
+        let c: DetectConfig = toml::from_str("recent_days = 7\n[unusual_hour]\nmin_sessions = 3\n")
+            .unwrap_or_default();
+        assert_eq!(c.recent_days, 7);
+        assert_eq!(c.unusual_hour.min_sessions, 3);
+        assert_eq!(c.unusual_hour.rare_share, UnusualHour::default().rare_share);
+        assert_eq!(c.lookback_days, 90);
+        assert!(
+            toml::from_str::<DetectConfig>("[unusual_hour]\nrare_shar = 0.1\n").is_err(),
+            "typos are errors"
+        );
+    }
+}
