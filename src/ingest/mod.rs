@@ -10,7 +10,7 @@ pub mod fhir;
 pub mod rows;
 pub mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -460,6 +460,9 @@ struct Batcher<'c, R> {
     n_buffered: usize,
     quarantine: Vec<QuarantinedRow>,
     quarantine_batches: usize,
+    /// Key digests of each partition this file has touched: loaded from the store once, then kept up to date, so
+    /// later batches do not re-read the partition.
+    seen: BTreeMap<NaiveDate, HashSet<u128>>,
 }
 
 impl<'c, R: StoredRecord> Batcher<'c, R> {
@@ -471,6 +474,7 @@ impl<'c, R: StoredRecord> Batcher<'c, R> {
             n_buffered: 0,
             quarantine: Vec::new(),
             quarantine_batches: 0,
+            seen: BTreeMap::new(),
         }
     }
 
@@ -501,7 +505,12 @@ impl<'c, R: StoredRecord> Batcher<'c, R> {
             }
         }
         if self.n_buffered >= self.ctx.config.batch_rows {
-            flush(self.ctx, &mut self.buffered, &mut self.counts)?;
+            flush(
+                self.ctx,
+                &mut self.buffered,
+                &mut self.seen,
+                &mut self.counts,
+            )?;
             self.n_buffered = 0;
         }
         if self.quarantine.len() >= self.ctx.config.batch_rows {
@@ -511,7 +520,12 @@ impl<'c, R: StoredRecord> Batcher<'c, R> {
     }
 
     fn finish(mut self) -> Result<Counts, IngestError> {
-        flush(self.ctx, &mut self.buffered, &mut self.counts)?;
+        flush(
+            self.ctx,
+            &mut self.buffered,
+            &mut self.seen,
+            &mut self.counts,
+        )?;
         flush_quarantine(self.ctx, &mut self.quarantine, &mut self.quarantine_batches)?;
         Ok(self.counts)
     }
@@ -593,13 +607,19 @@ fn load_fhir(
 fn flush<R: StoredRecord>(
     ctx: &FileContext,
     buffered: &mut BTreeMap<NaiveDate, Vec<R>>,
+    seen: &mut BTreeMap<NaiveDate, HashSet<u128>>,
     counts: &mut Counts,
 ) -> Result<(), IngestError> {
     for (date, mut rows) in std::mem::take(buffered) {
-        let mut seen = ctx.store.existing_keys(R::KIND, date)?;
+        let seen = match seen.entry(date) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(ctx.store.existing_keys(R::KIND, date)?)
+            }
+        };
         let before = rows.len();
         // The first copy of a key in file order wins; later copies, and keys already stored, are duplicates.
-        rows.retain(|r| seen.insert(r.key().to_string()));
+        rows.retain(|r| seen.insert(crate::store::key_digest(r.key())));
         counts.duplicates += (before - rows.len()) as u64;
         if rows.is_empty() {
             continue;
