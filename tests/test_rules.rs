@@ -805,3 +805,33 @@ fn allowlisted_devices_and_reviewed_pairs_are_left_alone() {
     let findings = std::fs::read_to_string(dir.path().join("r/2026-11-22/findings.csv")).unwrap();
     assert!(!findings.contains("kiosk-1"), "{findings}");
 }
+
+#[test]
+fn without_device_ids_a_shared_user_agent_is_not_someone_elses_device() {
+    // The export has no device_id: devices are told apart by user agent, which two strangers share.
+    let strip = |p: &mut Practice| {
+        p.audit = p
+            .audit
+            .lines()
+            .map(|l| {
+                let mut f: Vec<&str> = l.split(',').collect();
+                f[5] = "";
+                f.join(",") + "\n"
+            })
+            .collect();
+    };
+    const ANDROID: &str = "NHSApp/2.40.2 (Android 15; Pixel 8)";
+    let mut p = Practice::default();
+    p.habit(NHS_A, "acct-a", "phone-a", ANDROID, HOME_A, (0, 44), 3, 19);
+    p.habit(NHS_B, "acct-b", "phone-b", PHONE, HOME_B, (0, 55), 2, 8);
+    // A gets a new phone of the same model and app version as B's.
+    p.habit(NHS_A, "acct-a", "phone-a2", PHONE, HOME_A, (46, 55), 2, 19);
+    strip(&mut p);
+    let f = p.detect();
+    assert!(
+        fired(&f, NHS_A, "shared_device").is_none(),
+        "{:?}",
+        rules_for(&f, NHS_A)
+    );
+    assert!(fired(&f, NHS_B, "shared_device").is_none());
+}

@@ -41,6 +41,18 @@ pub const PRYING_SECTIONS: [&str; 6] = [
     "medications",
 ];
 
+/// Device keys for events with no `device_id`: the user agent, else the address, else nothing. They tell one
+/// patient's devices apart well enough, but thousands of people share a user agent or sit behind one address, so
+/// the rules that follow a device across patients' records use real device ids only.
+pub const UA_KEY: &str = "ua:";
+pub const IP_KEY: &str = "ip:";
+pub const UNKNOWN_DEVICE: &str = "unknown device";
+
+/// A device key that came from a real `device_id`.
+pub fn is_identified_device(key: &str) -> bool {
+    !(key.starts_with(UA_KEY) || key.starts_with(IP_KEY) || key == UNKNOWN_DEVICE)
+}
+
 /// One login session on one record: the unit the rules reason about.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -219,7 +231,7 @@ impl Context<'_> {
     /// A tablet or computer established on another patient's record and used from the same address for both
     /// records (the same household): a shared family device rather than an outsider's phone.
     pub fn household_device(&self, p: &PatientView, s: &Session) -> bool {
-        if !is_household_class(s.user_agent.as_deref()) {
+        if !is_household_class(s.user_agent.as_deref()) || !is_identified_device(&s.device) {
             return false;
         }
         let here = s.ip.as_deref().or(p.baseline.home_ip.as_deref());
@@ -267,6 +279,17 @@ impl Context<'_> {
                 .iter()
                 .filter(|s| p.baseline.is_established(&s.device))
                 .all(|s| s.start <= first + grace)
+    }
+
+    /// A real device that is established on another patient's record (their own device, used there before the
+    /// recent window).
+    pub fn established_on_another_record(&self, nhs: &str, device: &str) -> bool {
+        is_identified_device(device)
+            && self.devices.get(device).is_some_and(|h| {
+                h.on.iter().any(|(o, u)| {
+                    o.as_str() != nhs && u.baseline_sessions >= self.cfg.established_device_sessions
+                })
+            })
     }
 
     pub fn allowed(&self, nhs: &str, device: &str) -> bool {
@@ -548,9 +571,9 @@ fn load_sessions(
         .with_columns([
             coalesce(&[
                 col(DEVICE_ID),
-                concat_str([lit("ua:"), col(USER_AGENT)], "", false),
-                concat_str([lit("ip:"), col(IP_ADDRESS)], "", false),
-                lit("unknown device"),
+                concat_str([lit(UA_KEY), col(USER_AGENT)], "", false),
+                concat_str([lit(IP_KEY), col(IP_ADDRESS)], "", false),
+                lit(UNKNOWN_DEVICE),
             ])
             .alias("device_key"),
             col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"),

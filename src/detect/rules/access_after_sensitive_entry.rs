@@ -32,13 +32,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     if !cfg.enabled {
         return Vec::new();
     }
-    let established_elsewhere = |s: &Session| {
-        ctx.devices.get(&s.device).is_some_and(|h| {
-            h.on.iter().any(|(o, u)| {
-                o.as_str() != p.nhs && u.baseline_sessions >= ctx.cfg.established_device_sessions
-            })
-        })
-    };
+    let established_elsewhere = |s: &Session| ctx.established_on_another_record(p.nhs, &s.device);
     let mut followed: Vec<(String, f64, Vec<&Session>)> = Vec::new();
     for e in entries {
         let until = e.visible_from + cfg.within_hours * HOUR;

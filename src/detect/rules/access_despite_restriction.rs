@@ -41,14 +41,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .filter(|s| s.start < r.from)
             .map(|s| s.device.as_str())
             .collect();
-        let someone_elses = |d: &str| {
-            ctx.devices.get(d).is_some_and(|h| {
-                h.on.iter().any(|(o, u)| {
-                    o.as_str() != p.nhs
-                        && u.baseline_sessions >= ctx.cfg.established_device_sessions
-                })
-            })
-        };
+        let someone_elses = |d: &str| ctx.established_on_another_record(p.nhs, d);
         let watched: Vec<&Session> = p
             .recent(ctx)
             .filter(|s| s.start >= r.from && s.start < until && s.reads > 0 && counts(ctx, s))

@@ -36,6 +36,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     }
     let mut out = Vec::new();
     for (device, sessions) in by_device {
+        // A user agent or an address stands for many people's devices: it cannot say whose device this is.
+        if !crate::detect::is_identified_device(device) {
+            continue;
+        }
         let Some(history) = ctx.devices.get(device) else {
             continue;
         };
