@@ -375,6 +375,14 @@ impl Config {
         })
     }
 
+    /// Yesterday in the practice's time zone: the day a nightly run reports on.
+    pub fn yesterday(&self) -> chrono::NaiveDate {
+        chrono::Utc::now()
+            .with_timezone(&self.timezone)
+            .date_naive()
+            - chrono::Duration::days(1)
+    }
+
     /// Output folders that exist and can be read by other users: each is a warning (the data is special-category
     /// health data; accesswatch creates its own folders owner-only, but cannot fix a folder it did not create).
     pub fn world_readable_outputs(&self) -> Vec<PathBuf> {

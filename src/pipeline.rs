@@ -105,7 +105,7 @@ pub fn resolve_as_of(config: &Config, given: Option<NaiveDate>) -> anyhow::Resul
     if let Some(d) = given {
         return Ok(d);
     }
-    let yesterday = Utc::now().with_timezone(&config.timezone).date_naive() - Duration::days(1);
+    let yesterday = config.yesterday();
     if config.run.as_of == "latest-data" {
         return Ok(latest_data_day(config)?.unwrap_or(yesterday));
     }

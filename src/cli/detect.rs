@@ -3,10 +3,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use super::{load_config, print, Exit};
-use crate::config::{Config, Overrides};
+use crate::config::Overrides;
 use crate::pipeline;
 use crate::report;
 
@@ -29,11 +29,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The practice's yesterday.
-pub fn yesterday(config: &Config) -> NaiveDate {
-    Utc::now().with_timezone(&config.timezone).date_naive() - Duration::days(1)
-}
-
 pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     let mut config = load_config(
         config_file,
@@ -54,7 +49,7 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     }
     let as_of = match args.as_of {
         Some(d) => d,
-        None => yesterday(&config),
+        None => config.yesterday(),
     };
     let (dir, summary) = pipeline::detect_and_report(&config, as_of)?;
     if args.json {

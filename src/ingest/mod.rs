@@ -241,6 +241,13 @@ fn is_truth_file(headers: &[String]) -> bool {
         .all(|h| headers.iter().any(|x| x == h))
 }
 
+fn skipped(path: &Path, kind: Option<Kind>, sha: String, message: String) -> FileReport {
+    FileReport {
+        status: FileStatus::Skipped,
+        ..refused(path, kind, Some(sha), message)
+    }
+}
+
 fn refused(path: &Path, kind: Option<Kind>, sha: Option<String>, message: String) -> FileReport {
     FileReport {
         path: path.display().to_string(),
@@ -295,14 +302,12 @@ fn ingest_file(
                 return fail(None, "the file is empty: there is no header row".into());
             }
             if opts.kind.is_none() && is_truth_file(&source.headers) {
-                let mut r = refused(
+                return Ok(skipped(
                     path,
                     None,
-                    Some(sha.clone()),
+                    sha.clone(),
                     "a generator truth file (labels for `evaluate`), not an input".into(),
-                );
-                r.status = FileStatus::Skipped;
-                return Ok(r);
+                ));
             }
             let Some(kind) = opts.kind.or_else(|| detect_kind(&source.headers, config)) else {
                 return fail(
@@ -370,14 +375,12 @@ fn ingest_file(
                 .and_then(|f| f.strip_prefix(fhir::NOT_AN_EVENT))
             {
                 progress.finish_and_clear();
-                let mut r = refused(
+                return Ok(skipped(
                     path,
                     Some(kind),
-                    Some(sha.clone()),
+                    sha.clone(),
                     format!("a lone FHIR {what} resource, not an AuditEvent: passed over"),
-                );
-                r.status = FileStatus::Skipped;
-                return Ok(r);
+                ));
             }
             (counts, failure)
         }

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::detect::{rules, Detection, DetectionStats, Finding};
 use crate::records::{instants, text};
-use crate::store::{create_private_dir, fault_point, private_file};
+use crate::store::{create_private_dir, fault_point, parquet_writer, private_file};
 
 pub const PATIENTS_CSV: &str = "patients.csv";
 pub const FINDINGS_CSV: &str = "findings.csv";
@@ -307,10 +307,7 @@ pub fn findings_frame(findings: &[Finding]) -> PolarsResult<DataFrame> {
 fn write_findings_parquet(path: &Path, findings: &[Finding]) -> anyhow::Result<()> {
     let mut df = findings_frame(findings)?;
     let mut f = private_file(path, true)?;
-    ParquetWriter::new(&mut f)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::full())
-        .finish(&mut df)?;
+    parquet_writer(&mut f).finish(&mut df)?;
     f.sync_all()?;
     Ok(())
 }

@@ -173,9 +173,7 @@ impl Store {
             source,
         };
         let mut file = private_file(&tmp_path, true).map_err(write_err)?;
-        ParquetWriter::new(&mut file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .with_statistics(StatisticsOptions::full())
+        parquet_writer(&mut file)
             .finish(df)
             .map_err(|source| StoreError::Parquet {
                 path: tmp_path.clone(),
@@ -238,6 +236,13 @@ pub fn key_digest(key: &str) -> u128 {
         h.finish()
     };
     (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+/// Every Parquet file accesswatch writes: zstd, full column statistics.
+pub fn parquet_writer<W: std::io::Write>(w: W) -> ParquetWriter<W> {
+    ParquetWriter::new(w)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::full())
 }
 
 pub fn partition_dir(root: &Path, kind: Kind, date: NaiveDate) -> PathBuf {

@@ -1,7 +1,7 @@
 //! `access_after_sensitive_entry`: the record read soon after a sensitive entry appeared, from a device or at an
 //! hour unusual for the patient.
 
-use super::{counts, RuleMeta};
+use super::{counts, only_device, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "access_after_sensitive_entry";
@@ -102,9 +102,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let sessions: Vec<&Session> = followed.iter().flat_map(|f| f.2.iter().copied()).collect();
     let devices: std::collections::BTreeSet<&str> =
         sessions.iter().map(|s| s.device.as_str()).collect();
-    let device = (devices.len() == 1)
-        .then(|| devices.iter().next().copied())
-        .flatten();
+    let device = only_device(&devices);
     let mut explanation: Vec<String> = followed.into_iter().map(|f| f.0).collect();
     explanation.push("Someone may be checking what the patient tells the practice.".into());
     vec![Finding::new(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{counts, list_times, times, RuleMeta};
+use super::{counts, list_times, only_device, times, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "access_despite_restriction";
@@ -71,9 +71,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             if devices.len() == 1 { "a device" } else { "devices" },
             devices.iter().map(|d| short_device(d)).collect::<Vec<_>>().join(", "),
         );
-        let device = (devices.len() == 1)
-            .then(|| devices.iter().next().copied())
-            .flatten();
+        let device = only_device(&devices);
         out.push(Finding::new(
             p.nhs,
             ID,

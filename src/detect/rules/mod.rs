@@ -80,6 +80,15 @@ pub fn counts(ctx: &Context, s: &Session) -> bool {
     !ctx.allowed(&s.nhs_number, &s.device) && !ctx.is_formal_proxy(s)
 }
 
+/// The device to name on a finding: the one device involved, or none when there were several.
+pub fn only_device<'a>(devices: &std::collections::BTreeSet<&'a str>) -> Option<&'a str> {
+    let mut it = devices.iter();
+    match (it.next(), it.next()) {
+        (Some(d), None) => Some(*d),
+        _ => None,
+    }
+}
+
 /// "3 times" / "once".
 pub fn times(n: usize) -> String {
     match n {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{counts, list_times, times, RuleMeta};
+use super::{counts, list_times, only_device, times, RuleMeta};
 use crate::detect::{Context, Finding, PatientView, Session};
 
 pub const ID: &str = "unusual_hour";
@@ -72,8 +72,6 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         if own { "It was their own usual device: someone may be using their phone while they sleep or are away from it." } else { "Not all of it was their usual device." },
         if away { " The connections were new addresses, which fits travel abroad." } else { "" },
     );
-    let device = (devices.len() == 1)
-        .then(|| devices.iter().next().copied())
-        .flatten();
+    let device = only_device(&devices);
     vec![Finding::new(p.nhs, ID, score, &rare, device, explanation)]
 }
