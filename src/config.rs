@@ -57,7 +57,8 @@ pub struct ConfigFile {
     pub fhir: FhirSection,
     /// The file holding the key for pseudonymised exports (the ACCESSWATCH_KEY_FILE environment variable wins).
     pub pseudonymise_key_file: Option<PathBuf>,
-    /// Pseudonymise analyst exports (`query`) by default; `--no-pseudonymise` turns it off for one query.
+    /// Pseudonymise analyst outputs by default: `query` results and the CSV/Parquet files of `detect` and `run`
+    /// (`report.html` keeps real identifiers for the lead); `--no-pseudonymise` turns it off for one command.
     pub pseudonymise: Option<bool>,
 }
 
@@ -147,7 +148,9 @@ pub struct Config {
     pub run: RunSection,
     pub fhir_session_extension: String,
     pub pseudonymise_key_file: Option<PathBuf>,
-    pub pseudonymise_by_default: bool,
+    /// Whether analyst outputs are pseudonymised (the config's `pseudonymise`, or a command's
+    /// `--pseudonymise`/`--no-pseudonymise`).
+    pub pseudonymise: bool,
     /// SHA-256 of the config file's bytes (or of nothing), recorded in run summaries.
     pub hash: String,
     /// The file it came from, if any.
@@ -365,7 +368,7 @@ impl Config {
             allowlist: f.allowlist,
             run: f.run,
             pseudonymise_key_file: f.pseudonymise_key_file.as_deref().map(rel),
-            pseudonymise_by_default: f.pseudonymise.unwrap_or(false),
+            pseudonymise: f.pseudonymise.unwrap_or(false),
             fhir_session_extension: f
                 .fhir
                 .session_extension
@@ -385,6 +388,18 @@ impl Config {
 
     /// Output folders that exist and can be read by other users: each is a warning (the data is special-category
     /// health data; accesswatch creates its own folders owner-only, but cannot fix a folder it did not create).
+    /// The pseudonymiser for analyst outputs when they are to be pseudonymised; an error when they are and no
+    /// usable key is configured (checked before any work is done).
+    pub fn pseudonymiser(
+        &self,
+    ) -> Result<Option<crate::pseudonym::Pseudonymiser>, crate::pseudonym::PseudonymError> {
+        if !self.pseudonymise {
+            return Ok(None);
+        }
+        crate::pseudonym::Pseudonymiser::from_key_file(self.pseudonymise_key_file.as_deref())
+            .map(Some)
+    }
+
     pub fn world_readable_outputs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for dir in [&self.store, &self.reports] {

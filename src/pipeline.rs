@@ -118,6 +118,7 @@ pub fn detect_and_report(
     as_of: NaiveDate,
 ) -> anyhow::Result<(PathBuf, RunSummary)> {
     let started = Instant::now();
+    let pseudonymiser = config.pseudonymiser()?;
     let catalogue = SensitiveCatalogue::for_config(config)?;
     let d = detect::detect(
         &config.store,
@@ -137,8 +138,17 @@ pub fn detect_and_report(
         duplicates: manifest.files.iter().map(|f| f.duplicates).sum(),
         quarantined: manifest.files.iter().map(|f| f.quarantined).sum(),
     };
-    let summary = report::summarise(&d, as_of, &config.hash, input, seconds);
-    let dir = report::write_run(&config.reports, as_of, &d, &summary, config.timezone)?;
+    let mut summary = report::summarise(&d, as_of, &config.hash, input, seconds);
+    summary.pseudonymised = pseudonymiser.is_some();
+    let exports = report::Exports::new(&d, pseudonymiser.as_ref());
+    let dir = report::write_run(
+        &config.reports,
+        as_of,
+        &d,
+        &exports,
+        &summary,
+        config.timezone,
+    )?;
     tracing::info!(as_of = %as_of, patients = d.stats.patients_analysed, findings = d.findings.len(), "detection done");
     Ok((dir, summary))
 }
@@ -188,6 +198,8 @@ fn nightly_locked(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<R
     if !config.inbox.is_dir() {
         anyhow::bail!("the inbox {} is not a folder", config.inbox.display());
     }
+    // A missing pseudonymisation key stops the run before it ingests anything.
+    config.pseudonymiser()?;
     let ingest = ingest::ingest(
         config,
         std::slice::from_ref(&config.inbox),

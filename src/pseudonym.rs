@@ -78,6 +78,16 @@ impl Pseudonymiser {
         )
     }
 
+    /// The pseudonym of a value, or the value itself when it already is a pseudonym of this kind (a run folder
+    /// written with `--pseudonymise` read again by `query --pseudonymise` keeps its pseudonyms, so they still join).
+    pub fn pseudonym_once(&self, kind: &str, value: &str) -> String {
+        if is_pseudonym(kind, value) {
+            value.to_string()
+        } else {
+            self.pseudonym(kind, value)
+        }
+    }
+
     /// Replaces every identifier column of a frame.
     pub fn frame(&self, df: &mut DataFrame) -> PolarsResult<()> {
         for name in IDENTIFIER_COLUMNS {
@@ -97,12 +107,26 @@ impl Pseudonymiser {
             let replaced: StringChunked = as_text
                 .str()?
                 .iter()
-                .map(|v| v.map(|v| self.pseudonym(kind, v)))
+                .map(|v| v.map(|v| self.pseudonym_once(kind, v)))
                 .collect();
             df.with_column(replaced.with_name((*name).into()).into_column())?;
         }
         Ok(())
     }
+}
+
+/// Whether `value` has the shape of a pseudonym of `kind` (prefix, dash, 24 lowercase hex digits).
+pub fn is_pseudonym(kind: &str, value: &str) -> bool {
+    let prefix = &kind[..kind.len().min(3)];
+    value
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hex| {
+            hex.len() == 24
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 #[cfg(test)]
@@ -128,5 +152,11 @@ mod tests {
         assert_ne!(a.pseudonym("nhs", "x"), a.pseudonym("dev", "x"));
         assert!(a.pseudonym("nhs", "9434765919").starts_with("nhs-"));
         assert!(!a.pseudonym("nhs", "9434765919").contains("9434765919"));
+        let once = a.pseudonym("dev", "phone-1");
+        assert!(is_pseudonym("dev", &once));
+        assert!(!is_pseudonym("nhs", &once));
+        assert_eq!(a.pseudonym_once("dev", &once), once);
+        assert_eq!(b.pseudonym_once("dev", &once), once);
+        assert!(!is_pseudonym("nhs", "9434765919"));
     }
 }

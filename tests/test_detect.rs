@@ -261,3 +261,125 @@ fn the_rule_catalogue_lists_and_explains_every_rule() {
         include_str!("expected/rules_explain_unusual_hour.txt")
     );
 }
+
+#[test]
+fn detect_exports_can_be_pseudonymised_and_the_leads_page_keeps_real_identifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let s = store.to_str().unwrap();
+    let plain_out = dir.path().join("plain");
+    let pseudo_out = dir.path().join("pseudo");
+    let detect = |out: &std::path::Path, extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "detect",
+            "--store",
+            s,
+            "--as-of",
+            "2026-11-22",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run_env(&args, env)
+    };
+    // No key: refused before anything is written.
+    let r = detect(
+        &pseudo_out,
+        &["--pseudonymise"],
+        &[("ACCESSWATCH_KEY_FILE", "")],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("ACCESSWATCH_KEY_FILE"), "{}", r.stderr);
+    assert!(!pseudo_out.join("2026-11-22").exists());
+
+    let key = write(dir.path(), "key", "a-practice-secret-of-32-bytes-aa");
+    let env = [("ACCESSWATCH_KEY_FILE", key.to_str().unwrap())];
+    assert_eq!(detect(&plain_out, &[], &[]).code, 0);
+    let r = detect(&pseudo_out, &["--pseudonymise"], &env);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plain = plain_out.join("2026-11-22");
+    let pseudo = pseudo_out.join("2026-11-22");
+
+    // Every identifier in the store, and the short form the explanations use for devices.
+    let audit = read_kind(&store, "audit");
+    let mut secrets: Vec<String> = Vec::new();
+    for col in ["nhs_number", "device_id", "account_id", "ip_address"] {
+        secrets.extend(strings(&audit, col).into_iter().flatten());
+    }
+    let devices: Vec<String> = strings(&audit, "device_id").into_iter().flatten().collect();
+    secrets.extend(
+        devices
+            .iter()
+            .map(|d| d.chars().take(12).collect::<String>()),
+    );
+    secrets.sort();
+    secrets.dedup();
+    let parquet = std::fs::read(pseudo.join("findings.parquet")).unwrap();
+    use polars::prelude::SerReader;
+    let findings_frame = polars::prelude::ParquetReader::new(std::io::Cursor::new(parquet))
+        .finish()
+        .unwrap();
+    let mut parquet_text = String::new();
+    for col in ["finding_id", "nhs_number", "device_id", "explanation"] {
+        for v in strings(&findings_frame, col).into_iter().flatten() {
+            parquet_text.push_str(&v);
+            parquet_text.push('\n');
+        }
+    }
+    for (name, text) in [
+        (
+            "patients.csv",
+            std::fs::read_to_string(pseudo.join("patients.csv")).unwrap(),
+        ),
+        (
+            "findings.csv",
+            std::fs::read_to_string(pseudo.join("findings.csv")).unwrap(),
+        ),
+        ("findings.parquet", parquet_text),
+    ] {
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{name} leaks an identifier"
+            );
+        }
+    }
+
+    // The same patients, scores, rules and finding counts; only the identifiers differ.
+    let (ph, prows) = read_csv(&plain.join("patients.csv"));
+    let (qh, qrows) = read_csv(&pseudo.join("patients.csv"));
+    assert_eq!(ph, qh);
+    assert_eq!(prows.len(), qrows.len());
+    assert!(!qrows.is_empty());
+    for (p, q) in prows.iter().zip(&qrows) {
+        assert_eq!(p[1..], q[1..]);
+        assert!(q[0].starts_with("nhs-") && q[0].len() == 28, "{}", q[0]);
+    }
+    let (_, pf) = read_csv(&plain.join("findings.csv"));
+    let (_, qf) = read_csv(&pseudo.join("findings.csv"));
+    assert_eq!(pf.len(), qf.len());
+    assert!(
+        qf.iter().any(|f| f[9].contains("(dev-")),
+        "an explanation names a pseudonymised device"
+    );
+
+    // The lead's page and the summary.
+    let html = std::fs::read_to_string(pseudo.join("report.html")).unwrap();
+    let first = &prows[0][0];
+    assert!(html.contains(&format!("{} {} {}", &first[..3], &first[3..6], &first[6..])));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pseudo.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["pseudonymised"], true);
+
+    // The same key gives the same files.
+    let again = dir.path().join("again");
+    assert_eq!(detect(&again, &["--pseudonymise"], &env).code, 0);
+    for f in ["patients.csv", "findings.csv", "findings.parquet"] {
+        assert_eq!(
+            std::fs::read(pseudo.join(f)).unwrap(),
+            std::fs::read(again.join("2026-11-22").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}

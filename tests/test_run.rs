@@ -368,3 +368,52 @@ fn a_verbose_run_logs_no_identifier_and_warns_about_open_folders() {
     let log = std::fs::read_to_string(dir.path().join("reports/runs.jsonl")).unwrap();
     assert!(numbers.iter().all(|n| !log.contains(n.as_str())));
 }
+
+#[test]
+fn a_pseudonymising_night_without_its_key_stops_before_ingesting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = practice(
+        dir.path(),
+        "pseudonymise = true\npseudonymise_key_file = \"missing-key\"\n",
+    );
+    let r = nightly(&cfg, "2026-11-22", &[("ACCESSWATCH_KEY_FILE", "")]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("missing-key"), "{}", r.stderr);
+    assert!(!dir.path().join("store/audit").exists(), "nothing ingested");
+    assert!(!dir.path().join("reports/2026-11-22").exists());
+    // With the key in place, the night's exports carry pseudonyms; `--no-pseudonymise` turns it off for one run.
+    write(
+        dir.path(),
+        "missing-key",
+        "a-practice-secret-of-32-bytes-aa",
+    );
+    let r = nightly(&cfg, "2026-11-22", &[("ACCESSWATCH_KEY_FILE", "")]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let patients =
+        std::fs::read_to_string(dir.path().join("reports/2026-11-22/patients.csv")).unwrap();
+    assert!(
+        patients.lines().skip(1).all(|l| l.starts_with("nhs-")),
+        "{patients}"
+    );
+    let r = run_env(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            "--as-of",
+            "2026-11-22",
+            "--no-pseudonymise",
+        ],
+        &[("ACCESSWATCH_KEY_FILE", "")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr); // the files are already in the store: nothing new is quarantined
+    let patients =
+        std::fs::read_to_string(dir.path().join("reports/2026-11-22/patients.csv")).unwrap();
+    assert!(
+        patients
+            .lines()
+            .skip(1)
+            .all(|l| l.as_bytes()[0].is_ascii_digit()),
+        "{patients}"
+    );
+}

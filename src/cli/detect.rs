@@ -27,6 +27,8 @@ pub struct Args {
     /// Print the run summary as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub pseudonymise: super::PseudonymiseArgs,
 }
 
 pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
@@ -38,6 +40,7 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
             ..Default::default()
         },
     )?;
+    args.pseudonymise.apply(&mut config);
     if let Some(n) = args.lookback_days {
         if n <= config.detect.recent_days {
             anyhow::bail!(

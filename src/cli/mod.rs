@@ -99,6 +99,29 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
+/// `--pseudonymise` / `--no-pseudonymise`, shared by the commands that write analyst outputs.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct PseudonymiseArgs {
+    /// Replace NHS numbers, account ids, device ids and IP addresses in analyst outputs with keyed pseudonyms
+    /// (HMAC-SHA256; the key is read from the file named by ACCESSWATCH_KEY_FILE or the config's
+    /// pseudonymise_key_file, never from the command line).
+    #[arg(long, conflicts_with = "no_pseudonymise")]
+    pub pseudonymise: bool,
+    /// Write real identifiers even when the config pseudonymises by default.
+    #[arg(long)]
+    pub no_pseudonymise: bool,
+}
+
+impl PseudonymiseArgs {
+    pub fn apply(self, config: &mut Config) {
+        if self.pseudonymise {
+            config.pseudonymise = true;
+        } else if self.no_pseudonymise {
+            config.pseudonymise = false;
+        }
+    }
+}
+
 /// Loads the config with the subcommand's overrides applied.
 pub fn load_config(
     file: Option<&std::path::Path>,

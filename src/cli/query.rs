@@ -9,7 +9,6 @@ use polars::prelude::*;
 
 use super::{load_config, print, Exit};
 use crate::config::Overrides;
-use crate::pseudonym::Pseudonymiser;
 use crate::query::{self, Query};
 use crate::store::private_file;
 
@@ -29,13 +28,8 @@ pub struct Args {
     /// Write to this file (owner-only) instead of standard output; required for parquet.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Replace NHS numbers, account ids, device ids and IP addresses with keyed pseudonyms (the key is read from
-    /// the file named by ACCESSWATCH_KEY_FILE or the config's pseudonymise_key_file, never from the command line).
-    #[arg(long, conflicts_with = "no_pseudonymise")]
-    pub pseudonymise: bool,
-    /// Export real identifiers even when the config pseudonymises by default.
-    #[arg(long)]
-    pub no_pseudonymise: bool,
+    #[command(flatten)]
+    pub pseudonymise: super::PseudonymiseArgs,
     /// List the shipped queries with their titles and parameters.
     #[arg(long)]
     pub list: bool,
@@ -91,10 +85,11 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     )?;
     let given: BTreeMap<String, String> = args.params.iter().cloned().collect();
     let sql = q.render(&given)?;
+    let pseudonymiser = config.pseudonymiser()?;
     let mut ctx = query::context(&config)?;
     let mut df = query::execute(&mut ctx, &q, &sql)?;
-    if args.pseudonymise || (config.pseudonymise_by_default && !args.no_pseudonymise) {
-        Pseudonymiser::from_key_file(config.pseudonymise_key_file.as_deref())?.frame(&mut df)?;
+    if let Some(p) = &pseudonymiser {
+        p.frame(&mut df)?;
     }
     let bytes = encode(&mut df, args.format)?;
     match &args.output {

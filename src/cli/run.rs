@@ -24,10 +24,13 @@ pub struct Args {
     /// Exit with code 4 if any patient is at this level or above (overrides `run.fail_on`).
     #[arg(long, value_name = "LEVEL", value_parser = ["medium", "high"])]
     pub fail_on: Option<String>,
+    #[command(flatten)]
+    pub pseudonymise: super::PseudonymiseArgs,
 }
 
 pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     let mut config = load_config(config_file, &Overrides::default())?;
+    args.pseudonymise.apply(&mut config);
     if args.fail_on.is_some() {
         config.run.fail_on = args.fail_on;
     }

@@ -118,6 +118,10 @@ pub struct Finding {
     /// Starts of the sessions behind the finding (for the report's charts; not an output column).
     #[serde(skip)]
     pub evidence: Vec<i64>,
+    /// Every device the explanation can name (the finding's device and its sessions' devices), so a pseudonymised
+    /// export can replace each short device id in the text.
+    #[serde(skip)]
+    pub devices: Vec<String>,
 }
 
 impl Finding {
@@ -150,6 +154,13 @@ impl Finding {
             event_count: sessions.iter().map(|s| u64::from(s.events)).sum(),
             explanation,
             evidence: sessions.iter().map(|s| s.start).collect(),
+            devices: device
+                .into_iter()
+                .chain(sessions.iter().map(|s| s.device.as_str()))
+                .collect::<std::collections::BTreeSet<&str>>()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
         }
     }
 }

@@ -17,7 +17,9 @@ use chrono::{DateTime, NaiveDate, SecondsFormat};
 use polars::prelude::*;
 use serde::Serialize;
 
-use crate::detect::{rules, Detection, DetectionStats, Finding};
+use crate::detect::scoring::PatientRisk;
+use crate::detect::{rules, short_device, Detection, DetectionStats, Finding};
+use crate::pseudonym::Pseudonymiser;
 use crate::records::{instants, text};
 use crate::store::{create_private_dir, fault_point, parquet_writer, private_file};
 
@@ -39,6 +41,8 @@ pub struct RunSummary {
     pub patients_flagged: BTreeMap<&'static str, u64>,
     pub findings_per_rule: BTreeMap<&'static str, u64>,
     pub seconds: BTreeMap<&'static str, f64>,
+    /// Whether `patients.csv`, `findings.csv` and `findings.parquet` carry pseudonyms instead of identifiers.
+    pub pseudonymised: bool,
 }
 
 /// What the store holds, from its manifest.
@@ -93,7 +97,85 @@ pub fn summarise(
         patients_flagged: flagged,
         findings_per_rule: per_rule,
         seconds,
+        pseudonymised: false,
     }
+}
+
+/// The analyst exports of a run: the patients and findings as written to `patients.csv`, `findings.csv` and
+/// `findings.parquet`. With a pseudonymiser, NHS numbers, device ids (also where an explanation names one) and
+/// finding ids (a hash of the NHS number) become keyed pseudonyms; `report.html` and the charts always keep the
+/// real identifiers, because the safeguarding lead must be able to find the patient.
+pub struct Exports {
+    pub patients: Vec<PatientRisk>,
+    pub findings: Vec<Finding>,
+}
+
+impl Exports {
+    pub fn new(d: &Detection, pseudo: Option<&Pseudonymiser>) -> Exports {
+        let Some(p) = pseudo else {
+            return Exports {
+                patients: d.patients.clone(),
+                findings: d.findings.clone(),
+            };
+        };
+        let patients = d
+            .patients
+            .iter()
+            .map(|r| PatientRisk {
+                nhs_number: p.pseudonym_once("nhs", &r.nhs_number),
+                ..r.clone()
+            })
+            .collect();
+        let findings = d
+            .findings
+            .iter()
+            .map(|f| Finding {
+                finding_id: format!("f-{}", &p.pseudonym("fid", &f.finding_id)[4..20]),
+                nhs_number: p.pseudonym_once("nhs", &f.nhs_number),
+                device_id: f.device_id.as_deref().map(|d| p.pseudonym_once("dev", d)),
+                explanation: replace_devices(&f.explanation, &f.devices, |d| {
+                    p.pseudonym_once("dev", d)
+                }),
+                devices: Vec::new(),
+                ..f.clone()
+            })
+            .collect();
+        Exports { patients, findings }
+    }
+}
+
+/// Replaces each device's short id in `text` with the short form of `to(device)`, where it stands as a whole word.
+fn replace_devices(text: &str, devices: &[String], to: impl Fn(&str) -> String) -> String {
+    let mut shorts: Vec<(String, String)> = devices
+        .iter()
+        .map(|d| (short_device(d), short_device(&to(d))))
+        .collect();
+    // Longest first, so a device whose short id is a prefix of another's cannot split it.
+    shorts.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+    let mut out = text.to_string();
+    for (from, to) in shorts {
+        if from.is_empty() {
+            continue;
+        }
+        let mut result = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(&from) {
+            let before = rest[..i].chars().next_back();
+            let after = rest[i + from.len()..].chars().next();
+            let word =
+                |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_');
+            result.push_str(&rest[..i]);
+            if word(before) || word(after) {
+                result.push_str(&from);
+            } else {
+                result.push_str(&to);
+            }
+            rest = &rest[i + from.len()..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
 }
 
 /// Writes the run folder atomically; returns its path.
@@ -101,6 +183,7 @@ pub fn write_run(
     reports: &Path,
     as_of: NaiveDate,
     d: &Detection,
+    exports: &Exports,
     summary: &RunSummary,
     tz: chrono_tz::Tz,
 ) -> anyhow::Result<PathBuf> {
@@ -110,11 +193,11 @@ pub fn write_run(
     clear_debris(reports, &name)?;
     let tmp = reports.join(format!(".{name}.tmp-{}", std::process::id()));
     create_private_dir(&tmp)?;
-    write_patients(&tmp.join(PATIENTS_CSV), d)?;
+    write_patients(&tmp.join(PATIENTS_CSV), &exports.patients)?;
     fault_point();
-    write_findings_csv(&tmp.join(FINDINGS_CSV), &d.findings)?;
+    write_findings_csv(&tmp.join(FINDINGS_CSV), &exports.findings)?;
     fault_point();
-    write_findings_parquet(&tmp.join(FINDINGS_PARQUET), &d.findings)?;
+    write_findings_parquet(&tmp.join(FINDINGS_PARQUET), &exports.findings)?;
     fault_point();
     write_html_and_charts(&tmp, as_of, d, summary, tz)?;
     fault_point();
@@ -224,10 +307,10 @@ fn csv_file(path: &Path) -> anyhow::Result<csv::Writer<fs::File>> {
         .from_writer(f))
 }
 
-fn write_patients(path: &Path, d: &Detection) -> anyhow::Result<()> {
+fn write_patients(path: &Path, patients: &[PatientRisk]) -> anyhow::Result<()> {
     let mut w = csv_file(path)?;
     w.write_record(["nhs_number", "risk_score", "risk_level", "rules", "summary"])?;
-    for p in &d.patients {
+    for p in patients {
         w.write_record([
             csv_safe(&p.nhs_number),
             p.risk_score.to_string(),
@@ -310,4 +393,20 @@ fn write_findings_parquet(path: &Path, findings: &[Finding]) -> anyhow::Result<(
     parquet_writer(&mut f).finish(&mut df)?;
     f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids_in_explanations_are_replaced_as_whole_words_only() {
+        let devices = vec!["phone".to_string(), "a1b2c3d4e5f6a7b8c9".to_string()];
+        let text = "From a device (a1b2c3d4e5f6…) and phone, not the smartphone or phone-2.";
+        let out = replace_devices(text, &devices, |d| format!("dev-{}", d.len()));
+        assert_eq!(
+            out,
+            "From a device (dev-18) and dev-5, not the smartphone or phone-2."
+        );
+    }
 }
