@@ -75,7 +75,7 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     if args.format == Format::Parquet && args.output.is_none() {
         anyhow::bail!("--format parquet needs --output FILE");
     }
-    let config = load_config(
+    let mut config = load_config(
         config_file,
         &Overrides {
             store: args.store.clone(),
@@ -83,6 +83,7 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
             ..Default::default()
         },
     )?;
+    args.pseudonymise.apply(&mut config);
     let given: BTreeMap<String, String> = args.params.iter().cloned().collect();
     let sql = q.render(&given)?;
     let pseudonymiser = config.pseudonymiser()?;
@@ -118,7 +119,24 @@ pub fn encode(df: &mut DataFrame, format: Format) -> anyhow::Result<Vec<u8>> {
             std::env::set_var("POLARS_FMT_STR_LEN", "80");
             out.extend_from_slice(format!("{df}\n").as_bytes());
         }
-        Format::Csv => CsvWriter::new(&mut out).include_header(true).finish(df)?,
+        Format::Csv => {
+            // Text that a spreadsheet would run as a formula is neutralised, as in the run folder's CSV files.
+            let mut safe = df.clone();
+            for name in df.get_column_names_owned() {
+                let column = df.column(&name)?;
+                if column.dtype() == &DataType::String {
+                    let neutral: StringChunked = column
+                        .str()?
+                        .iter()
+                        .map(|v| v.map(crate::report::csv_safe))
+                        .collect();
+                    safe.with_column(neutral.with_name(name).into_column())?;
+                }
+            }
+            CsvWriter::new(&mut out)
+                .include_header(true)
+                .finish(&mut safe)?
+        }
         Format::Json => JsonWriter::new(&mut out)
             .with_json_format(JsonFormat::Json)
             .finish(df)?,

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use csv::ByteRecord;
 use flate2::read::MultiGzDecoder;
@@ -50,43 +52,209 @@ impl<R: Read, F: FnMut(u64)> Read for CountingReader<R, F> {
     }
 }
 
-/// A CSV reader positioned after the header.
+/// The longest CSV record (one row, all its fields) read: about 1 MiB. A real row is well under 1 KiB; a longer
+/// one is a broken export (an unclosed quote swallowing the rest of the file) or hostile, and is quarantined with
+/// reading resumed at the next line, so memory stays bounded whatever the file holds.
+pub const MAX_RECORD_BYTES: u64 = 1 << 20;
+/// The CSV parser's own read-ahead; a record is cut once the bytes pulled past its start exceed
+/// `MAX_RECORD_BYTES + READ_AHEAD`, so no record of `MAX_RECORD_BYTES` or less is ever cut.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// Counts what the CSV parser pulls, and refuses to feed one record more than its limit.
+#[derive(Default)]
+struct Meter {
+    /// Bytes handed to the parser so far.
+    pulled: AtomicU64,
+    /// Newlines among them.
+    newlines: AtomicU64,
+    /// Where the record being parsed starts, in pulled bytes.
+    record_start: AtomicU64,
+    /// Set when the current record went over the limit.
+    tripped: AtomicBool,
+}
+
+struct MeteredReader {
+    /// Bytes read past a skipped record's line end, given back before `inner`.
+    pending: io::Cursor<Vec<u8>>,
+    inner: Box<dyn Read + Send>,
+    meter: Arc<Meter>,
+    limit: u64,
+}
+
+impl MeteredReader {
+    /// Reads without metering: pending bytes first, then the input.
+    fn raw_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if (self.pending.position() as usize) < self.pending.get_ref().len() {
+            return self.pending.read(buf);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl Read for MeteredReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let m = self.meter.clone();
+        let pulled = m.pulled.load(Ordering::Relaxed);
+        if pulled - m.record_start.load(Ordering::Relaxed) > self.limit {
+            m.tripped.store(true, Ordering::Relaxed);
+            return Err(io::Error::other("record too long"));
+        }
+        let n = self.raw_read(buf)?;
+        m.pulled.fetch_add(n as u64, Ordering::Relaxed);
+        let newlines = buf[..n].iter().filter(|b| **b == b'\n').count();
+        m.newlines.fetch_add(newlines as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// What reading the next record gave.
+pub enum Next {
+    /// A record, and the line of the file it starts on.
+    Record(i64),
+    /// A record longer than [`MAX_RECORD_BYTES`] starting on this line: it was skipped up to the end of the line
+    /// where the limit was reached, and reading goes on after it.
+    TooLong(i64),
+    End,
+}
+
+/// A CSV reader positioned after the header, reading records of bounded size.
 pub struct CsvSource {
-    pub reader: csv::Reader<Box<dyn Read + Send>>,
+    reader: Option<csv::Reader<MeteredReader>>,
+    meter: Arc<Meter>,
+    /// Lines before the current parser's first line (a parser restarts after a skipped record).
+    line_base: u64,
+    /// Pulled bytes before the current parser's first byte.
+    byte_base: u64,
     /// Header names, trimmed and lower case, byte-order mark removed.
     pub headers: Vec<String>,
 }
 
+fn parser(input: MeteredReader) -> csv::Reader<MeteredReader> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(READ_AHEAD)
+        .from_reader(input)
+}
+
 impl CsvSource {
     pub fn open(path: &Path, counter: impl FnMut(u64) + Send + 'static) -> io::Result<CsvSource> {
-        let input = open_maybe_gzip(path, counter)?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(input);
+        Self::from_reader(open_maybe_gzip(path, counter)?, MAX_RECORD_BYTES)
+    }
+
+    /// A source over any reader, with a record limit (tests use a small one).
+    pub fn from_reader(input: Box<dyn Read + Send>, max_record: u64) -> io::Result<CsvSource> {
+        let meter = Arc::new(Meter::default());
+        let mut reader = parser(MeteredReader {
+            pending: io::Cursor::new(Vec::new()),
+            inner: input,
+            meter: meter.clone(),
+            limit: max_record + READ_AHEAD as u64,
+        });
         let mut header = ByteRecord::new();
-        if !reader
-            .read_byte_record(&mut header)
-            .map_err(io::Error::other)?
-        {
-            return Ok(CsvSource {
-                reader,
-                headers: Vec::new(),
-            });
+        let has_header = match reader.read_byte_record(&mut header) {
+            Ok(h) => h,
+            Err(_) if meter.tripped.load(Ordering::Relaxed) => {
+                return Err(io::Error::other(format!(
+                    "the header row is longer than {} bytes",
+                    max_record
+                )))
+            }
+            Err(e) => return Err(io::Error::other(e)),
+        };
+        let headers = if has_header {
+            header
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let h = if i == 0 {
+                        h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h)
+                    } else {
+                        h
+                    };
+                    String::from_utf8_lossy(h).trim().to_lowercase()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut source = CsvSource {
+            reader: Some(reader),
+            meter,
+            line_base: 0,
+            byte_base: 0,
+            headers,
+        };
+        source.mark_record_start();
+        Ok(source)
+    }
+
+    /// Tells the meter where the next record starts.
+    fn mark_record_start(&mut self) {
+        if let Some(r) = &self.reader {
+            let start = self.byte_base + r.position().byte();
+            self.meter.record_start.store(start, Ordering::Relaxed);
         }
-        let headers = header
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let h = if i == 0 {
-                    h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h)
-                } else {
-                    h
-                };
-                String::from_utf8_lossy(h).trim().to_lowercase()
-            })
-            .collect();
-        Ok(CsvSource { reader, headers })
+    }
+
+    /// Reads the next record into `record`.
+    pub fn next(&mut self, record: &mut ByteRecord) -> Result<Next, csv::Error> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(Next::End);
+        };
+        let starts_on = self.line_base + reader.position().line();
+        match reader.read_byte_record(record) {
+            Ok(true) => {
+                let line = self.line_base + record.position().map_or(0, |p| p.line());
+                self.mark_record_start();
+                Ok(Next::Record(line as i64))
+            }
+            Ok(false) => Ok(Next::End),
+            Err(_) if self.meter.tripped.load(Ordering::Relaxed) => {
+                self.skip_rest_of_line()?;
+                Ok(Next::TooLong(starts_on as i64))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a record over the limit: drops the bytes up to the next newline and starts a fresh parser there.
+    /// Every byte the parser pulled belonged to the long record (it pulls only while a record is unfinished), so
+    /// nothing of the next record is lost.
+    fn skip_rest_of_line(&mut self) -> Result<(), csv::Error> {
+        let Some(reader) = self.reader.take() else {
+            return Ok(());
+        };
+        let mut input = reader.into_inner();
+        self.meter.tripped.store(false, Ordering::Relaxed);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut skipped = 0u64;
+        let mut newline = false;
+        loop {
+            let n = input.raw_read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if let Some(i) = buf[..n].iter().position(|b| *b == b'\n') {
+                // What was read past the newline is given back to the next parser (and metered then).
+                input.pending = io::Cursor::new(buf[i + 1..n].to_vec());
+                skipped += i as u64 + 1;
+                newline = true;
+                break;
+            }
+            skipped += n as u64;
+        }
+        let m = &self.meter;
+        let pulled = m.pulled.load(Ordering::Relaxed) + skipped;
+        m.pulled.store(pulled, Ordering::Relaxed);
+        if newline {
+            m.newlines.fetch_add(1, Ordering::Relaxed);
+        }
+        self.line_base = m.newlines.load(Ordering::Relaxed);
+        self.byte_base = pulled;
+        m.record_start.store(pulled, Ordering::Relaxed);
+        self.reader = Some(parser(input));
+        Ok(())
     }
 }
 
@@ -174,6 +342,72 @@ pub fn detect_kind(headers: &[String], config: &Config) -> Option<Kind> {
 mod tests {
     use super::*;
     use crate::config::Overrides;
+
+    /// Reads a whole text with a small record limit: each record as (line, first field) or a too-long line.
+    fn read_all(text: &str, limit: u64) -> (Vec<String>, Vec<String>) {
+        let input: Box<dyn Read + Send> = Box::new(io::Cursor::new(text.as_bytes().to_vec()));
+        let mut source = CsvSource::from_reader(input, limit).unwrap();
+        let mut record = ByteRecord::new();
+        let mut out = Vec::new();
+        loop {
+            match source.next(&mut record).unwrap() {
+                Next::Record(line) => out.push(format!(
+                    "{line}:{}",
+                    String::from_utf8_lossy(record.get(0).unwrap_or_default())
+                )),
+                Next::TooLong(line) => out.push(format!("{line}:TOO LONG")),
+                Next::End => break,
+            }
+        }
+        (source.headers, out)
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_skipped_to_its_line_end_and_reading_goes_on() {
+        let long = "x".repeat(300_000);
+        let text = format!("a,b\n1,one\n2,{long}\n3,three\n\"4\nstill 4\",four\n5,{long}\n6,six\n");
+        let (headers, rows) = read_all(&text, 1000);
+        assert_eq!(headers, ["a", "b"]);
+        assert_eq!(
+            rows,
+            [
+                "2:1",
+                "3:TOO LONG",
+                "4:3",
+                "5:4\nstill 4",
+                "7:TOO LONG",
+                "8:6"
+            ],
+            "line numbers stay right after a skip and across quoted newlines"
+        );
+        // Under the limit nothing is cut.
+        let (_, rows) = read_all(&text, 1 << 20);
+        assert_eq!(rows, ["2:1", "3:2", "4:3", "5:4\nstill 4", "7:5", "8:6"]);
+    }
+
+    #[test]
+    fn an_unclosed_quote_cannot_swallow_the_file() {
+        let rest: String = (0..20_000).map(|i| format!("{i},row\n")).collect();
+        let text = format!("a,b\n1,one\n\"2,broken\n{rest}");
+        let (_, rows) = read_all(&text, 4096);
+        assert_eq!(rows[0], "2:1");
+        assert_eq!(rows[1], "3:TOO LONG");
+        // Reading resumed at a line boundary inside the swallowed part, with the right line numbers.
+        let (line, first) = rows[2].split_once(':').unwrap();
+        assert_eq!(
+            line.parse::<usize>().unwrap(),
+            first.parse::<usize>().unwrap() + 4
+        );
+        assert!(rows.last().unwrap().ends_with(":19999"));
+    }
+
+    #[test]
+    fn an_over_long_header_is_an_error() {
+        let text = format!("a,{}\n1,2\n", "b".repeat(200_000));
+        let input: Box<dyn Read + Send> = Box::new(io::Cursor::new(text.into_bytes()));
+        let e = CsvSource::from_reader(input, 100).err().unwrap();
+        assert!(e.to_string().contains("header row is longer"), "{e}");
+    }
 
     fn headers(s: &str) -> Vec<String> {
         s.split(',').map(|h| h.to_string()).collect()

@@ -25,6 +25,42 @@ pub const DEFAULT_SESSION_EXTENSION: &str =
     "https://accesswatch.invalid/fhir/StructureDefinition/session-id";
 /// Deeper nesting than this is refused (a hostile file cannot exhaust the stack).
 pub const MAX_DEPTH: usize = 64;
+/// The longest NDJSON line (one resource) read: an AuditEvent is a few KiB; a longer line is quarantined.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+/// The largest single JSON or XML document (a resource or a Bundle) read whole; bigger feeds must be NDJSON,
+/// which is streamed line by line.
+pub const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
+
+fn too_big() -> String {
+    format!(
+        "the document is larger than {} MiB: send big feeds as NDJSON (one resource per line), which is streamed",
+        MAX_DOCUMENT_BYTES >> 20
+    )
+}
+
+/// Counts the bytes an XML parser consumes.
+struct CountingBufRead<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: BufRead> Read for CountingBufRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for CountingBufRead<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.read += amt as u64;
+        self.inner.consume(amt);
+    }
+}
 
 /// One resource out of a FHIR file, with its position (NDJSON line, or entry number in a Bundle).
 pub struct Resource {
@@ -74,31 +110,68 @@ pub fn for_each_resource(
 ) -> Result<(), FileError> {
     match layout {
         Layout::NdJson => {
-            let buffered = BufReader::with_capacity(1 << 20, reader);
-            for (i, line) in buffered.split(b'\n').enumerate() {
-                let line = line.map_err(|e| format!("reading stopped at line {}: {e}", i + 1))?;
-                let text = String::from_utf8_lossy(&line);
+            let mut buffered = BufReader::with_capacity(1 << 20, reader);
+            let mut line = Vec::new();
+            let mut number = 0i64;
+            loop {
+                line.clear();
+                number += 1;
+                let n = (&mut buffered)
+                    .take(MAX_LINE_BYTES as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| format!("reading stopped at line {number}: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                if line.len() > MAX_LINE_BYTES {
+                    buffered
+                        .skip_until(b'\n')
+                        .map_err(|e| format!("reading stopped at line {number}: {e}"))?;
+                    each(
+                        number,
+                        Err(format!(
+                            "the line is longer than {MAX_LINE_BYTES} bytes; reading went on at the next line"
+                        )),
+                    )?;
+                    continue;
+                }
+                let Ok(text) = std::str::from_utf8(&line) else {
+                    each(number, Err("the line is not valid UTF-8 text".to_string()))?;
+                    continue;
+                };
                 if text.trim().is_empty() {
                     continue;
                 }
                 let parsed =
-                    serde_json::from_str::<Value>(&text).map_err(|e| format!("not JSON: {e}"));
-                each(i as i64 + 1, parsed.and_then(checked_depth))?;
+                    serde_json::from_str::<Value>(text).map_err(|e| format!("not JSON: {e}"));
+                each(number, parsed.and_then(checked_depth))?;
             }
             Ok(())
         }
         Layout::Json => {
             let mut text = String::new();
             BufReader::new(reader)
+                .take(MAX_DOCUMENT_BYTES + 1)
                 .read_to_string(&mut text)
                 .map_err(|e| format!("not UTF-8 text: {e}"))?;
+            if text.len() as u64 > MAX_DOCUMENT_BYTES {
+                return Err(too_big());
+            }
             let value: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
                 .map_err(|e| format!("not a FHIR JSON resource: {e}"))?;
             unwrap_bundle(checked_depth(value)?, each)
         }
         Layout::Xml => {
-            let value = xml_to_json(BufReader::new(reader))?;
-            unwrap_bundle(value, each)
+            let limited = BufReader::new(reader.take(MAX_DOCUMENT_BYTES + 1));
+            let mut counted = CountingBufRead {
+                inner: limited,
+                read: 0,
+            };
+            let value = xml_to_json(&mut counted);
+            if counted.read > MAX_DOCUMENT_BYTES {
+                return Err(too_big());
+            }
+            unwrap_bundle(value?, each)
         }
     }
 }

@@ -22,7 +22,7 @@ use polars::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use self::csv::{detect_kind, ColumnIndex, CsvSource};
+use self::csv::{detect_kind, ColumnIndex, CsvSource, Next};
 use self::rows::{Fields, RowError};
 use crate::config::Config;
 use crate::records::{AuditEvent, Provenance, StoredRecord};
@@ -178,10 +178,20 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Vec<Result<InputFile, (PathBuf, Strin
     for p in paths {
         if p.is_dir() {
             let mut found = Vec::new();
-            if let Err(e) = walk(p, &mut found) {
+            let mut links = Vec::new();
+            if let Err(e) = walk(p, &mut found, &mut links) {
                 out.push(Err((p.clone(), format!("cannot list folder: {e}"))));
             }
             found.sort();
+            links.sort();
+            for link in links {
+                out.push(Err((
+                    link,
+                    "a symbolic link: links inside a folder are not followed (one could lead to a file outside it); \
+                     name the file itself, or move it into the folder"
+                        .into(),
+                )));
+            }
             for f in found {
                 if seen.insert(f.clone()) {
                     let name = f.strip_prefix(p).unwrap_or(&f).display().to_string();
@@ -206,9 +216,12 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Vec<Result<InputFile, (PathBuf, Strin
     out
 }
 
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
+/// Lists a folder's input files, depth first. Symbolic links are not followed (a link loop cannot recur, a link
+/// cannot reach outside the folder); those that look like inputs or lead to folders are returned in `links`.
+fn walk(dir: &Path, found: &mut Vec<PathBuf>, links: &mut Vec<PathBuf>) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
+        let entry = entry?;
+        let path = entry.path();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_lowercase())
@@ -216,13 +229,37 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
         if name.starts_with('.') {
             continue;
         }
-        if path.is_dir() {
-            walk(&path, found)?;
-        } else if is_input_file_name(&name) {
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            if path.is_dir() || is_input_file_name(&name) {
+                links.push(path);
+            }
+        } else if kind.is_dir() {
+            walk(&path, found, links)?;
+        } else if kind.is_file() && is_input_file_name(&name) {
             found.push(path);
         }
     }
     Ok(())
+}
+
+/// A path as shown in summaries and logs: control characters (a newline in a file name could forge an output
+/// line) are written as escapes.
+pub fn shown(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .flat_map(|c| {
+                if c.is_control() {
+                    c.escape_default().collect::<Vec<_>>()
+                } else {
+                    vec![c]
+                }
+            })
+            .collect()
+    } else {
+        text
+    }
 }
 
 /// Which file names a folder search picks up.
@@ -250,7 +287,7 @@ fn skipped(path: &Path, kind: Option<Kind>, sha: String, message: String) -> Fil
 
 fn refused(path: &Path, kind: Option<Kind>, sha: Option<String>, message: String) -> FileReport {
     FileReport {
-        path: path.display().to_string(),
+        path: shown(path),
         kind,
         sha256: sha,
         status: FileStatus::Refused,
@@ -328,7 +365,7 @@ fn ingest_file(
         if let Some(previous) = manifest.find(&sha, kind) {
             progress.finish_and_clear();
             return Ok(FileReport {
-                path: path.display().to_string(),
+                path: shown(path),
                 kind: Some(kind),
                 sha256: Some(sha.clone()),
                 status: FileStatus::AlreadyIngested,
@@ -394,7 +431,7 @@ fn ingest_file(
     if status == FileStatus::Ingested {
         manifest.files.push(ManifestEntry {
             seq,
-            path: path.display().to_string(),
+            path: shown(path),
             sha256: sha.clone(),
             kind,
             read: counts.read,
@@ -406,7 +443,7 @@ fn ingest_file(
         manifest.save(store)?;
     }
     Ok(FileReport {
-        path: path.display().to_string(),
+        path: shown(path),
         kind: Some(kind),
         sha256: Some(sha),
         status,
@@ -545,9 +582,20 @@ fn load_rows<R: StoredRecord>(
     let mut record = ByteRecord::new();
     let mut failure = None;
     loop {
-        match source.reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
+        let line = match source.next(&mut record) {
+            Ok(Next::Record(line)) => line,
+            Ok(Next::End) => break,
+            Ok(Next::TooLong(line)) => {
+                let too_long = RowError {
+                    column: None,
+                    reason: format!(
+                        "the record is longer than {} bytes (an unclosed quote?); reading went on at the next line",
+                        csv::MAX_RECORD_BYTES
+                    ),
+                };
+                batch.row(Err(too_long), line, String::new)?;
+                continue;
+            }
             Err(e) => {
                 failure = Some(format!(
                     "reading stopped after {} rows: {e}",
@@ -555,8 +603,7 @@ fn load_rows<R: StoredRecord>(
                 ));
                 break;
             }
-        }
-        let line = record.position().map(|p| p.line() as i64).unwrap_or(0);
+        };
         let fields = Fields {
             index,
             record: &record,

@@ -26,6 +26,10 @@ impl RowError {
 
 type RowResult<T> = Result<T, RowError>;
 
+/// The longest value a column may hold: identifiers, codes, terms and user agents are far shorter; a longer one
+/// is quarantined rather than stored.
+pub const MAX_FIELD_BYTES: usize = 8 * 1024;
+
 /// One record and where its fields are.
 pub struct Fields<'a> {
     pub index: &'a ColumnIndex,
@@ -41,6 +45,12 @@ impl<'a> Fields<'a> {
             return Ok(None);
         };
         let bytes = self.record.get(i).unwrap_or_default();
+        if bytes.len() > MAX_FIELD_BYTES {
+            return Err(RowError::at(
+                column,
+                format!("the value is longer than {MAX_FIELD_BYTES} bytes"),
+            ));
+        }
         let text = std::str::from_utf8(bytes)
             .map_err(|_| RowError::at(column, "not valid UTF-8 text"))?
             .trim();

@@ -1,0 +1,253 @@
+//! Hostile and malformed input through the real binary: huge lines and fields, invalid UTF-8, an unclosed quote,
+//! formula injection, oversized FHIR lines and documents, symbolic links and control characters in file names.
+//! Each gets a clear quarantine entry or refusal, never a crash or a hang, and every row is accounted for.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use common::*;
+
+fn row(id: &str, minute: u32, device: &str, agent: &str) -> String {
+    format!(
+        "{id},2026-03-01T10:{minute:02}:00Z,{NHS_A},acct-1,patient,{device},{agent},81.2.3.4,nhs_app,s-1,view,summary,success\n"
+    )
+}
+
+fn ingest(store: &Path, inputs: &[&Path]) -> (Run, serde_json::Value) {
+    let mut args = vec!["ingest", "--json", "--store", store.to_str().unwrap()];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    let r = run(&args);
+    let j = json(&r);
+    (r, j)
+}
+
+/// (line, column, reason) of every quarantined row, in line order.
+fn quarantined(store: &Path) -> Vec<(i64, String, String)> {
+    let q = read_quarantine(store);
+    let lines: Vec<i64> = q
+        .column("line")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let mut out: Vec<(i64, String, String)> = lines
+        .into_iter()
+        .zip(strings(&q, "column"))
+        .zip(strings(&q, "reason"))
+        .map(|((l, c), r)| (l, c.unwrap_or_default(), r.unwrap_or_default()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn huge_lines_huge_fields_bad_bytes_and_an_unclosed_quote_are_quarantined_and_reading_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = format!("{AUDIT_HEADER}\n").into_bytes();
+    bytes.extend(row("e1", 1, "dev-1", "ua").as_bytes()); // line 2
+    bytes.extend(row("e2", 2, &"d".repeat(3 << 20), "ua").as_bytes()); // line 3: a 3 MiB record
+    bytes.extend(row("e3", 3, "dev-1", "ua").as_bytes()); // line 4
+    bytes.extend(row("e4", 4, "dev-1", &"u".repeat(10_000)).as_bytes()); // line 5: a 10 kB field
+    bytes.extend(row("e5", 5, "dev-\u{1}", "ua").as_bytes()); // line 6: a control character is still text
+    bytes.extend(row("e6", 6, "dev-X", "ua").as_bytes().iter().map(|b| {
+        if *b == b'X' {
+            0xFF
+        } else {
+            *b
+        }
+    })); // line 7
+    bytes.extend(row("e7", 7, "=HYPERLINK(\"http://x\")", "ua").as_bytes()); // line 8: stored as text
+    bytes.extend(format!("e8,2026-03-01T10:08:00Z,{NHS_A},\"acct-1,patient\n").as_bytes()); // line 9: unclosed quote
+    bytes.extend(row("e9", 9, "dev-1", "ua").as_bytes()); // line 10, swallowed by the open quote
+    let path = dir.path().join("audit.csv");
+    std::fs::write(&path, &bytes).unwrap();
+    let store = dir.path().join("store");
+    let (r, j) = ingest(&store, &[&path]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let t = &j["totals"];
+    // The open quote makes lines 9 and 10 one record (CSV quoting): 8 records.
+    assert_eq!(t["read"], 8, "{j}");
+    assert_eq!(t["stored"], 4, "{j}"); // e1, e3, e5, e7
+    assert_eq!(t["quarantined"], 4, "{j}");
+    let q = quarantined(&store);
+    assert_eq!(q[0].0, 3);
+    assert!(q[0].2.contains("longer than 1048576 bytes"), "{q:?}");
+    assert_eq!((q[1].0, q[1].1.as_str()), (5, "user_agent"));
+    assert!(q[1].2.contains("longer than 8192 bytes"), "{q:?}");
+    assert_eq!((q[2].0, q[2].1.as_str()), (7, "device_id"));
+    assert!(q[2].2.contains("UTF-8"), "{q:?}");
+    assert_eq!(q[3].0, 9, "{q:?}");
+    // The quarantine keeps a bounded copy of each line.
+    let raw = strings(&read_quarantine(&store), "raw");
+    assert!(raw.iter().flatten().all(|r| r.len() <= 64 * 1024 + 16));
+
+    // A formula in a device id is stored as it came, and neutralised in a CSV export.
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        "store = \"store\"\nreports = \"reports\"\n",
+    );
+    let out = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "query",
+        "patient_timeline",
+        "--param",
+        &format!("nhs_number={NHS_A}"),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("'=HYPERLINK"), "{}", out.stdout);
+    assert!(!out.stdout.contains(",=HYPERLINK") && !out.stdout.contains("\n=HYPERLINK"));
+}
+
+fn event(id: &str, minute: u32) -> String {
+    serde_json::json!({
+        "resourceType": "AuditEvent",
+        "id": id,
+        "type": { "system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest" },
+        "subtype": [{ "system": "http://hl7.org/fhir/restful-interaction", "code": "read" }],
+        "action": "R",
+        "recorded": format!("2026-03-01T10:{minute:02}:00Z"),
+        "outcome": "0",
+        "agent": [{ "who": { "identifier": { "value": "acct-1" } }, "requestor": true }],
+        "source": { "observer": { "display": "NHS App" } },
+        "entity": [{
+            "what": { "identifier": { "system": "https://fhir.nhs.uk/Id/nhs-number", "value": NHS_A } },
+            "role": { "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1" }
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn an_ndjson_feed_with_a_huge_line_and_bad_bytes_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    bytes.extend(format!("{}\n", event("a", 1)).as_bytes()); // line 1
+    let huge = event("b", 2).replace(
+        "\"id\":\"b\"",
+        &format!("\"id\":\"{}\"", "b".repeat(5 << 20)),
+    );
+    bytes.extend(format!("{huge}\n").as_bytes()); // line 2: 5 MiB
+    bytes.extend(format!("{}\n", event("c", 3)).as_bytes()); // line 3
+    bytes.extend(
+        event("d", 4)
+            .replace("acct-1", "acct-X")
+            .as_bytes()
+            .iter()
+            .map(|b| if *b == b'X' { 0xC3 } else { *b }),
+    );
+    bytes.push(b'\n'); // line 4: invalid UTF-8
+    bytes.extend(format!("{}\n", event("e", 5)).as_bytes()); // line 5
+    let path = dir.path().join("feed.ndjson");
+    std::fs::write(&path, &bytes).unwrap();
+    let store = dir.path().join("store");
+    let (r, j) = ingest(&store, &[&path]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(
+        (
+            &j["totals"]["read"],
+            &j["totals"]["stored"],
+            &j["totals"]["quarantined"]
+        ),
+        (&5.into(), &3.into(), &2.into()),
+        "{j}"
+    );
+    let q = quarantined(&store);
+    assert_eq!(q[0].0, 2);
+    assert!(q[0].2.contains("longer than 4194304 bytes"), "{q:?}");
+    assert_eq!(q[1].0, 4);
+    assert!(q[1].2.contains("UTF-8"), "{q:?}");
+}
+
+#[test]
+fn symbolic_links_in_a_folder_are_not_followed_and_odd_file_names_cannot_forge_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let outside = write(
+        dir.path(),
+        "outside.csv",
+        &format!("{AUDIT_HEADER}\n{}", row("o1", 1, "dev-1", "ua")),
+    );
+    std::os::unix::fs::symlink(&outside, inbox.join("linked.csv")).unwrap();
+    std::os::unix::fs::symlink(&inbox, inbox.join("loop")).unwrap();
+    // A name with a newline and a formula, and one with markup.
+    let odd = "=x\nfake: 100 rows stored.csv";
+    let mut f = std::fs::File::create(inbox.join(odd)).unwrap();
+    write!(f, "{AUDIT_HEADER}\n{}", row("n1", 2, "dev-1", "ua")).unwrap();
+    write(
+        &inbox,
+        "<b>audit<i>.csv",
+        &format!("{AUDIT_HEADER}\n{}", row("n2", 3, "dev-1", "ua")),
+    );
+    let store = dir.path().join("store");
+    let (r, j) = ingest(&store, &[&inbox]);
+    // The link is refused by name (a refused file makes the exit code 1); the loop is not walked.
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let files = j["files"].as_array().unwrap();
+    let link = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("linked.csv"))
+        .unwrap();
+    assert_eq!(link["status"], "refused");
+    assert!(link["message"].as_str().unwrap().contains("symbolic link"));
+    assert!(files
+        .iter()
+        .any(|f| f["path"].as_str().unwrap().ends_with("loop") && f["status"] == "refused"));
+    assert_eq!(j["totals"]["stored"], 2, "{j}");
+    let shown = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().contains("fake"))
+        .unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains("=x\\nfake") && !shown.contains('\n'),
+        "{shown}"
+    );
+
+    // The text summary shows the name on one line.
+    let r = run(&[
+        "ingest",
+        "--store",
+        store.to_str().unwrap(),
+        "--reingest",
+        inbox.to_str().unwrap(),
+    ]);
+    assert!(
+        !r.stdout.lines().any(|l| l.starts_with("fake: 100 rows")),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn an_oversized_fhir_document_is_refused_with_its_limit() {
+    // Only the size is hostile: 300 MiB of whitespace inside one JSON document, written sparsely.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.json");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(b"{\"resourceType\": \"Bundle\", \"entry\": [")
+        .unwrap();
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..300 {
+        f.write_all(&spaces).unwrap();
+    }
+    f.write_all(b"]}").unwrap();
+    drop(f);
+    let store = dir.path().join("store");
+    let (r, j) = ingest(&store, &[&path]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let msg = j["files"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("larger than 256 MiB") && msg.contains("NDJSON"),
+        "{msg}"
+    );
+}
