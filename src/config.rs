@@ -190,6 +190,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl ConfigFile {
+    /// Parses a config file's bytes (TOML, UTF-8); the error says what is wrong and where.
+    pub fn parse(bytes: &[u8]) -> Result<ConfigFile, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())?;
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 impl Config {
     /// Defaults, then the file (if given), then the command-line overrides.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
@@ -212,10 +220,7 @@ impl Config {
             Some(path) => {
                 let bytes =
                     std::fs::read(path).map_err(|e| fail(vec![format!("cannot read it: {e}")]))?;
-                let text = std::str::from_utf8(&bytes)
-                    .map_err(|_| fail(vec!["it is not UTF-8 text".into()]))?;
-                let parsed: ConfigFile =
-                    toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
+                let parsed = ConfigFile::parse(&bytes).map_err(|p| fail(vec![p]))?;
                 (parsed, bytes)
             }
         };

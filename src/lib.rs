@@ -8,6 +8,8 @@ pub mod config;
 pub mod context;
 pub mod detect;
 pub mod evaluate;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod ingest;
 pub mod pipeline;
