@@ -90,7 +90,13 @@ pub fn fhir_xml(data: &[u8]) -> usize {
 /// Config file bytes: parsed, then checked as `Config::load` checks them.
 pub fn config(data: &[u8]) -> bool {
     match ConfigFile::parse(data) {
-        Ok(f) => Config::build(f, Path::new("/nonexistent/accesswatch"), &Overrides::default(), data).is_ok(),
+        Ok(f) => Config::build(
+            f,
+            Path::new("/nonexistent/accesswatch"),
+            &Overrides::default(),
+            data,
+        )
+        .is_ok(),
         Err(_) => false,
     }
 }
@@ -102,10 +108,13 @@ mod tests {
     /// The fuzz entry points do what they say on inputs that are known to be valid.
     #[test]
     fn entry_points_accept_good_input() {
-        let csv = b"event_id,occurred_at,nhs_number,action\ne1,2026-03-01T10:00:00Z,9434765919,view\n";
+        let csv =
+            b"event_id,occurred_at,nhs_number,action\ne1,2026-03-01T10:00:00Z,9434765919,view\n";
         assert_eq!(csv_rows(csv), 1);
         assert_eq!(csv_rows(b""), 0);
-        let fixture = include_bytes!("../tests/fixtures/auditevent/ihe-balp-1.1.4/AuditEvent-ex-auditBasicCreate1.json");
+        let fixture = include_bytes!(
+            "../tests/fixtures/auditevent/ihe-balp-1.1.4/AuditEvent-ex-auditBasicCreate1.json"
+        );
         let _ = fhir_json(fixture);
         assert!(config(b"timezone = \"Europe/London\"\n"));
         assert!(!config(b"no_such_key = 1\n"));

@@ -383,3 +383,59 @@ fn detect_exports_can_be_pseudonymised_and_the_leads_page_keeps_real_identifiers
         );
     }
 }
+
+#[test]
+fn detection_in_batches_of_patients_gives_the_same_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sample_store(dir.path());
+    let detect = |name: &str, batch_events: u64| {
+        let cfg = write(
+            dir.path(),
+            &format!("{name}.toml"),
+            &format!("[detect]\nbatch_events = {batch_events}\n"),
+        );
+        let out = dir.path().join(name);
+        let r = run(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "detect",
+            "--store",
+            store.to_str().unwrap(),
+            "--as-of",
+            "2026-11-22",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        out.join("2026-11-22")
+    };
+    let whole = detect("whole", 10_000_000);
+    // The sample's look-back holds about 15,000 events: 1,000 a batch reads it in 15 batches of patients.
+    let batched = detect("batched", 1_000);
+    for f in [
+        "patients.csv",
+        "findings.csv",
+        "findings.parquet",
+        "report.html",
+    ] {
+        assert_eq!(
+            std::fs::read(whole.join(f)).unwrap(),
+            std::fs::read(batched.join(f)).unwrap(),
+            "{f} differs when patients are read in batches"
+        );
+    }
+    let summary = |d: &std::path::Path| {
+        let mut j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap())
+                .unwrap();
+        j["seconds"] = serde_json::Value::Null;
+        j["config_hash"] = serde_json::Value::Null;
+        let batches = j["detection"]["batches"].as_u64().unwrap();
+        j["detection"]["batches"] = serde_json::Value::Null;
+        (j, batches)
+    };
+    let (a, one) = summary(&whole);
+    let (b, many) = summary(&batched);
+    assert_eq!(a, b);
+    assert_eq!((one, many), (1, 15));
+}

@@ -288,7 +288,12 @@ fn fuzz_regressions_replay_without_a_crash() {
                 run(&["--config", file.to_str().unwrap(), "rules"])
             } else {
                 let store = dir.path().join(format!("store-{replayed}"));
-                run(&["ingest", "--store", store.to_str().unwrap(), file.to_str().unwrap()])
+                run(&[
+                    "ingest",
+                    "--store",
+                    store.to_str().unwrap(),
+                    file.to_str().unwrap(),
+                ])
             };
             assert!(
                 [0, 1, 2, 3].contains(&r.code) && !r.stderr.contains("panicked"),

@@ -1,7 +1,7 @@
 //! What is normal: per patient (their devices, hours, addresses and pace before the recent window) and per device
 //! (whose records it has been used on, since when).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::{Context, Session};
 
@@ -14,9 +14,17 @@ pub struct DeviceUse {
     pub recent_sessions: usize,
     pub first: i64,
     pub last: i64,
-    /// Sessions made through a formal proxy's account (filled in by the rules that need it).
+    /// The accounts used (in a patient's own baseline).
     pub accounts: HashSet<String>,
+    /// Sessions not made by a formal proxy within a recorded link (in the run's device histories).
+    pub non_proxy_sessions: usize,
+    /// Addresses the device used on this record, up to [`MAX_IPS`] (in the run's device histories).
+    pub ips: BTreeSet<String>,
 }
+
+/// Addresses kept per device and record: enough to recognise a household's connection, bounded for a device seen
+/// from hundreds of mobile addresses.
+pub const MAX_IPS: usize = 16;
 
 /// Whose records a device has been used on.
 #[derive(Debug, Clone, Default)]
@@ -32,14 +40,19 @@ impl DeviceHistory {
     }
 }
 
-pub fn device_histories(
+/// Adds a batch of patients' sessions to the run's device histories. Only real device ids are tracked: a user agent
+/// or an address stands for many people's devices, and no rule asks whose records it has been used on.
+pub fn add_device_histories(
+    out: &mut HashMap<String, DeviceHistory>,
     sessions: &BTreeMap<String, Vec<Session>>,
     recent_start: i64,
-    _established: usize,
-) -> HashMap<String, DeviceHistory> {
-    let mut out: HashMap<String, DeviceHistory> = HashMap::new();
+    is_formal_proxy: impl Fn(&Session) -> bool,
+) {
     for (nhs, list) in sessions {
         for s in list {
+            if !super::is_identified_device(&s.device) {
+                continue;
+            }
             let u = out
                 .entry(s.device.clone())
                 .or_default()
@@ -57,10 +70,16 @@ pub fn device_histories(
             }
             u.first = u.first.min(s.start);
             u.last = u.last.max(s.start);
-            u.accounts.insert(s.account.clone());
+            if !is_formal_proxy(s) {
+                u.non_proxy_sessions += 1;
+            }
+            if let Some(ip) = &s.ip {
+                if u.ips.len() < MAX_IPS {
+                    u.ips.insert(ip.clone());
+                }
+            }
         }
     }
-    out
 }
 
 /// Shares of sessions per local hour, each session counting half in each neighbouring hour as well.
@@ -79,12 +98,13 @@ pub fn smoothed_share(counts: &[f64; 24]) -> [f64; 24] {
 }
 
 /// The practice's hours: the share of all baseline sessions per local hour.
-pub fn practice_hours(
+/// Adds a batch's baseline sessions to the practice's counts per local hour.
+pub fn add_practice_hours(
+    counts: &mut [f64; 24],
     sessions: &BTreeMap<String, Vec<Session>>,
     recent_start: i64,
     hour: impl Fn(i64) -> u32,
-) -> [f64; 24] {
-    let mut counts = [0.0; 24];
+) {
     for s in sessions
         .values()
         .flatten()
@@ -92,10 +112,14 @@ pub fn practice_hours(
     {
         counts[hour(s.start) as usize] += 1.0;
     }
+}
+
+/// The practice's share of baseline sessions per local hour (flat when there is no baseline).
+pub fn practice_hours(counts: &[f64; 24]) -> [f64; 24] {
     if counts.iter().sum::<f64>() == 0.0 {
         return [1.0 / 24.0; 24];
     }
-    smoothed_share(&counts)
+    smoothed_share(counts)
 }
 
 /// A patient's own normal, learned from their sessions before the recent window.

@@ -21,6 +21,10 @@ pub struct DetectConfig {
     pub hour_prior_sessions: f64,
     /// A device is established for a patient after this many baseline sessions on their record.
     pub established_device_sessions: usize,
+    /// Detection reads the look-back in batches of patients holding about this many audit events each (patients
+    /// are split by the last two digits of their NHS number), so memory follows this number, not the store's size.
+    /// A look-back under it is read in one pass; a bigger one is read twice (device histories first, then rules).
+    pub batch_events: u64,
     /// Risk score at or above which a patient is high risk.
     pub high: f64,
     /// Risk score at or above which a patient is medium risk (flagged).
@@ -45,6 +49,7 @@ impl Default for DetectConfig {
             min_baseline_days: 14,
             hour_prior_sessions: 5.0,
             established_device_sessions: 2,
+            batch_events: 2_000_000,
             high: 70.0,
             medium: 45.0,
             unfamiliar_device: Default::default(),

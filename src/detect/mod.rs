@@ -245,16 +245,14 @@ impl Context<'_> {
         if !is_household_class(s.user_agent.as_deref()) || !is_identified_device(&s.device) {
             return false;
         }
-        let here = s.ip.as_deref().or(p.baseline.home_ip.as_deref());
+        let Some(here) = s.ip.as_deref().or(p.baseline.home_ip.as_deref()) else {
+            return false;
+        };
         self.devices.get(&s.device).is_some_and(|h| {
             h.on.iter().any(|(other, u)| {
                 other.as_str() != p.nhs
                     && u.baseline_sessions >= self.cfg.established_device_sessions
-                    && self.sessions.get(other.as_str()).is_some_and(|list| {
-                        list.iter().any(|o| {
-                            o.device == s.device && o.ip.is_some() && o.ip.as_deref() == here
-                        })
-                    })
+                    && u.ips.contains(here)
             })
         })
     }
@@ -359,6 +357,8 @@ pub struct DetectionStats {
     pub sessions: u64,
     pub patients_analysed: u64,
     pub patients_with_baseline: u64,
+    /// Batches of patients the look-back was read in (`detect.batch_events`).
+    pub batches: u32,
 }
 
 pub struct Detection {
@@ -422,7 +422,6 @@ pub fn detect(
         tz,
         as_of + Duration::days(1) - Duration::days(i64::from(cfg.lookback_days)),
     );
-    let (sessions, audit_events) = load_sessions(store, lookback_start, end)?;
     let mut ctx = Context {
         cfg,
         allowlist,
@@ -431,12 +430,8 @@ pub fn detect(
         lookback_start,
         recent_start,
         end,
-        devices: baseline::device_histories(
-            &sessions,
-            recent_start,
-            cfg.established_device_sessions,
-        ),
-        sessions,
+        devices: HashMap::new(),
+        sessions: BTreeMap::new(),
         sensitive: HashMap::new(),
         entry_times: HashMap::new(),
         visits: HashMap::new(),
@@ -445,30 +440,68 @@ pub fn detect(
         practice_hours: [0.0; 24],
         proxy_links: HashMap::new(),
     };
-    ctx.practice_hours = baseline::practice_hours(&ctx.sessions, recent_start, |t| ctx.hour(t));
     load_context(store, catalogue, &mut ctx)?;
 
-    let mut findings = Vec::new();
+    // Pass one: what the rules need to know across patients (which records each device has been used on, the
+    // practice's hours) and the run's figures, one batch of patients at a time.
+    let batches = batch_count(store, lookback_start, end, cfg.batch_events)?;
     let mut stats = DetectionStats {
-        audit_events,
+        batches,
         ..Default::default()
     };
-    for (nhs, sessions) in &ctx.sessions {
-        stats.sessions += sessions.len() as u64;
-        if !sessions.iter().any(|s| s.start >= recent_start) {
-            continue;
+    let mut hour_counts = [0.0; 24];
+    let mut per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    let mut only_batch = None;
+    let mut devices = HashMap::new();
+    for batch in 0..batches {
+        let (sessions, events) = load_sessions(store, lookback_start, end, (batch, batches))?;
+        stats.audit_events += events;
+        baseline::add_device_histories(&mut devices, &sessions, recent_start, |s| {
+            ctx.is_formal_proxy(s)
+        });
+        baseline::add_practice_hours(&mut hour_counts, &sessions, recent_start, |t| ctx.hour(t));
+        for s in sessions.values().flatten() {
+            stats.sessions += 1;
+            *per_day.entry(ctx.local(s.start).date_naive()).or_default() += u64::from(s.events);
         }
-        stats.patients_analysed += 1;
-        let view = PatientView {
-            nhs,
-            sessions,
-            baseline: PatientBaseline::build(&ctx, sessions),
-        };
-        stats.patients_with_baseline += u64::from(view.baseline.enough);
-        for rule in rules::CATALOGUE {
-            findings.extend((rule.detect)(&ctx, &view));
+        if batches == 1 {
+            only_batch = Some(sessions);
         }
     }
+    ctx.practice_hours = baseline::practice_hours(&hour_counts);
+    ctx.devices = devices;
+
+    // Pass two: the rules, patient by patient, batch by batch (a single batch is not read again).
+    let mut findings = Vec::new();
+    let mut patients = Vec::new();
+    let mut charts = Vec::new();
+    for batch in 0..batches {
+        ctx.sessions = match only_batch.take() {
+            Some(sessions) => sessions,
+            None => load_sessions(store, lookback_start, end, (batch, batches))?.0,
+        };
+        let mut batch_findings = Vec::new();
+        for (nhs, sessions) in &ctx.sessions {
+            if !sessions.iter().any(|s| s.start >= recent_start) {
+                continue;
+            }
+            stats.patients_analysed += 1;
+            let view = PatientView {
+                nhs,
+                sessions,
+                baseline: PatientBaseline::build(&ctx, sessions),
+            };
+            stats.patients_with_baseline += u64::from(view.baseline.enough);
+            for rule in rules::CATALOGUE {
+                batch_findings.extend((rule.detect)(&ctx, &view));
+            }
+        }
+        let batch_patients = scoring::score_patients(&batch_findings, cfg, &ctx);
+        charts.extend(patient_charts(&ctx, &batch_findings, &batch_patients));
+        findings.append(&mut batch_findings);
+        patients.extend(batch_patients);
+    }
+    ctx.sessions = BTreeMap::new();
     findings.sort_by(|a, b| {
         (&a.nhs_number, a.rule_id, a.first_at, &a.finding_id).cmp(&(
             &b.nhs_number,
@@ -477,65 +510,103 @@ pub fn detect(
             &b.finding_id,
         ))
     });
-    let patients = scoring::score_patients(&findings, cfg, &ctx);
-    let charts = run_charts(&ctx, &findings, &patients);
+    patients.sort_by(scoring::most_urgent_first);
+    let rank: HashMap<&str, usize> = patients
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.nhs_number.as_str(), i))
+        .collect();
+    charts.sort_by_key(|c| rank.get(c.nhs_number.as_str()).copied());
     Ok(Detection {
         findings,
         patients,
         stats,
-        charts,
+        charts: RunCharts {
+            patients: charts,
+            events_per_day: per_day.into_iter().collect(),
+            lookback_start,
+            recent_start,
+            end,
+        },
     })
 }
 
-fn run_charts(ctx: &Context, findings: &[Finding], patients: &[scoring::PatientRisk]) -> RunCharts {
-    let mut per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
-    for s in ctx.sessions.values().flatten() {
-        *per_day.entry(ctx.local(s.start).date_naive()).or_default() += u64::from(s.events);
-    }
-    let flagged = patients.iter().filter(|p| p.flagged()).map(|p| {
-        let sessions = ctx
-            .sessions
-            .get(&p.nhs_number)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let baseline = PatientBaseline::build(ctx, sessions);
-        PatientChart {
-            nhs_number: p.nhs_number.clone(),
-            sessions: sessions
-                .iter()
-                .map(|s| (s.start, s.device.clone()))
-                .collect(),
-            evidence: findings
-                .iter()
-                .filter(|f| f.nhs_number == p.nhs_number)
-                .flat_map(|f| f.evidence.iter().copied())
-                .collect(),
-            sensitive: ctx
-                .sensitive
+/// How many batches of patients the look-back is read in: its audit rows over `detect.batch_events`, at most 100
+/// (the batches are the last two digits of the NHS number).
+fn batch_count(store: &Path, start: i64, end: i64, batch_events: u64) -> PolarsResult<u32> {
+    let rows = scan_kind(store, Kind::Audit)?
+        .filter(partition_window(start, end))
+        .select([len()])
+        .collect()?;
+    let rows = rows
+        .columns()
+        .first()
+        .and_then(|c| c.get(0).ok())
+        .and_then(|v| v.extract::<u64>())
+        .unwrap_or(0);
+    Ok(rows.div_ceil(batch_events.max(1)).clamp(1, 100) as u32)
+}
+
+fn utc_day(t: i64) -> NaiveDate {
+    DateTime::from_timestamp_micros(t)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+/// The store's date partitions that can hold events in [start, end).
+fn partition_window(start: i64, end: i64) -> Expr {
+    col(PARTITION_DATE)
+        .gt_eq(lit(utc_day(start) - Duration::days(1)))
+        .and(col(PARTITION_DATE).lt_eq(lit(utc_day(end))))
+}
+
+/// The charts of a batch's flagged patients.
+fn patient_charts(
+    ctx: &Context,
+    findings: &[Finding],
+    patients: &[scoring::PatientRisk],
+) -> Vec<PatientChart> {
+    patients
+        .iter()
+        .filter(|p| p.flagged())
+        .map(|p| {
+            let sessions = ctx
+                .sessions
                 .get(&p.nhs_number)
-                .map(|es| es.iter().map(|e| (e.visible_from, e.category)).collect())
-                .unwrap_or_default(),
-            visits: ctx
-                .visits
-                .get(&p.nhs_number)
-                .map(|vs| vs.iter().map(|v| (v.starts_at, v.ends_at)).collect())
-                .unwrap_or_default(),
-            restrictions: ctx
-                .restrictions
-                .get(&p.nhs_number)
-                .map(|rs| rs.iter().map(|r| (r.from, r.until)).collect())
-                .unwrap_or_default(),
-            hour_share: baseline.hour_share,
-            usual_hours: baseline.usual_hours(),
-        }
-    });
-    RunCharts {
-        patients: flagged.collect(),
-        events_per_day: per_day.into_iter().collect(),
-        lookback_start: ctx.lookback_start,
-        recent_start: ctx.recent_start,
-        end: ctx.end,
-    }
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let baseline = PatientBaseline::build(ctx, sessions);
+            PatientChart {
+                nhs_number: p.nhs_number.clone(),
+                sessions: sessions
+                    .iter()
+                    .map(|s| (s.start, s.device.clone()))
+                    .collect(),
+                evidence: findings
+                    .iter()
+                    .filter(|f| f.nhs_number == p.nhs_number)
+                    .flat_map(|f| f.evidence.iter().copied())
+                    .collect(),
+                sensitive: ctx
+                    .sensitive
+                    .get(&p.nhs_number)
+                    .map(|es| es.iter().map(|e| (e.visible_from, e.category)).collect())
+                    .unwrap_or_default(),
+                visits: ctx
+                    .visits
+                    .get(&p.nhs_number)
+                    .map(|vs| vs.iter().map(|v| (v.starts_at, v.ends_at)).collect())
+                    .unwrap_or_default(),
+                restrictions: ctx
+                    .restrictions
+                    .get(&p.nhs_number)
+                    .map(|rs| rs.iter().map(|r| (r.from, r.until)).collect())
+                    .unwrap_or_default(),
+                hour_share: baseline.hour_share,
+                usual_hours: baseline.usual_hours(),
+            }
+        })
+        .collect()
 }
 
 fn micros(c: &Column) -> PolarsResult<Vec<Option<i64>>> {
@@ -551,12 +622,8 @@ fn load_sessions(
     store: &Path,
     start: i64,
     end: i64,
+    (batch, batches): (u32, u32),
 ) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
-    let day = |t: i64| {
-        DateTime::from_timestamp_micros(t)
-            .unwrap_or_default()
-            .date_naive()
-    };
     let t = || col(OCCURRED_AT).cast(DataType::Int64);
     let is_read = col(ACTION).is_in(
         lit(Series::new("r".into(), READ_ACTIONS)).implode(false),
@@ -570,12 +637,16 @@ fn load_sessions(
         lit(Series::new("p".into(), PRYING_SECTIONS)).implode(false),
         false,
     ));
-    let df = scan_kind(store, Kind::Audit)?
-        .filter(
-            col(PARTITION_DATE)
-                .gt_eq(lit(day(start) - Duration::days(1)))
-                .and(col(PARTITION_DATE).lt_eq(lit(day(end)))),
-        )
+    let mut scan = scan_kind(store, Kind::Audit)?.filter(partition_window(start, end));
+    if batches > 1 {
+        // NHS numbers are stored as 10 validated digits: the last two pick the batch.
+        let last_two = col(NHS_NUMBER)
+            .str()
+            .slice(lit(8), lit(2))
+            .cast(DataType::UInt32);
+        scan = scan.filter((last_two % lit(batches)).eq(lit(batch)));
+    }
+    let df = scan
         .filter(t().gt_eq(lit(start)).and(t().lt(lit(end))))
         // A failed login is not access to the record.
         .filter(col(OUTCOME).eq(lit("success")))

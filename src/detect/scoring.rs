@@ -86,12 +86,15 @@ pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -
             }
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.risk_score
-            .cmp(&a.risk_score)
-            .then(a.nhs_number.cmp(&b.nhs_number))
-    });
+    out.sort_by(most_urgent_first);
     out
+}
+
+/// Highest risk first; ties in NHS number order, so the order never depends on how patients were batched.
+pub fn most_urgent_first(a: &PatientRisk, b: &PatientRisk) -> std::cmp::Ordering {
+    b.risk_score
+        .cmp(&a.risk_score)
+        .then(a.nhs_number.cmp(&b.nhs_number))
 }
 
 #[cfg(test)]

@@ -53,12 +53,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         }
         // ...and established on someone else's, where it is not itself a proxy's device.
         let owner = history.on.iter().find(|(other, u)| {
-            other.as_str() != p.nhs
-                && u.baseline_sessions >= min
-                && ctx.sessions.get(other.as_str()).is_some_and(|list| {
-                    list.iter()
-                        .any(|s| s.device == device && !ctx.is_formal_proxy(s))
-                })
+            other.as_str() != p.nhs && u.baseline_sessions >= min && u.non_proxy_sessions > 0
         });
         let Some((_, owner_use)) = owner else {
             continue;
