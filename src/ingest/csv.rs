@@ -101,7 +101,7 @@ impl Read for MeteredReader {
         }
         let n = self.raw_read(buf)?;
         m.pulled.fetch_add(n as u64, Ordering::Relaxed);
-        let newlines = buf[..n].iter().filter(|b| **b == b'\n').count();
+        let newlines = memchr::memchr_iter(b'\n', &buf[..n]).count();
         m.newlines.fetch_add(newlines as u64, Ordering::Relaxed);
         Ok(n)
     }

@@ -10,7 +10,7 @@ pub mod fhir;
 pub mod rows;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -502,7 +502,7 @@ struct Batcher<'c, R> {
     quarantine_batches: usize,
     /// Key digests of each partition this file has touched: loaded from the store once, then kept up to date, so
     /// later batches do not re-read the partition.
-    seen: BTreeMap<NaiveDate, HashSet<u128>>,
+    seen: BTreeMap<NaiveDate, crate::store::KeySet>,
 }
 
 impl<'c, R: StoredRecord> Batcher<'c, R> {
@@ -657,7 +657,7 @@ fn load_fhir(
 fn flush<R: StoredRecord>(
     ctx: &FileContext,
     buffered: &mut BTreeMap<NaiveDate, Vec<R>>,
-    seen: &mut BTreeMap<NaiveDate, HashSet<u128>>,
+    seen: &mut BTreeMap<NaiveDate, crate::store::KeySet>,
     counts: &mut Counts,
 ) -> Result<(), IngestError> {
     for (date, mut rows) in std::mem::take(buffered) {
