@@ -7,12 +7,16 @@
 #   ingest   accesswatch ingest of the CSV  vs  DuckDB converting the same CSV to hive-partitioned zstd Parquet
 #   detect   accesswatch detect over the store  vs  DuckDB running SQL equivalents of three rules over the Parquet
 # and, once, FHIR NDJSON ingest (a generated practice of BENCH_FHIR_PATIENTS patients, default 20000, as
-# AuditEvent NDJSON) against DuckDB reading the same NDJSON into Parquet; and prints a markdown table. Needs python3 with duckdb (pip install duckdb) and GNU time (apt-get install time).
+# AuditEvent NDJSON) against DuckDB reading the same NDJSON into Parquet; and prints a markdown table.
+# BENCH_CONFIG=FILE passes a config to accesswatch (e.g. `[detect] batch_events = 20000000` for the 100M run);
+# BENCH_SKIP_FHIR=1 leaves out the FHIR rows. Each size also gets an "end to end" row: ingest + detect. Needs python3 with duckdb (pip install duckdb) and GNU time (apt-get install time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/accesswatch-target}"
 cargo build --release --quiet
 bin="$CARGO_TARGET_DIR/release/accesswatch"
+aw=("$bin")
+[ -n "${BENCH_CONFIG:-}" ] && aw+=(--config "$(realpath "$BENCH_CONFIG")")
 work="${BENCH_DIR:-$(mktemp -d)}"
 trap '[ -z "${BENCH_KEEP:-}" ] && rm -rf "$work"' EXIT
 as_of="2026-11-22"
@@ -47,7 +51,7 @@ with open(sys.argv[2], "w", newline="") as f:
     for i, n in enumerate(seen[::50]):
         w.writerow([f"B{i}", n, "2026-11-20T10:00:00Z", "205171000000107", "Victim of domestic violence", "problems", "true"])
 PY
-  read -r aw_s aw_m < <(measure "$bin" ingest --store "$d/store" "$d/in/audit.csv" "$d/in/entries.csv")
+  read -r aw_s aw_m < <(measure "${aw[@]}" ingest --store "$d/store" "$d/in/audit.csv" "$d/in/entries.csv")
   read -r db_s db_m < <(measure python3 - "$d/in/audit.csv" "$d/duck" <<'PY'
 import duckdb, sys
 con = duckdb.connect()
@@ -58,7 +62,7 @@ con.execute(f"""COPY (SELECT *, CAST(occurred_at AS DATE) AS date FROM read_csv(
 PY
 )
   python3 -c "import sys; n,a,am,b,bm=int(sys.argv[1]),float(sys.argv[2]),sys.argv[3],float(sys.argv[4]),sys.argv[5]; print(f'| {n:,} | ingest | accesswatch | {a:.1f} | {n/a:,.0f} | {am} | {a/b:.2f} |'); print(f'| {n:,} | ingest | DuckDB | {b:.1f} | {n/b:,.0f} | {bm} | |')" "$n" "$aw_s" "$aw_m" "$db_s" "$db_m"
-  read -r ad_s ad_m < <(measure "$bin" detect --store "$d/store" --as-of "$as_of" --out "$d/reports")
+  read -r ad_s ad_m < <(measure "${aw[@]}" detect --store "$d/store" --as-of "$as_of" --out "$d/reports")
   read -r dd_s dd_m < <(measure python3 - "$d/duck" "$d/in/entries.csv" "$as_of" <<'PY'
 import duckdb, sys
 con = duckdb.connect()
@@ -87,14 +91,16 @@ GROUP BY 1, 2""").fetchall()
 PY
 )
   python3 -c "import sys; n,a,am,b,bm=int(sys.argv[1]),float(sys.argv[2]),sys.argv[3],float(sys.argv[4]),sys.argv[5]; print(f'| {n:,} | detect | accesswatch | {a:.1f} | {n/a:,.0f} | {am} | {a/b:.2f} |'); print(f'| {n:,} | detect (3 rules) | DuckDB | {b:.1f} | {n/b:,.0f} | {bm} | |')" "$n" "$ad_s" "$ad_m" "$dd_s" "$dd_m"
+  python3 -c "import sys; n=int(sys.argv[1]); a=float(sys.argv[2])+float(sys.argv[3]); print(f'| {n:,} | end to end (ingest + detect) | accesswatch | {a:.1f} | {n/a:,.0f} | {max(int(sys.argv[4]), int(sys.argv[5]))} | |')" "$n" "$aw_s" "$ad_s" "$aw_m" "$ad_m"
   rm -rf "$d"
 done
+[ -n "${BENCH_SKIP_FHIR:-}" ] && exit 0
 
 # FHIR AuditEvent NDJSON: a generated practice written as FHIR, ingested by accesswatch and read by DuckDB.
 f="$work/fhir"; mkdir -p "$f"
 "$bin" generate --out "$f/in" --patients "${BENCH_FHIR_PATIENTS:-20000}" --days 90 --seed 7 --as-of "$as_of" --fhir > /dev/null
 events=$(wc -l < "$f/in/fhir/audit.ndjson")
-read -r af_s af_m < <(measure "$bin" ingest --store "$f/store" "$f/in/fhir/audit.ndjson")
+read -r af_s af_m < <(measure "${aw[@]}" ingest --store "$f/store" "$f/in/fhir/audit.ndjson")
 read -r df_s df_m < <(measure python3 - "$f/in/fhir/audit.ndjson" "$f/duck.parquet" <<'PY'
 import duckdb, sys
 con = duckdb.connect()
