@@ -19,6 +19,31 @@ fn sample_store(dir: &std::path::Path) -> std::path::PathBuf {
     store
 }
 
+/// `accesswatch [--config FILE] detect` for the sample's as-of day into `out`, with extra arguments and environment.
+fn detect_day(
+    store: &std::path::Path,
+    out: &std::path::Path,
+    config: Option<&std::path::Path>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let mut args = Vec::new();
+    if let Some(c) = config {
+        args.extend(["--config", c.to_str().unwrap()]);
+    }
+    args.extend([
+        "detect",
+        "--store",
+        store.to_str().unwrap(),
+        "--as-of",
+        "2026-11-22",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(extra);
+    run_env(&args, env)
+}
+
 fn read_csv(path: &std::path::Path) -> (Vec<String>, Vec<Vec<String>>) {
     let mut r = csv::Reader::from_path(path).unwrap();
     let h = r.headers().unwrap().iter().map(str::to_string).collect();
@@ -34,15 +59,7 @@ fn detect_writes_the_contracts_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let store = sample_store(dir.path());
     let out = dir.path().join("reports");
-    let r = run(&[
-        "detect",
-        "--store",
-        store.to_str().unwrap(),
-        "--as-of",
-        "2026-11-22",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let r = detect_day(&store, &out, None, &[], &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let run_dir = out.join("2026-11-22");
     assert!(
@@ -180,21 +197,12 @@ fn re_running_a_day_gives_the_same_files() {
     let dir = tempfile::tempdir().unwrap();
     let store = sample_store(dir.path());
     let out = dir.path().join("reports");
-    let args = [
-        "detect",
-        "--store",
-        store.to_str().unwrap(),
-        "--as-of",
-        "2026-11-22",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    assert_eq!(run(&args).code, 0);
+    assert_eq!(detect_day(&store, &out, None, &[], &[]).code, 0);
     let first: Vec<_> = tree(&out.join("2026-11-22"))
         .into_iter()
         .filter(|(p, _)| p != "summary.json")
         .collect();
-    assert_eq!(run(&args).code, 0);
+    assert_eq!(detect_day(&store, &out, None, &[], &[]).code, 0);
     let second: Vec<_> = tree(&out.join("2026-11-22"))
         .into_iter()
         .filter(|(p, _)| p != "summary.json")
@@ -266,21 +274,10 @@ fn the_rule_catalogue_lists_and_explains_every_rule() {
 fn detect_exports_can_be_pseudonymised_and_the_leads_page_keeps_real_identifiers() {
     let dir = tempfile::tempdir().unwrap();
     let store = sample_store(dir.path());
-    let s = store.to_str().unwrap();
     let plain_out = dir.path().join("plain");
     let pseudo_out = dir.path().join("pseudo");
     let detect = |out: &std::path::Path, extra: &[&str], env: &[(&str, &str)]| {
-        let mut args = vec![
-            "detect",
-            "--store",
-            s,
-            "--as-of",
-            "2026-11-22",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        run_env(&args, env)
+        detect_day(&store, out, None, extra, env)
     };
     // No key: refused before anything is written.
     let r = detect(
@@ -395,17 +392,7 @@ fn detection_in_batches_of_patients_gives_the_same_run_folder() {
             &format!("[detect]\nbatch_events = {batch_events}\n"),
         );
         let out = dir.path().join(name);
-        let r = run(&[
-            "--config",
-            cfg.to_str().unwrap(),
-            "detect",
-            "--store",
-            store.to_str().unwrap(),
-            "--as-of",
-            "2026-11-22",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let r = detect_day(&store, &out, Some(&cfg), &[], &[]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         out.join("2026-11-22")
     };

@@ -230,7 +230,7 @@ fn symbolic_links_in_a_folder_are_not_followed_and_odd_file_names_cannot_forge_o
 
 #[test]
 fn an_oversized_fhir_document_is_refused_with_its_limit() {
-    // Only the size is hostile: 300 MiB of whitespace inside one JSON document, written sparsely.
+    // Only the size is hostile: 300 MiB of whitespace inside one JSON document, written 1 MiB at a time.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.json");
     let mut f = std::fs::File::create(&path).unwrap();

@@ -451,7 +451,7 @@ pub fn detect(
     };
     let mut hour_counts = [0.0; 24];
     let mut per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
-    let mut only_batch = None;
+    let mut last_batch = None;
     let mut devices = HashMap::new();
     for batch in 0..batches {
         let (sessions, events) = load_sessions(store, lookback_start, end, (batch, batches))?;
@@ -464,19 +464,20 @@ pub fn detect(
             stats.sessions += 1;
             *per_day.entry(ctx.local(s.start).date_naive()).or_default() += u64::from(s.events);
         }
-        if batches == 1 {
-            only_batch = Some(sessions);
+        if batch + 1 == batches {
+            last_batch = Some(sessions);
         }
     }
     ctx.practice_hours = baseline::practice_hours(&hour_counts);
     ctx.devices = devices;
 
-    // Pass two: the rules, patient by patient, batch by batch (a single batch is not read again).
+    // Pass two: the rules, patient by patient, batch by batch. The last batch of pass one is still in memory, so
+    // it goes first and is not read again (with one batch, nothing is read twice).
     let mut findings = Vec::new();
     let mut patients = Vec::new();
     let mut charts = Vec::new();
-    for batch in 0..batches {
-        ctx.sessions = match only_batch.take() {
+    for batch in std::iter::once(batches - 1).chain(0..batches - 1) {
+        ctx.sessions = match last_batch.take() {
             Some(sessions) => sessions,
             None => load_sessions(store, lookback_start, end, (batch, batches))?.0,
         };
