@@ -421,6 +421,13 @@ fn detection_in_batches_of_patients_gives_the_same_run_folder() {
         j["detection"]["batches"] = serde_json::Value::Null;
         (j, batches)
     };
+    // The spilled sessions of the batched run are gone with it.
+    let left: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with(".detect-spill"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     let (a, one) = summary(&whole);
     let (b, many) = summary(&batched);
     assert_eq!(a, b);

@@ -453,8 +453,25 @@ pub fn detect(
     let mut per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     let mut last_batch = None;
     let mut devices = HashMap::new();
+    // With several batches, each batch's sessions (about a fifth of its events) are spilled to an owner-only
+    // folder in the store, so pass two reads them back instead of reading the look-back again.
+    let spill = if batches > 1 {
+        Some(Spill::create(store).map_err(|e| PolarsError::IO {
+            error: std::sync::Arc::new(e),
+            msg: None,
+        })?)
+    } else {
+        None
+    };
     for batch in 0..batches {
-        let (sessions, events) = load_sessions(store, lookback_start, end, (batch, batches))?;
+        let mut frame = session_frame(store, lookback_start, end, (batch, batches))?;
+        let (sessions, events) = sessions_from(&frame)?;
+        if let Some(spill) = &spill {
+            if batch + 1 < batches {
+                spill.write(batch, &mut frame)?;
+            }
+        }
+        drop(frame);
         stats.audit_events += events;
         baseline::add_device_histories(&mut devices, &sessions, recent_start, |s| {
             ctx.is_formal_proxy(s)
@@ -477,9 +494,10 @@ pub fn detect(
     let mut patients = Vec::new();
     let mut charts = Vec::new();
     for batch in std::iter::once(batches - 1).chain(0..batches - 1) {
-        ctx.sessions = match last_batch.take() {
-            Some(sessions) => sessions,
-            None => load_sessions(store, lookback_start, end, (batch, batches))?.0,
+        ctx.sessions = match (last_batch.take(), &spill) {
+            (Some(sessions), _) => sessions,
+            (None, Some(spill)) => sessions_from(&spill.read(batch)?)?.0,
+            (None, None) => load_sessions(store, lookback_start, end, (batch, batches))?.0,
         };
         let mut batch_findings = Vec::new();
         for (nhs, sessions) in &ctx.sessions {
@@ -623,8 +641,65 @@ fn load_sessions(
     store: &Path,
     start: i64,
     end: i64,
-    (batch, batches): (u32, u32),
+    batch: (u32, u32),
 ) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
+    sessions_from(&session_frame(store, start, end, batch)?)
+}
+
+/// A batch's sessions spilled between detection's two passes: `<store>/.detect-spill-<pid>/batch-N.parquet`,
+/// owner-only, removed when the run ends; a folder left by a killed run (its process gone) is removed by the next.
+struct Spill {
+    dir: std::path::PathBuf,
+}
+
+impl Spill {
+    fn create(store: &Path) -> std::io::Result<Spill> {
+        if let Ok(entries) = std::fs::read_dir(store) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if let Some(pid) = name.strip_prefix(".detect-spill-") {
+                    if !Path::new("/proc").join(pid).exists() {
+                        let _ = std::fs::remove_dir_all(entry.path());
+                    }
+                }
+            }
+        }
+        let dir = store.join(format!(".detect-spill-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        crate::store::create_private_dir(&dir).map_err(std::io::Error::other)?;
+        Ok(Spill { dir })
+    }
+
+    fn path(&self, batch: u32) -> std::path::PathBuf {
+        self.dir.join(format!("batch-{batch}.parquet"))
+    }
+
+    fn write(&self, batch: u32, frame: &mut DataFrame) -> PolarsResult<()> {
+        let mut f = crate::store::private_file(&self.path(batch), true)?;
+        crate::store::parquet_writer(&mut f).finish(frame)?;
+        Ok(())
+    }
+
+    fn read(&self, batch: u32) -> PolarsResult<DataFrame> {
+        ParquetReader::new(std::fs::File::open(self.path(batch))?).finish()
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The plan that collapses a batch's audit events into one row per session, collected.
+fn session_frame(
+    store: &Path,
+    start: i64,
+    end: i64,
+    (batch, batches): (u32, u32),
+) -> PolarsResult<DataFrame> {
     let t = || col(OCCURRED_AT).cast(DataType::Int64);
     let is_read = col(ACTION).is_in(
         lit(Series::new("r".into(), READ_ACTIONS)).implode(false),
@@ -697,7 +772,11 @@ fn load_sessions(
         .sort(["nhs_number", "start", "session_key"], Default::default());
     // The streaming engine holds less of the look-back at once (about a quarter less at 1M events).
     // One plan with one sink always gives a single frame, so this cannot panic on any input.
-    let df = df.collect_with_engine(Engine::Streaming)?.unwrap_single();
+    Ok(df.collect_with_engine(Engine::Streaming)?.unwrap_single())
+}
+
+/// Sessions per patient, in time order, from a session frame; and the audit events they hold.
+fn sessions_from(df: &DataFrame) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
     let nhs = strs(df.column(NHS_NUMBER)?)?;
     let device = strs(df.column("device_key")?)?;
     let account = strs(df.column("account_key")?)?;
