@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 
 use csv::ByteRecord;
 use flate2::read::MultiGzDecoder;
@@ -60,25 +58,21 @@ pub const MAX_RECORD_BYTES: u64 = 1 << 20;
 /// `MAX_RECORD_BYTES + READ_AHEAD`, so no record of `MAX_RECORD_BYTES` or less is ever cut.
 const READ_AHEAD: usize = 64 * 1024;
 
-/// Counts what the CSV parser pulls, and refuses to feed one record more than its limit.
-#[derive(Default)]
-struct Meter {
-    /// Bytes handed to the parser so far.
-    pulled: AtomicU64,
-    /// Newlines among them.
-    newlines: AtomicU64,
-    /// Where the record being parsed starts, in pulled bytes.
-    record_start: AtomicU64,
-    /// Set when the current record went over the limit.
-    tripped: AtomicBool,
-}
-
+/// The CSV parser's input: counts what the parser pulls, and refuses to feed one record more than its limit.
+/// The parser owns it; `CsvSource` reads and sets its counters through `get_ref`/`get_mut`.
 struct MeteredReader {
     /// Bytes read past a skipped record's line end, given back before `inner`.
     pending: io::Cursor<Vec<u8>>,
     inner: Box<dyn Read + Send>,
-    meter: Arc<Meter>,
     limit: u64,
+    /// Bytes handed to the parser so far.
+    pulled: u64,
+    /// Newlines among them.
+    newlines: u64,
+    /// Where the record being parsed starts, in pulled bytes.
+    record_start: u64,
+    /// Set when the current record went over the limit.
+    tripped: bool,
 }
 
 impl MeteredReader {
@@ -93,16 +87,13 @@ impl MeteredReader {
 
 impl Read for MeteredReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let m = self.meter.clone();
-        let pulled = m.pulled.load(Ordering::Relaxed);
-        if pulled - m.record_start.load(Ordering::Relaxed) > self.limit {
-            m.tripped.store(true, Ordering::Relaxed);
+        if self.pulled - self.record_start > self.limit {
+            self.tripped = true;
             return Err(io::Error::other("record too long"));
         }
         let n = self.raw_read(buf)?;
-        m.pulled.fetch_add(n as u64, Ordering::Relaxed);
-        let newlines = memchr::memchr_iter(b'\n', &buf[..n]).count();
-        m.newlines.fetch_add(newlines as u64, Ordering::Relaxed);
+        self.pulled += n as u64;
+        self.newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
         Ok(n)
     }
 }
@@ -120,7 +111,6 @@ pub enum Next {
 /// A CSV reader positioned after the header, reading records of bounded size.
 pub struct CsvSource {
     reader: Option<csv::Reader<MeteredReader>>,
-    meter: Arc<Meter>,
     /// Lines before the current parser's first line (a parser restarts after a skipped record).
     line_base: u64,
     /// Pulled bytes before the current parser's first byte.
@@ -144,17 +134,19 @@ impl CsvSource {
 
     /// A source over any reader, with a record limit (tests use a small one).
     pub fn from_reader(input: Box<dyn Read + Send>, max_record: u64) -> io::Result<CsvSource> {
-        let meter = Arc::new(Meter::default());
         let mut reader = parser(MeteredReader {
             pending: io::Cursor::new(Vec::new()),
             inner: input,
-            meter: meter.clone(),
             limit: max_record + READ_AHEAD as u64,
+            pulled: 0,
+            newlines: 0,
+            record_start: 0,
+            tripped: false,
         });
         let mut header = ByteRecord::new();
         let has_header = match reader.read_byte_record(&mut header) {
             Ok(h) => h,
-            Err(_) if meter.tripped.load(Ordering::Relaxed) => {
+            Err(_) if reader.get_ref().tripped => {
                 return Err(io::Error::other(format!(
                     "the header row is longer than {} bytes",
                     max_record
@@ -180,7 +172,6 @@ impl CsvSource {
         };
         let mut source = CsvSource {
             reader: Some(reader),
-            meter,
             line_base: 0,
             byte_base: 0,
             headers,
@@ -189,11 +180,11 @@ impl CsvSource {
         Ok(source)
     }
 
-    /// Tells the meter where the next record starts.
+    /// Tells the metered input where the next record starts.
     fn mark_record_start(&mut self) {
-        if let Some(r) = &self.reader {
+        if let Some(r) = &mut self.reader {
             let start = self.byte_base + r.position().byte();
-            self.meter.record_start.store(start, Ordering::Relaxed);
+            r.get_mut().record_start = start;
         }
     }
 
@@ -210,7 +201,7 @@ impl CsvSource {
                 Ok(Next::Record(line as i64))
             }
             Ok(false) => Ok(Next::End),
-            Err(_) if self.meter.tripped.load(Ordering::Relaxed) => {
+            Err(_) if reader.get_ref().tripped => {
                 self.skip_rest_of_line()?;
                 Ok(Next::TooLong(starts_on as i64))
             }
@@ -226,33 +217,25 @@ impl CsvSource {
             return Ok(());
         };
         let mut input = reader.into_inner();
-        self.meter.tripped.store(false, Ordering::Relaxed);
+        input.tripped = false;
         let mut buf = vec![0u8; 64 * 1024];
-        let mut skipped = 0u64;
-        let mut newline = false;
         loop {
             let n = input.raw_read(&mut buf)?;
             if n == 0 {
                 break;
             }
-            if let Some(i) = buf[..n].iter().position(|b| *b == b'\n') {
+            if let Some(i) = memchr::memchr(b'\n', &buf[..n]) {
                 // What was read past the newline is given back to the next parser (and metered then).
                 input.pending = io::Cursor::new(buf[i + 1..n].to_vec());
-                skipped += i as u64 + 1;
-                newline = true;
+                input.pulled += i as u64 + 1;
+                input.newlines += 1;
                 break;
             }
-            skipped += n as u64;
+            input.pulled += n as u64;
         }
-        let m = &self.meter;
-        let pulled = m.pulled.load(Ordering::Relaxed) + skipped;
-        m.pulled.store(pulled, Ordering::Relaxed);
-        if newline {
-            m.newlines.fetch_add(1, Ordering::Relaxed);
-        }
-        self.line_base = m.newlines.load(Ordering::Relaxed);
-        self.byte_base = pulled;
-        m.record_start.store(pulled, Ordering::Relaxed);
+        self.line_base = input.newlines;
+        self.byte_base = input.pulled;
+        input.record_start = input.pulled;
         self.reader = Some(parser(input));
         Ok(())
     }
