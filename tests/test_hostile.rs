@@ -230,26 +230,39 @@ fn symbolic_links_in_a_folder_are_not_followed_and_odd_file_names_cannot_forge_o
 
 #[test]
 fn an_oversized_fhir_document_is_refused_with_its_limit() {
-    // Only the size is hostile: 300 MiB of whitespace inside one JSON document, written 1 MiB at a time.
+    // Only the size is hostile: 300 MiB of whitespace inside one JSON or XML document, written 1 MiB at a time.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("big.json");
-    let mut f = std::fs::File::create(&path).unwrap();
-    f.write_all(b"{\"resourceType\": \"Bundle\", \"entry\": [")
-        .unwrap();
     let spaces = vec![b' '; 1 << 20];
-    for _ in 0..300 {
-        f.write_all(&spaces).unwrap();
+    for (name, head, tail) in [
+        (
+            "big.json",
+            "{\"resourceType\": \"Bundle\", \"entry\": [",
+            "]}",
+        ),
+        (
+            "big.xml",
+            "<Bundle xmlns=\"http://hl7.org/fhir\">",
+            "</Bundle>",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(head.as_bytes()).unwrap();
+        for _ in 0..300 {
+            f.write_all(&spaces).unwrap();
+        }
+        f.write_all(tail.as_bytes()).unwrap();
+        drop(f);
+        let store = dir.path().join(format!("store-{name}"));
+        let (r, j) = ingest(&store, &[&path]);
+        assert_eq!(r.code, 1, "{name}: {}", r.stderr);
+        let msg = j["files"][0]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("larger than 256 MiB") && msg.contains("NDJSON"),
+            "{name}: {msg}"
+        );
+        std::fs::remove_file(&path).unwrap();
     }
-    f.write_all(b"]}").unwrap();
-    drop(f);
-    let store = dir.path().join("store");
-    let (r, j) = ingest(&store, &[&path]);
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    let msg = j["files"][0]["message"].as_str().unwrap();
-    assert!(
-        msg.contains("larger than 256 MiB") && msg.contains("NDJSON"),
-        "{msg}"
-    );
 }
 
 /// Every input under `tests/fixtures/fuzz/<target>/` (hand-made hostile seeds, and any input a fuzz run ever

@@ -38,30 +38,6 @@ fn too_big() -> String {
     )
 }
 
-/// Counts the bytes an XML parser consumes.
-struct CountingBufRead<R> {
-    inner: R,
-    read: u64,
-}
-
-impl<R: BufRead> Read for CountingBufRead<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for CountingBufRead<R> {
-    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        self.inner.fill_buf()
-    }
-    fn consume(&mut self, amt: usize) {
-        self.read += amt as u64;
-        self.inner.consume(amt);
-    }
-}
-
 /// One resource out of a FHIR file, with its position (NDJSON line, or entry number in a Bundle).
 pub struct Resource {
     pub position: i64,
@@ -162,13 +138,10 @@ pub fn for_each_resource(
             unwrap_bundle(checked_depth(value)?, each)
         }
         Layout::Xml => {
-            let limited = BufReader::new(reader.take(MAX_DOCUMENT_BYTES + 1));
-            let mut counted = CountingBufRead {
-                inner: limited,
-                read: 0,
-            };
-            let value = xml_to_json(&mut counted);
-            if counted.read > MAX_DOCUMENT_BYTES {
+            // Reading the byte past the limit (the `Take` used up) proves the document is larger than it.
+            let mut limited = reader.take(MAX_DOCUMENT_BYTES + 1);
+            let value = xml_to_json(BufReader::new(&mut limited));
+            if limited.limit() == 0 {
                 return Err(too_big());
             }
             unwrap_bundle(value?, each)
