@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::context::catalogue::SensitiveCatalogue;
 use crate::detect;
 use crate::ingest::{self, IngestOptions, IngestReport};
+use crate::pseudonym::Pseudonymiser;
 use crate::report::{self, InputFigures, RunSummary};
 use crate::schema::{Kind, OCCURRED_AT};
 use crate::store::manifest::Manifest;
@@ -113,12 +114,13 @@ pub fn resolve_as_of(config: &Config, given: Option<NaiveDate>) -> anyhow::Resul
 }
 
 /// Detection for a day and its run folder (shared by `detect` and `run`).
+/// `pseudonymiser` is the config's (`Config::pseudonymiser`), resolved by the caller before any work.
 pub fn detect_and_report(
     config: &Config,
     as_of: NaiveDate,
+    pseudonymiser: Option<&Pseudonymiser>,
 ) -> anyhow::Result<(PathBuf, RunSummary)> {
     let started = Instant::now();
-    let pseudonymiser = config.pseudonymiser()?;
     let catalogue = SensitiveCatalogue::for_config(config)?;
     let d = detect::detect(
         &config.store,
@@ -140,7 +142,7 @@ pub fn detect_and_report(
     };
     let mut summary = report::summarise(&d, as_of, &config.hash, input, seconds);
     summary.pseudonymised = pseudonymiser.is_some();
-    let exports = report::Exports::new(&d, pseudonymiser.as_ref());
+    let exports = report::Exports::new(&d, pseudonymiser);
     let dir = report::write_run(
         &config.reports,
         as_of,
@@ -199,14 +201,14 @@ fn nightly_locked(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<R
         anyhow::bail!("the inbox {} is not a folder", config.inbox.display());
     }
     // A missing pseudonymisation key stops the run before it ingests anything.
-    config.pseudonymiser()?;
+    let pseudonymiser = config.pseudonymiser()?;
     let ingest = ingest::ingest(
         config,
         std::slice::from_ref(&config.inbox),
         &IngestOptions::default(),
     )?;
     let as_of = resolve_as_of(config, as_of)?;
-    let (run_dir, summary) = detect_and_report(config, as_of)?;
+    let (run_dir, summary) = detect_and_report(config, as_of, pseudonymiser.as_ref())?;
     let pruned = prune(&config.reports, as_of, config.run.keep_days)?;
     Ok(RunOutcome {
         as_of,

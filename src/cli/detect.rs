@@ -54,7 +54,8 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
         Some(d) => d,
         None => config.yesterday(),
     };
-    let (dir, summary) = pipeline::detect_and_report(&config, as_of)?;
+    let pseudonymiser = config.pseudonymiser()?;
+    let (dir, summary) = pipeline::detect_and_report(&config, as_of, pseudonymiser.as_ref())?;
     if args.json {
         print(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else {

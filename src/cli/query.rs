@@ -121,7 +121,6 @@ pub fn encode(df: &mut DataFrame, format: Format) -> anyhow::Result<Vec<u8>> {
         }
         Format::Csv => {
             // Text that a spreadsheet would run as a formula is neutralised, as in the run folder's CSV files.
-            let mut safe = df.clone();
             for name in df.get_column_names_owned() {
                 let column = df.column(&name)?;
                 if column.dtype() == &DataType::String {
@@ -130,12 +129,10 @@ pub fn encode(df: &mut DataFrame, format: Format) -> anyhow::Result<Vec<u8>> {
                         .iter()
                         .map(|v| v.map(crate::report::csv_safe))
                         .collect();
-                    safe.with_column(neutral.with_name(name).into_column())?;
+                    df.with_column(neutral.with_name(name).into_column())?;
                 }
             }
-            CsvWriter::new(&mut out)
-                .include_header(true)
-                .finish(&mut safe)?
+            CsvWriter::new(&mut out).include_header(true).finish(df)?
         }
         Format::Json => JsonWriter::new(&mut out)
             .with_json_format(JsonFormat::Json)

@@ -497,7 +497,10 @@ pub fn detect(
         ctx.sessions = match (last_batch.take(), &spill) {
             (Some(sessions), _) => sessions,
             (None, Some(spill)) => sessions_from(&spill.read(batch)?)?.0,
-            (None, None) => load_sessions(store, lookback_start, end, (batch, batches))?.0,
+            // One batch is always kept; several are always spilled.
+            (None, None) => {
+                polars_bail!(ComputeError: "batch {batch} of sessions was neither kept nor spilled")
+            }
         };
         let mut batch_findings = Vec::new();
         for (nhs, sessions) in &ctx.sessions {
@@ -634,16 +637,6 @@ fn micros(c: &Column) -> PolarsResult<Vec<Option<i64>>> {
 
 fn strs(c: &Column) -> PolarsResult<Vec<Option<String>>> {
     Ok(c.str()?.iter().map(|s| s.map(str::to_string)).collect())
-}
-
-/// Audit events of the look-back collapsed into sessions, per patient, in time order.
-fn load_sessions(
-    store: &Path,
-    start: i64,
-    end: i64,
-    batch: (u32, u32),
-) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
-    sessions_from(&session_frame(store, start, end, batch)?)
 }
 
 /// A batch's sessions spilled between detection's two passes: `<store>/.detect-spill-<pid>/batch-N.parquet`,

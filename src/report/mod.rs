@@ -7,6 +7,7 @@
 pub mod charts;
 pub mod html;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -105,17 +106,18 @@ pub fn summarise(
 /// `findings.parquet`. With a pseudonymiser, NHS numbers, device ids (also where an explanation names one) and
 /// finding ids (a hash of the NHS number) become keyed pseudonyms; `report.html` and the charts always keep the
 /// real identifiers, because the safeguarding lead must be able to find the patient.
-pub struct Exports {
-    pub patients: Vec<PatientRisk>,
-    pub findings: Vec<Finding>,
+pub struct Exports<'a> {
+    pub patients: Cow<'a, [PatientRisk]>,
+    pub findings: Cow<'a, [Finding]>,
 }
 
-impl Exports {
-    pub fn new(d: &Detection, pseudo: Option<&Pseudonymiser>) -> Exports {
+impl<'a> Exports<'a> {
+    /// Without a pseudonymiser the exports are the detection's own rows, borrowed, not copied.
+    pub fn new(d: &'a Detection, pseudo: Option<&Pseudonymiser>) -> Exports<'a> {
         let Some(p) = pseudo else {
             return Exports {
-                patients: d.patients.clone(),
-                findings: d.findings.clone(),
+                patients: Cow::Borrowed(&d.patients),
+                findings: Cow::Borrowed(&d.findings),
             };
         };
         let patients = d
@@ -140,7 +142,10 @@ impl Exports {
                 ..f.clone()
             })
             .collect();
-        Exports { patients, findings }
+        Exports {
+            patients: Cow::Owned(patients),
+            findings: Cow::Owned(findings),
+        }
     }
 }
 
@@ -183,7 +188,7 @@ pub fn write_run(
     reports: &Path,
     as_of: NaiveDate,
     d: &Detection,
-    exports: &Exports,
+    exports: &Exports<'_>,
     summary: &RunSummary,
     tz: chrono_tz::Tz,
 ) -> anyhow::Result<PathBuf> {
