@@ -374,10 +374,8 @@ impl Config {
             run: f.run,
             pseudonymise_key_file: f.pseudonymise_key_file.as_deref().map(rel),
             pseudonymise: f.pseudonymise.unwrap_or(false),
-            fhir_session_extension: f
-                .fhir
-                .session_extension
-                .unwrap_or_else(|| crate::ingest::fhir::DEFAULT_SESSION_EXTENSION.to_string()),
+            // Core FHIR has no session id: without a configured extension, sessions are rebuilt from gaps.
+            fhir_session_extension: f.fhir.session_extension.unwrap_or_default(),
             hash: hex::encode(Sha256::digest(bytes)),
             source: None,
         })

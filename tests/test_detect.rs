@@ -120,7 +120,7 @@ fn detect_writes_the_contracts_run_folder() {
     // The patients flagged in the sample are mostly the monitored ones.
     let (_, truth) = read_csv(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/sample_data/truth.csv"
+        "/tests/fixtures/sample_data.truth.csv"
     )));
     let flagged: Vec<&Vec<String>> = patients.iter().filter(|p| p[2] != "low").collect();
     let monitored = |n: &str| truth.iter().any(|t| t[0] == n && t[1] == "monitored");

@@ -7,8 +7,17 @@ use std::collections::BTreeSet;
 use common::*;
 
 fn generate(dir: &std::path::Path, name: &str, seed: &str) -> std::path::PathBuf {
+    generate_with(dir, name, seed, &[])
+}
+
+fn generate_with(
+    dir: &std::path::Path,
+    name: &str,
+    seed: &str,
+    extra: &[&str],
+) -> std::path::PathBuf {
     let out = dir.join(name);
-    let r = run(&[
+    let mut args = vec![
         "generate",
         "--out",
         out.to_str().unwrap(),
@@ -20,9 +29,19 @@ fn generate(dir: &std::path::Path, name: &str, seed: &str) -> std::path::PathBuf
         seed,
         "--as-of",
         "2026-11-22",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let r = run(&args);
     assert_eq!(r.code, 0, "{}", r.stderr);
     out
+}
+
+/// The labels of a practice generated to `out`: beside the folder, never in it.
+fn truth_of(out: &std::path::Path) -> std::path::PathBuf {
+    out.with_file_name(format!(
+        "{}.truth.csv",
+        out.file_name().unwrap().to_string_lossy()
+    ))
 }
 
 fn column(path: &std::path::Path, name: &str) -> Vec<String> {
@@ -45,7 +64,7 @@ fn the_same_seed_gives_the_same_practice_and_another_seed_does_not() {
 fn generated_practices_are_valid_consistent_and_labelled() {
     let dir = tempfile::tempdir().unwrap();
     let out = generate(dir.path(), "p", "11");
-    let truth: BTreeSet<String> = column(&out.join("truth.csv"), "nhs_number")
+    let truth: BTreeSet<String> = column(&truth_of(&out), "nhs_number")
         .into_iter()
         .collect();
     assert_eq!(truth.len(), 300, "one truth row per patient");
@@ -70,12 +89,12 @@ fn generated_practices_are_valid_consistent_and_labelled() {
             );
         }
     }
-    let scenarios: BTreeSet<String> = column(&out.join("truth.csv"), "scenario")
+    let scenarios: BTreeSet<String> = column(&truth_of(&out), "scenario")
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect();
     assert_eq!(scenarios.len(), 7, "{scenarios:?}");
-    let personas: BTreeSet<String> = column(&out.join("truth.csv"), "persona")
+    let personas: BTreeSet<String> = column(&truth_of(&out), "persona")
         .into_iter()
         .collect();
     for p in [
@@ -89,7 +108,7 @@ fn generated_practices_are_valid_consistent_and_labelled() {
     ] {
         assert!(personas.contains(p), "{p} missing from {personas:?}");
     }
-    let labels = column(&out.join("truth.csv"), "label");
+    let labels = column(&truth_of(&out), "label");
     let monitored = labels.iter().filter(|l| *l == "monitored").count();
     assert!(
         (9..=24).contains(&monitored),
@@ -115,7 +134,9 @@ fn generated_practices_are_valid_consistent_and_labelled() {
             >= 5
     );
 
-    // Everything ingests without a quarantined row; the truth file is passed over.
+    // The labels are not in the folder a run ingests.
+    assert!(!out.join("truth.csv").exists());
+    // Everything ingests without a quarantined row.
     let store = dir.path().join("store");
     let r = run(&[
         "ingest",
@@ -134,7 +155,48 @@ fn generated_practices_are_valid_consistent_and_labelled() {
         .iter()
         .map(|f| f["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == "skipped").count(), 1);
+    assert!(statuses.iter().all(|s| *s == "ingested"), "{statuses:?}");
+}
+
+#[test]
+fn watchers_begin_when_asked_and_thin_exports_lack_their_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every watcher established before the data begins: each monitored patient is read by someone on the first
+    // days of data already.
+    let out = generate_with(dir.path(), "est", "7", &["--onset", "established"]);
+    let truth = truth_of(&out);
+    let onsets: BTreeSet<String> = column(&truth, "onset")
+        .into_iter()
+        .filter(|o| !o.is_empty())
+        .collect();
+    assert_eq!(onsets, BTreeSet::from(["established".to_string()]));
+    let out = generate_with(dir.path(), "rec", "7", &["--onset", "recent"]);
+    let onsets: BTreeSet<String> = column(&truth_of(&out), "onset")
+        .into_iter()
+        .filter(|o| !o.is_empty())
+        .collect();
+    assert_eq!(onsets, BTreeSet::from(["recent".to_string()]));
+    // A thin export: the named columns are not written at all.
+    let out = generate_with(
+        dir.path(),
+        "thin",
+        "7",
+        &["--drop-columns", "device_id,session_id"],
+    );
+    let header = std::fs::read_to_string(out.join("audit.csv")).unwrap();
+    let header = header.lines().next().unwrap();
+    assert!(!header.contains("device_id") && !header.contains("session_id"), "{header}");
+    assert!(header.contains("user_agent"), "{header}");
+    // A required column cannot be dropped.
+    let r = run(&[
+        "generate",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--drop-columns",
+        "occurred_at",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("occurred_at"), "{}", r.stderr);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use super::{load_config, print, Exit};
 use crate::config::Overrides;
 use crate::context::catalogue::SensitiveCatalogue;
-use crate::generate::{self, write, PracticeSpec};
+use crate::generate::{self, write, Intensity, Onset, PracticeSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,10 +27,24 @@ pub struct Args {
     /// The last day of data (default: yesterday, UTC).
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
+    /// Where to write the labels (`nhs_number,label,scenario,persona,intensity,onset`), for `evaluate`. Default:
+    /// `<out>.truth.csv` beside the folder, so a run that ingests the folder never sees them.
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
     /// Also write the audit events as FHIR R4 AuditEvent NDJSON, to `fhir/audit.ndjson` (a folder of its own, so
     /// ingesting the output folder does not read the events twice).
     #[arg(long)]
     pub fhir: bool,
+    /// When watchers began: before the data (established), during it, in the last fortnight, or a mix (60% established).
+    #[arg(long, value_enum, default_value_t = Onset::Mixed)]
+    pub onset: Onset,
+    /// How hard watchers look.
+    #[arg(long, value_enum, default_value_t = Intensity::Mixed)]
+    pub intensity: Intensity,
+    /// Leave these optional columns out of `audit.csv`, as a thin export would (comma-separated: event_id,
+    /// account_id, actor_role, device_id, user_agent, ip_address, session_id).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    pub drop_columns: Vec<String>,
     /// Scale mode: write only `audit.csv` with this many valid rows, streamed, for benchmarks.
     #[arg(long, value_name = "N")]
     pub events: Option<u64>,
@@ -56,7 +70,21 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
         ))?;
         return Ok(Exit::Success);
     }
+    if let Some(bad) = args
+        .drop_columns
+        .iter()
+        .find(|c| !write::DROPPABLE_COLUMNS.contains(&c.as_str()))
+    {
+        eprintln!(
+            "accesswatch: error: --drop-columns: '{}' is not an optional audit column (one of {})",
+            bad.escape_debug(),
+            write::DROPPABLE_COLUMNS.join(", ")
+        );
+        return Ok(Exit::Usage);
+    }
     let spec = PracticeSpec {
+        onset: args.onset,
+        intensity: args.intensity,
         patients: args.patients,
         days: args.days,
         seed: args.seed,
@@ -65,7 +93,16 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     };
     let catalogue = SensitiveCatalogue::for_config(&config)?;
     let practice = generate::generate(&spec, &catalogue);
-    let mut files = write::write_practice(&practice, &spec, &args.out)?;
+    let mut files = write::write_practice(
+        &practice,
+        &spec,
+        &args.out,
+        &args.drop_columns,
+        &args
+            .truth
+            .clone()
+            .unwrap_or_else(|| write::default_truth_path(&args.out)),
+    )?;
     if args.fhir {
         files.push(write::write_fhir_audit(&practice, &args.out.join("fhir"))?);
     }

@@ -1,25 +1,59 @@
-//! What is normal: per patient (their devices, hours, addresses and pace before the recent window) and per device
-//! (whose records it has been used on, since when).
+//! Who the account holder is, in their use of the record: which of a patient's devices are theirs, the hours they
+//! keep, their addresses and pace; and, across patients, whose records each device has been used on.
+//!
+//! The model reads the whole look-back, not only the time before the recent window: a watcher who was there before
+//! the window opened is in that history too, and must not be learned as the holder. So the holder is recognised by
+//! what they do, not by who came first or who is most frequent:
+//! - a device is the holder's when it manages the patient's care: books or cancels appointments, orders repeat
+//!   prescriptions, sends messages, or reads the sections a watcher has no use for (summary, appointments,
+//!   allergies, immunisations). A device that only ever reads consultations, problems, letters, documents, results
+//!   and medications is not recognised as the holder's, however long it has been there;
+//! - the holder's hours are learned from their own sessions of that kind on their own devices, shrunk towards the
+//!   practice's hours. A handful of foreign sessions, which only read, do not teach the model anything, so they stay
+//!   rare however often they recur.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::{Context, Session};
+use chrono::NaiveDate;
+
+use super::context::Context;
+use super::model::*;
 
 const DAY: i64 = 86_400_000_000;
 
 /// One device's use on one patient's record.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceUse {
+    /// Sessions over the whole look-back.
+    pub sessions: usize,
     pub baseline_sessions: usize,
     pub recent_sessions: usize,
     pub first: i64,
     pub last: i64,
-    /// The accounts used (in a patient's own baseline).
-    pub accounts: HashSet<String>,
+    /// Sessions that manage the patient's care (see [`Session::holder_like`]).
+    pub holder_sessions: usize,
+    /// Sessions with a booking, an order or a message.
+    pub owner_action_sessions: usize,
+    /// Sessions that only read the sections where disclosures are found.
+    pub watcher_sessions: usize,
+    /// Local days with a session.
+    pub days: usize,
     /// Sessions not made by a formal proxy within a recorded link (in the run's device histories).
     pub non_proxy_sessions: usize,
     /// Addresses the device used on this record, up to [`MAX_IPS`] (in the run's device histories).
     pub ips: BTreeSet<String>,
+}
+
+impl DeviceUse {
+    /// Share of the device's reading sessions that only read what a watcher reads.
+    pub fn watcher_share(&self) -> f64 {
+        let reading = self.holder_sessions + self.watcher_sessions;
+        if reading == 0 {
+            0.0
+        } else {
+            self.watcher_sessions as f64 / reading as f64
+        }
+    }
 }
 
 /// Addresses kept per device and record: enough to recognise a household's connection, bounded for a device seen
@@ -32,16 +66,8 @@ pub struct DeviceHistory {
     pub on: BTreeMap<String, DeviceUse>,
 }
 
-impl DeviceHistory {
-    pub fn established_on(&self, nhs: &str, min_sessions: usize) -> bool {
-        self.on
-            .get(nhs)
-            .is_some_and(|u| u.baseline_sessions >= min_sessions)
-    }
-}
-
 /// Adds a batch of patients' sessions to the run's device histories. Only real device ids are tracked: a user agent
-/// or an address stands for many people's devices, and no rule asks whose records it has been used on.
+/// stands for many people's devices, and no rule asks whose records it has been used on.
 pub fn add_device_histories(
     out: &mut HashMap<String, DeviceHistory>,
     sessions: &BTreeMap<String, Vec<Session>>,
@@ -50,7 +76,7 @@ pub fn add_device_histories(
 ) {
     for (nhs, list) in sessions {
         for s in list {
-            if !super::is_identified_device(&s.device) {
+            if !is_identified_device(&s.device) {
                 continue;
             }
             let u = out
@@ -63,13 +89,7 @@ pub fn add_device_histories(
                     last: s.start,
                     ..Default::default()
                 });
-            if s.start < recent_start {
-                u.baseline_sessions += 1;
-            } else {
-                u.recent_sessions += 1;
-            }
-            u.first = u.first.min(s.start);
-            u.last = u.last.max(s.start);
+            count_session(u, s, recent_start);
             if !is_formal_proxy(s) {
                 u.non_proxy_sessions += 1;
             }
@@ -80,6 +100,20 @@ pub fn add_device_histories(
             }
         }
     }
+}
+
+fn count_session(u: &mut DeviceUse, s: &Session, recent_start: i64) {
+    u.sessions += 1;
+    if s.start < recent_start {
+        u.baseline_sessions += 1;
+    } else {
+        u.recent_sessions += 1;
+    }
+    u.first = u.first.min(s.start);
+    u.last = u.last.max(s.start);
+    u.holder_sessions += usize::from(s.holder_like());
+    u.owner_action_sessions += usize::from(s.owner_actions > 0);
+    u.watcher_sessions += usize::from(s.watcher_like());
 }
 
 /// Shares of sessions per local hour, each session counting half in each neighbouring hour as well.
@@ -97,24 +131,18 @@ pub fn smoothed_share(counts: &[f64; 24]) -> [f64; 24] {
     smooth
 }
 
-/// The practice's hours: the share of all baseline sessions per local hour.
-/// Adds a batch's baseline sessions to the practice's counts per local hour.
+/// Adds a batch's sessions that manage the patient's care to the practice's counts per local hour.
 pub fn add_practice_hours(
     counts: &mut [f64; 24],
     sessions: &BTreeMap<String, Vec<Session>>,
-    recent_start: i64,
     hour: impl Fn(i64) -> u32,
 ) {
-    for s in sessions
-        .values()
-        .flatten()
-        .filter(|s| s.start < recent_start)
-    {
+    for s in sessions.values().flatten().filter(|s| s.holder_like()) {
         counts[hour(s.start) as usize] += 1.0;
     }
 }
 
-/// The practice's share of baseline sessions per local hour (flat when there is no baseline).
+/// The practice's share of sessions per local hour (flat when there are none).
 pub fn practice_hours(counts: &[f64; 24]) -> [f64; 24] {
     if counts.iter().sum::<f64>() == 0.0 {
         return [1.0 / 24.0; 24];
@@ -122,34 +150,40 @@ pub fn practice_hours(counts: &[f64; 24]) -> [f64; 24] {
     smoothed_share(counts)
 }
 
-/// A patient's own normal, learned from their sessions before the recent window.
+/// The account holder as their use of the record shows them, over the whole look-back.
 #[derive(Debug, Clone, Default)]
 pub struct PatientBaseline {
+    /// Sessions on the record over the look-back.
     pub sessions: usize,
-    /// Enough history to call anything unusual (see `min_baseline_sessions`, `min_baseline_days`).
+    /// Sessions before the recent window.
+    pub baseline_sessions: usize,
+    /// Enough history to judge hours and pace (see `min_baseline_sessions`, `min_baseline_days`).
     pub enough: bool,
     pub devices: HashMap<String, DeviceUse>,
-    /// Devices with at least `established_device_sessions` baseline sessions.
+    /// Devices with at least `established_device_sessions` sessions before the recent window.
     pub established: HashSet<String>,
-    /// The device used most in the baseline: the one the patient carries.
+    /// The devices that manage the patient's care: the holder's own.
+    pub holder_devices: HashSet<String>,
+    /// The holder's main device: the one they carry.
     pub primary_device: Option<String>,
+    /// The holder's sessions per local hour (the evidence the hours are learned from).
     pub hour_counts: [f64; 24],
-    /// Share of sessions per local hour: the patient's own (smoothed), shrunk towards the practice's.
+    /// Share of the holder's sessions per local hour, smoothed and shrunk towards the practice's.
     pub hour_share: [f64; 24],
+    /// Addresses the holder's devices use at the holder's usual hours.
     pub ips: HashSet<String>,
-    /// The address used most: the household connection.
+    /// The address the holder's devices use most: the household connection.
     pub home_ip: Option<String>,
-    /// Baseline sessions per day over the baseline span.
+    /// Sessions per day before the recent window.
     pub daily_rate: f64,
-    /// Days from the first baseline session to the start of the recent window.
+    /// Days from the first session to the end of the look-back.
     pub span_days: f64,
 }
 
 impl PatientBaseline {
     pub fn build(ctx: &Context, sessions: &[Session]) -> PatientBaseline {
         let mut b = PatientBaseline::default();
-        let mut ip_counts: HashMap<&str, usize> = HashMap::new();
-        let mut first = None;
+        let mut days: HashMap<&str, BTreeSet<NaiveDate>> = HashMap::new();
         for s in sessions {
             let u = b
                 .devices
@@ -159,21 +193,16 @@ impl PatientBaseline {
                     last: s.start,
                     ..Default::default()
                 });
-            u.first = u.first.min(s.start);
-            u.last = u.last.max(s.start);
-            u.accounts.insert(s.account.clone());
-            if s.start >= ctx.recent_start {
-                u.recent_sessions += 1;
-                continue;
-            }
-            u.baseline_sessions += 1;
+            count_session(u, s, ctx.recent_start);
+            u.ips.extend(s.ip.iter().cloned());
+            days.entry(&s.device)
+                .or_default()
+                .insert(ctx.local(s.start).date_naive());
             b.sessions += 1;
-            first = Some(first.unwrap_or(s.start));
-            b.hour_counts[ctx.hour(s.start) as usize] += 1.0;
-            if let Some(ip) = &s.ip {
-                b.ips.insert(ip.clone());
-                *ip_counts.entry(ip).or_default() += 1;
-            }
+            b.baseline_sessions += usize::from(s.start < ctx.recent_start);
+        }
+        for (d, u) in b.devices.iter_mut() {
+            u.days = days.get(d.as_str()).map_or(0, BTreeSet::len);
         }
         b.established = b
             .devices
@@ -181,40 +210,104 @@ impl PatientBaseline {
             .filter(|(_, u)| u.baseline_sessions >= ctx.cfg.established_device_sessions)
             .map(|(d, _)| d.clone())
             .collect();
-        b.primary_device = b
-            .devices
-            .iter()
-            .filter(|(_, u)| u.baseline_sessions > 0)
-            .max_by(|a, c| (a.1.baseline_sessions, c.0).cmp(&(c.1.baseline_sessions, a.0)))
-            .map(|(d, _)| d.clone());
-        b.home_ip = ip_counts
-            .into_iter()
-            .max_by(|a, c| (a.1, c.0).cmp(&(c.1, a.0)))
-            .map(|(ip, _)| ip.to_string());
-        let span_days = first
-            .map(|f| (ctx.recent_start - f) as f64 / DAY as f64)
-            .unwrap_or(0.0);
-        b.span_days = span_days;
-        b.daily_rate = if span_days > 0.0 {
-            b.sessions as f64 / span_days
+        b.find_holder(ctx, sessions.first().map(|s| s.nhs_number.as_str()));
+        b.learn_hours(ctx, sessions);
+        let first = sessions.iter().map(|s| s.start).min();
+        b.span_days = first.map_or(0.0, |f| (ctx.end - f) as f64 / DAY as f64);
+        let baseline_span = first.map_or(0.0, |f| (ctx.recent_start - f) as f64 / DAY as f64);
+        b.daily_rate = if baseline_span > 0.0 {
+            b.baseline_sessions as f64 / baseline_span
         } else {
             0.0
         };
         b.enough = b.sessions >= ctx.cfg.min_baseline_sessions
-            && span_days >= ctx.cfg.min_baseline_days as f64;
-        // The patient's own hours, smoothed, shrunk towards the practice's hours by `hour_prior_sessions`
-        // pseudo-sessions: a patient with little history is judged by what is usual for everyone.
-        let own = smoothed_share(&b.hour_counts);
-        let n = b.sessions as f64;
-        let k = ctx.cfg.hour_prior_sessions;
-        for (h, share) in b.hour_share.iter_mut().enumerate() {
-            *share = (own[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
-        }
+            && b.span_days >= ctx.cfg.min_baseline_days as f64;
         b
     }
 
-    /// Some history to compare with: at least two sessions before the recent window, the first of them at least
-    /// `min_baseline_days` before it. Enough to call a device new, not enough to judge hours or pace.
+    /// The holder's devices. The main one manages the patient's care most (an order or booking counts three
+    /// times a read of the holder's sections); a device that is another patient's own counts a third unless it is
+    /// used here for managing care too. With no such use at all, the device used on most days is the holder's.
+    fn find_holder(&mut self, ctx: &Context, nhs: Option<&str>) {
+        let weight = |d: &str, u: &DeviceUse| -> f64 {
+            let care = 3.0 * u.owner_action_sessions as f64 + u.holder_sessions as f64;
+            let elsewhere = nhs.is_some_and(|n| ctx.someone_elses_device(n, d).is_some());
+            if elsewhere && u.watcher_share() > 0.5 {
+                care / 3.0
+            } else {
+                care
+            }
+        };
+        self.primary_device = self
+            .devices
+            .iter()
+            .map(|(d, u)| (weight(d, u), u.days, u.sessions, d))
+            .max_by(|a, c| {
+                a.0.total_cmp(&c.0)
+                    .then(a.1.cmp(&c.1))
+                    .then(a.2.cmp(&c.2))
+                    .then(c.3.cmp(a.3))
+            })
+            .map(|x| x.3.clone());
+        // Other devices are the holder's too when they are mostly used to manage the patient's care.
+        self.holder_devices = self
+            .devices
+            .iter()
+            .filter(|(d, u)| {
+                Some(*d) == self.primary_device.as_ref()
+                    || (u.owner_action_sessions > 0 && u.watcher_share() < 0.75)
+                    || (u.holder_sessions > 0 && u.watcher_share() <= 0.5)
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+    }
+
+    /// The holder's hours: from the holder's devices' sessions that manage the patient's care; with fewer than
+    /// four of those, from every session on the holder's devices. Shrunk towards the practice's hours by
+    /// `hour_prior_sessions` pseudo-sessions: a patient with little history is judged by what is usual for
+    /// everyone.
+    fn learn_hours(&mut self, ctx: &Context, sessions: &[Session]) {
+        let own = |s: &&Session| self.holder_devices.contains(&s.device);
+        let care: Vec<&Session> = sessions
+            .iter()
+            .filter(own)
+            .filter(|s| s.holder_like())
+            .collect();
+        let from: Vec<&Session> = if care.len() >= 4 {
+            care
+        } else {
+            sessions.iter().filter(own).collect()
+        };
+        for s in &from {
+            self.hour_counts[ctx.hour(s.start) as usize] += 1.0;
+        }
+        let smooth = smoothed_share(&self.hour_counts);
+        let n = from.len() as f64;
+        let k = ctx.cfg.hour_prior_sessions;
+        for (h, share) in self.hour_share.iter_mut().enumerate() {
+            *share = (smooth[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
+        }
+        let mut ip_counts: HashMap<&str, usize> = HashMap::new();
+        for s in sessions.iter().filter(own) {
+            if let Some(ip) = &s.ip {
+                *ip_counts.entry(ip).or_default() += 1;
+                if !self.foreign_hour(ctx, s.start) {
+                    self.ips.insert(ip.clone());
+                }
+            }
+        }
+        self.home_ip = ip_counts
+            .into_iter()
+            .max_by(|a, c| (a.1, c.0).cmp(&(c.1, a.0)))
+            .map(|(ip, _)| ip.to_string());
+    }
+
+    /// An hour the holder almost never uses (`unusual_hour.rare_share`).
+    pub fn foreign_hour(&self, ctx: &Context, at: i64) -> bool {
+        self.hour_share[ctx.hour(at) as usize] < ctx.cfg.unusual_hour.rare_share
+    }
+
+    /// Some history to compare with: at least two sessions, the first at least `min_baseline_days` before the end.
     pub fn has_history(&self, ctx: &Context) -> bool {
         self.sessions >= 2 && self.span_days >= ctx.cfg.min_baseline_days as f64
     }
@@ -228,6 +321,11 @@ impl PatientBaseline {
 
     pub fn is_established(&self, device: &str) -> bool {
         self.established.contains(device)
+    }
+
+    /// One of the holder's own devices.
+    pub fn is_holders(&self, device: &str) -> bool {
+        self.holder_devices.contains(device)
     }
 
     /// The patient's usual hours in words: the smallest set of hours holding most of their sessions.

@@ -29,6 +29,9 @@ pub struct DetectConfig {
     pub high: f64,
     /// Risk score at or above which a patient is medium risk (flagged).
     pub medium: f64,
+    /// Evidence whose last session ended before the recent window counts at this fraction of its score: still
+    /// evidence, listed after watching that goes on now.
+    pub stale_factor: f64,
     pub unfamiliar_device: UnfamiliarDevice,
     pub shared_device: SharedDevice,
     pub unusual_hour: UnusualHour,
@@ -52,6 +55,7 @@ impl Default for DetectConfig {
             batch_events: 2_000_000,
             high: 70.0,
             medium: 45.0,
+            stale_factor: 0.85,
             unfamiliar_device: Default::default(),
             shared_device: Default::default(),
             unusual_hour: Default::default(),
@@ -69,23 +73,28 @@ impl Default for DetectConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct UnfamiliarDevice {
     pub enabled: bool,
-    /// Score for one session from the new device; each further session adds `per_session`, up to `max_score`.
+    /// Score for one session from a device that is not the holder's; each further session adds `per_session`
+    /// (counting at most `max_sessions`), up to `max_score`.
     pub base_score: f64,
     pub per_session: f64,
+    pub max_sessions: usize,
+    /// Added when at least four in five of the device's sessions only read what a watcher reads.
+    pub reads_only_score: f64,
+    /// Added when the device first appeared in the recent window on a record with some history.
+    pub new_score: f64,
     pub max_score: f64,
-    /// A usual device last used within this many days after the new one first appeared, and never again, was
-    /// replaced (a new phone), not joined.
-    pub replacement_grace_days: i64,
 }
 
 impl Default for UnfamiliarDevice {
     fn default() -> Self {
         UnfamiliarDevice {
             enabled: true,
-            base_score: 30.0,
-            per_session: 5.0,
+            base_score: 25.0,
+            per_session: 2.0,
+            max_sessions: 8,
+            reads_only_score: 10.0,
+            new_score: 5.0,
             max_score: 50.0,
-            replacement_grace_days: 3,
         }
     }
 }
@@ -157,7 +166,7 @@ pub struct AfterSensitive {
     pub within_hours: i64,
     /// From a device the patient does not normally use.
     pub unfamiliar_device_score: f64,
-    /// From the patient's own device, but in the middle of their night (an hour rare for them, 22:00-06:00).
+    /// From the holder's own device, at an hour they do not keep, reading only what a watcher reads.
     pub night_own_device_score: f64,
     /// Added for each further sensitive entry followed this way.
     pub per_entry: f64,

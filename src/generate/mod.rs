@@ -6,7 +6,11 @@
 //! detector are common (see [`Persona`]); a few percent are monitored in one of several [`Scenario`]s, obvious or
 //! subtle. Everything is drawn from one seeded generator, so a seed gives the same practice byte for byte.
 
+pub mod scenarios;
 pub mod write;
+
+pub use scenarios::{Intensity, Onset, Scenario};
+use scenarios::WatchSettings;
 
 use std::collections::BTreeMap;
 
@@ -17,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::context::catalogue::{Category, SensitiveCatalogue};
-use crate::context::{CODE_104, CODE_106};
+use crate::context::CODE_104;
 
 /// What the generator is asked for.
 #[derive(Debug, Clone)]
@@ -28,6 +32,10 @@ pub struct PracticeSpec {
     /// The last day of data (inclusive), the day a detection run would look back from.
     pub as_of: NaiveDate,
     pub timezone: Tz,
+    /// When watchers began.
+    pub onset: Onset,
+    /// How hard they look.
+    pub intensity: Intensity,
 }
 
 /// Benign behaviours, including the look-alikes a naive detector would flag.
@@ -65,42 +73,6 @@ impl Persona {
             Persona::PostAppointmentReader => "post_appointment_reader",
             Persona::RestrictedOwnUse => "restricted_own_use",
             Persona::AbuserOwnRecord => "abuser_own_record",
-        }
-    }
-}
-
-/// How a monitored patient is being watched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Scenario {
-    AbuserDeviceAfterSensitive,
-    AbuserPhoneTwoRecords,
-    ViewsDuringAppointment,
-    AccountChangeTakeover,
-    OddHoursOwnPhone,
-    RegularPolling,
-    AccessAfter104,
-}
-
-impl Scenario {
-    pub const ALL: [Scenario; 7] = [
-        Scenario::AbuserDeviceAfterSensitive,
-        Scenario::AbuserPhoneTwoRecords,
-        Scenario::ViewsDuringAppointment,
-        Scenario::AccountChangeTakeover,
-        Scenario::OddHoursOwnPhone,
-        Scenario::RegularPolling,
-        Scenario::AccessAfter104,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::AbuserDeviceAfterSensitive => "abuser_device_after_sensitive",
-            Scenario::AbuserPhoneTwoRecords => "abuser_phone_two_records",
-            Scenario::ViewsDuringAppointment => "views_during_appointment",
-            Scenario::AccountChangeTakeover => "account_change_takeover",
-            Scenario::OddHoursOwnPhone => "odd_hours_own_phone",
-            Scenario::RegularPolling => "regular_polling",
-            Scenario::AccessAfter104 => "access_after_104",
         }
     }
 }
@@ -166,6 +138,8 @@ pub struct TruthRow {
     pub persona: Persona,
     /// `obvious` or `subtle` for monitored patients.
     pub intensity: Option<&'static str>,
+    /// `established`, `baseline` or `recent`: when the watching began, for monitored patients.
+    pub onset: Option<&'static str>,
 }
 
 /// A generated practice.
@@ -217,6 +191,8 @@ const VIEW_SECTIONS: &[&str] = &[
     "documents",
     "letters",
 ];
+/// Sections the account holder reads to manage their own care.
+const BROAD_SECTIONS: &[&str] = &["summary", "appointments", "immunisations", "allergies"];
 /// Sections someone looking for disclosures reads.
 const PRYING_SECTIONS: &[&str] = &[
     "consultations",
@@ -287,6 +263,10 @@ struct Generator<'a> {
     next_appointment: u64,
     next_event: u64,
     next_id: u64,
+    /// How watchers behave in this practice.
+    watch: WatchSettings,
+    /// The chance that a holder's session books, orders or sends a message (drawn per practice).
+    owner_action: f64,
 }
 
 /// Generates a practice. The catalogue supplies real sensitive codes.
@@ -302,8 +282,13 @@ pub fn generate(spec: &PracticeSpec, catalogue: &SensitiveCatalogue) -> Practice
         }
     }
     let start = spec.as_of - Duration::days(i64::from(spec.days.max(1)) - 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let watch = WatchSettings::draw(&mut rng);
+    let owner_action = rng.gen_range(0.03..0.12);
     let mut g = Generator {
-        rng: ChaCha8Rng::seed_from_u64(spec.seed),
+        watch,
+        owner_action,
+        rng,
         spec,
         start,
         practice: Practice::default(),
@@ -438,7 +423,7 @@ impl Generator<'_> {
         (0..self.spec.days.max(1)).map(move |d| start + Duration::days(i64::from(d)))
     }
 
-    /// One session: login, some views, sometimes another action, logout. Returns its end.
+    /// One session: login, some views from `sections`, sometimes another action, logout. Returns its end.
     #[allow(clippy::too_many_arguments)]
     fn session(
         &mut self,
@@ -450,6 +435,26 @@ impl Generator<'_> {
         start: DateTime<Utc>,
         views: usize,
         sections: &[&'static str],
+    ) -> DateTime<Utc> {
+        let chosen: Vec<&'static str> = (0..views.max(1))
+            .map(|_| sections[self.rng.gen_range(0..sections.len())])
+            .collect();
+        self.session_reading(patient, account, role, device, ip, start, &chosen, true)
+    }
+
+    /// One session reading `views` in order; `holder`: the account holder, who now and then books, orders or
+    /// sends a message. Returns its end.
+    #[allow(clippy::too_many_arguments)]
+    fn session_reading(
+        &mut self,
+        patient: &str,
+        account: &str,
+        role: &'static str,
+        device: &Device,
+        ip: &str,
+        start: DateTime<Utc>,
+        views: &[&'static str],
+        holder: bool,
     ) -> DateTime<Utc> {
         let session_id = self.id("sess");
         let mut t = start;
@@ -480,17 +485,16 @@ impl Generator<'_> {
             t += Duration::seconds(self.rng.gen_range(15..60));
         }
         push(self, t, "login", None, "success");
-        for _ in 0..views.max(1) {
+        for section in views {
             t += Duration::seconds(self.rng.gen_range(8..150));
-            let section = sections[self.rng.gen_range(0..sections.len())];
-            let action = if section == "documents" && self.rng.gen_bool(0.15) {
+            let action = if *section == "documents" && self.rng.gen_bool(0.15) {
                 "download"
             } else {
                 "view"
             };
             push(self, t, action, Some(section), "success");
         }
-        if role == "patient" && self.rng.gen_bool(0.06) {
+        if holder && role == "patient" && self.rng.gen_bool(self.owner_action) {
             t += Duration::seconds(self.rng.gen_range(20..90));
             let action = *["order_prescription", "book_appointment", "send_message"]
                 .choose(&mut self.rng)
@@ -502,6 +506,33 @@ impl Generator<'_> {
             push(self, t, "logout", None, "success");
         }
         t
+    }
+
+    /// One action in a session of its own (an account change).
+    fn single_action(
+        &mut self,
+        nhs: &str,
+        account: &str,
+        device: &Device,
+        ip: &str,
+        at: DateTime<Utc>,
+        action: &'static str,
+    ) {
+        let session_id = self.id("sess");
+        self.next_event += 1;
+        self.practice.audit.push(AuditRow {
+            event_id: None,
+            at,
+            nhs_number: nhs.to_string(),
+            account_id: account.to_string(),
+            actor_role: "patient",
+            device: device.clone(),
+            ip: ip.to_string(),
+            session_id,
+            action,
+            section: None,
+            outcome: "success",
+        });
     }
 
     /// A person's ordinary use of their own record over the period, from `from` to `until` (days).
@@ -669,17 +700,31 @@ impl Generator<'_> {
         made
     }
 
-    fn truth(&mut self, nhs: &str, persona: Persona, scenario: Option<(Scenario, &'static str)>) {
+    fn truth(&mut self, nhs: &str, persona: Persona) {
         self.practice.truth.push(TruthRow {
             nhs_number: nhs.to_string(),
-            label: if scenario.is_some() {
-                "monitored"
-            } else {
-                "benign"
-            },
-            scenario: scenario.map(|s| s.0),
+            label: "benign",
+            scenario: None,
             persona,
-            intensity: scenario.map(|s| s.1),
+            intensity: None,
+            onset: None,
+        });
+    }
+
+    fn truth_monitored(
+        &mut self,
+        nhs: &str,
+        scenario: Scenario,
+        intensity: &'static str,
+        onset: &'static str,
+    ) {
+        self.practice.truth.push(TruthRow {
+            nhs_number: nhs.to_string(),
+            label: "monitored",
+            scenario: Some(scenario),
+            persona: Persona::Ordinary,
+            intensity: Some(intensity),
+            onset: Some(onset),
         });
     }
 
@@ -698,14 +743,18 @@ impl Generator<'_> {
         let mut scenario_cycle = Scenario::ALL.iter().copied().cycle();
         for i in 0..monitored {
             let scenario = scenario_cycle.next().unwrap_or(Scenario::OddHoursOwnPhone);
-            let intensity = if i % 2 == 0 { "obvious" } else { "subtle" };
+            let obvious = match self.spec.intensity {
+                Intensity::Obvious => true,
+                Intensity::Subtle => false,
+                Intensity::Mixed => i % 2 == 0,
+            };
             let Some(victim) = queue.next() else { break };
             let abuser = if scenario == Scenario::AbuserPhoneTwoRecords {
                 queue.next()
             } else {
                 None
             };
-            self.monitored(victim, abuser, scenario, intensity);
+            self.monitored(victim, abuser, scenario, obvious, self.spec.onset);
         }
         let lookalikes = [
             (Persona::PhoneReplacement, 0.05),
@@ -874,7 +923,7 @@ impl Generator<'_> {
                             );
                         }
                     }
-                    self.truth(&child, Persona::ProxyChild, None);
+                    self.truth(&child, Persona::ProxyChild);
                 }
             }
             Persona::SharedTabletCouple => {
@@ -888,7 +937,7 @@ impl Generator<'_> {
                     self.ordinary_entries(&partner);
                     self.appointments(&partner, 0.8);
                     self.ordinary_use(&p, &|_, r| usize::from(r.gen_bool(0.5)), first, last);
-                    self.truth(&partner, Persona::SharedTabletCouple, None);
+                    self.truth(&partner, Persona::SharedTabletCouple);
                 }
             }
             Persona::Traveller => {
@@ -959,325 +1008,13 @@ impl Generator<'_> {
             Persona::ProxyChild | Persona::AbuserOwnRecord => {}
         }
         if persona != Persona::ProxyChild {
-            self.truth(&nhs, persona, None);
+            self.truth(&nhs, persona);
         }
-    }
-
-    /// A monitored patient: ordinary own use, plus the scenario in the last weeks of the period.
-    fn monitored(
-        &mut self,
-        nhs: String,
-        abuser: Option<String>,
-        scenario: Scenario,
-        intensity: &'static str,
-    ) {
-        let obvious = intensity == "obvious";
-        let h = self.habits(nhs.clone());
-        self.ordinary_entries(&nhs);
-        let appts = self.appointments(
-            &nhs,
-            if scenario == Scenario::ViewsDuringAppointment {
-                3.0
-            } else {
-                0.8
-            },
-        );
-        let days = i64::from(self.spec.days.max(1));
-        // The watching starts inside the last fortnight (a detection run's default recent window).
-        let onset =
-            self.spec.as_of - Duration::days(self.rng.gen_range(3..(days / 2).clamp(4, 12)));
-        self.ordinary_use(&h, &|_, _| 0, self.start, self.spec.as_of);
-        let other_device = if self.rng.gen_bool(0.5) {
-            self.device("phone")
-        } else {
-            self.device("tablet")
-        };
-        // The watcher usually lives with the patient (same household address); sometimes not.
-        let watcher_ip = if self.rng.gen_bool(0.7) {
-            h.home_ip.clone()
-        } else {
-            self.home_ip()
-        };
-        let account = h.account.clone();
-        let prying_hour = |g: &mut Self| g.rng.gen_range(6.0..23.5);
-        match scenario {
-            Scenario::AbuserDeviceAfterSensitive => {
-                let n = if obvious { 3 } else { 1 };
-                for k in 0..n {
-                    let day = (onset + Duration::days(k * 3)).min(self.spec.as_of);
-                    let at = at_local(self.spec.timezone, day, self.rng.gen_range(9.0..16.0));
-                    self.sensitive_entry(&nhs, at);
-                    let when = at + Duration::minutes(self.rng.gen_range(20..300));
-                    self.session(
-                        &nhs,
-                        &account,
-                        "patient",
-                        &other_device,
-                        &watcher_ip,
-                        when,
-                        if obvious { 5 } else { 3 },
-                        PRYING_SECTIONS,
-                    );
-                }
-                if obvious {
-                    let when = at_local(
-                        self.spec.timezone,
-                        self.spec.as_of - Duration::days(1),
-                        prying_hour(self),
-                    );
-                    self.session(
-                        &nhs,
-                        &account,
-                        "patient",
-                        &other_device,
-                        &watcher_ip,
-                        when,
-                        4,
-                        PRYING_SECTIONS,
-                    );
-                }
-            }
-            Scenario::AbuserPhoneTwoRecords => {
-                if let Some(abuser_nhs) = abuser {
-                    let a = self.habits(abuser_nhs.clone());
-                    self.ordinary_entries(&abuser_nhs);
-                    self.appointments(&abuser_nhs, 0.8);
-                    self.ordinary_use(&a, &|_, _| 0, self.start, self.spec.as_of);
-                    let phone = a.devices[0].clone();
-                    let sessions = if obvious { 6 } else { 2 };
-                    for _ in 0..sessions {
-                        let day = onset
-                            + Duration::days(
-                                self.rng.gen_range(0..=(self.spec.as_of - onset).num_days()),
-                            );
-                        let when =
-                            at_local(self.spec.timezone, day, self.local_hour(&a.peaks.clone()));
-                        let ip = a.home_ip.clone();
-                        self.session(
-                            &nhs,
-                            &account,
-                            "patient",
-                            &phone,
-                            &ip,
-                            when,
-                            4,
-                            PRYING_SECTIONS,
-                        );
-                    }
-                    if obvious {
-                        let at = at_local(self.spec.timezone, onset + Duration::days(2), 11.0);
-                        self.sensitive_entry(&nhs, at);
-                    }
-                    self.truth(&abuser_nhs, Persona::AbuserOwnRecord, None);
-                }
-            }
-            Scenario::ViewsDuringAppointment => {
-                // Visits after the watching began; make one if the diary has none.
-                let mut visits: Vec<AppointmentRow> = appts
-                    .iter()
-                    .filter(|a| {
-                        a.mode == "face_to_face"
-                            && a.status == "attended"
-                            && a.starts_at.date_naive() >= onset
-                    })
-                    .cloned()
-                    .collect();
-                if visits.is_empty() {
-                    let mut day = onset + Duration::days(self.rng.gen_range(0..4));
-                    while day.weekday().number_from_monday() > 5 {
-                        day += Duration::days(1);
-                    }
-                    let day = day.min(self.spec.as_of);
-                    let starts = at_local(
-                        self.spec.timezone,
-                        day,
-                        f64::from(self.rng.gen_range(18..34)) / 2.0,
-                    );
-                    self.next_appointment += 1;
-                    let a = AppointmentRow {
-                        appointment_id: format!("A{:07}", self.next_appointment),
-                        nhs_number: nhs.clone(),
-                        starts_at: starts,
-                        ends_at: starts + Duration::minutes(15),
-                        mode: "face_to_face",
-                        status: "attended",
-                    };
-                    self.practice.appointments.push(a.clone());
-                    visits.push(a);
-                }
-                let take = if obvious { visits.len().min(3) } else { 1 };
-                for a in visits.into_iter().take(take) {
-                    let when = a.starts_at + Duration::minutes(self.rng.gen_range(1..8));
-                    self.session(
-                        &nhs,
-                        &account,
-                        "patient",
-                        &other_device,
-                        &watcher_ip,
-                        when,
-                        3,
-                        &["appointments", "consultations", "problems"],
-                    );
-                }
-            }
-            Scenario::AccountChangeTakeover => {
-                let at = at_local(self.spec.timezone, onset, prying_hour(self));
-                let phone = h.devices[0].clone();
-                let session = self.id("sess");
-                let action = if self.rng.gen_bool(0.5) {
-                    "change_password"
-                } else {
-                    "change_contact_details"
-                };
-                self.practice.audit.push(AuditRow {
-                    event_id: None,
-                    at,
-                    nhs_number: nhs.clone(),
-                    account_id: account.clone(),
-                    actor_role: "patient",
-                    device: phone,
-                    ip: watcher_ip.clone(),
-                    session_id: session,
-                    action,
-                    section: None,
-                    outcome: "success",
-                });
-                let sessions = if obvious { 6 } else { 2 };
-                for k in 0..sessions {
-                    let when =
-                        at + Duration::hours(self.rng.gen_range(2..30)) + Duration::days(k * 2);
-                    if when.date_naive() > self.spec.as_of {
-                        break;
-                    }
-                    self.session(
-                        &nhs,
-                        &account,
-                        "patient",
-                        &other_device,
-                        &watcher_ip,
-                        when,
-                        3,
-                        PRYING_SECTIONS,
-                    );
-                }
-            }
-            Scenario::OddHoursOwnPhone => {
-                let phone = h.devices[0].clone();
-                // Hours the patient never uses: the hour furthest from all their peaks.
-                let quiet = (0..24)
-                    .map(f64::from)
-                    .max_by(|a, b| {
-                        let gap = |x: f64| {
-                            h.peaks
-                                .iter()
-                                .map(|p| {
-                                    ((x - p.0).rem_euclid(24.0)).min((p.0 - x).rem_euclid(24.0))
-                                })
-                                .fold(f64::MAX, f64::min)
-                        };
-                        gap(*a).total_cmp(&gap(*b))
-                    })
-                    .unwrap_or(3.0);
-                let sessions = if obvious { 7 } else { 3 };
-                for _ in 0..sessions {
-                    let day = onset
-                        + Duration::days(
-                            self.rng.gen_range(0..=(self.spec.as_of - onset).num_days()),
-                        );
-                    let when = at_local(
-                        self.spec.timezone,
-                        day,
-                        (quiet + self.rng.gen_range(-1.0..1.0)).rem_euclid(24.0),
-                    );
-                    let ip = h.home_ip.clone();
-                    self.session(
-                        &nhs,
-                        &account,
-                        "patient",
-                        &phone,
-                        &ip,
-                        when,
-                        4,
-                        PRYING_SECTIONS,
-                    );
-                }
-            }
-            Scenario::RegularPolling => {
-                let device = if self.rng.gen_bool(0.5) {
-                    other_device.clone()
-                } else {
-                    h.devices[0].clone()
-                };
-                let every_hours = if obvious { 4 } else { 24 };
-                let mut t = at_local(
-                    self.spec.timezone,
-                    onset,
-                    7.0 + self.rng.gen_range(0.0..1.0),
-                );
-                let end = at_local(self.spec.timezone, self.spec.as_of, 23.9);
-                while t < end {
-                    let jitter = Duration::seconds(self.rng.gen_range(-90..90));
-                    self.session(
-                        &nhs,
-                        &account,
-                        "patient",
-                        &device,
-                        &watcher_ip,
-                        t + jitter,
-                        1,
-                        &["consultations", "problems"],
-                    );
-                    t += Duration::hours(every_hours);
-                }
-            }
-            Scenario::AccessAfter104 => {
-                let at = at_local(self.spec.timezone, onset, 10.0);
-                self.sensitive_entry(&nhs, at - Duration::days(1));
-                self.entry(
-                    &nhs,
-                    at,
-                    CODE_104,
-                    "Enhanced review indicated before granting access to own health record",
-                    "summary",
-                    true,
-                );
-                let sessions = if obvious { 5 } else { 2 };
-                for _ in 0..sessions {
-                    let when = at
-                        + Duration::hours(
-                            self.rng
-                                .gen_range(3..((self.spec.as_of - onset).num_hours().max(4))),
-                        );
-                    self.session(
-                        &nhs,
-                        &account,
-                        "patient",
-                        &other_device,
-                        &watcher_ip,
-                        when,
-                        4,
-                        PRYING_SECTIONS,
-                    );
-                }
-                if !obvious && self.rng.gen_bool(0.3) {
-                    let later = at_local(self.spec.timezone, self.spec.as_of, 9.0);
-                    self.entry(
-                        &nhs,
-                        later,
-                        CODE_106,
-                        "Enhanced review not indicated",
-                        "summary",
-                        true,
-                    );
-                }
-            }
-        }
-        self.truth(&nhs, Persona::Ordinary, Some((scenario, intensity)));
     }
 }
 
 /// A local wall-clock time on a day, as a UTC instant (a time in the spring-forward gap moves an hour on).
-fn at_local(tz: Tz, day: NaiveDate, hour: f64) -> DateTime<Utc> {
+pub(super) fn at_local(tz: Tz, day: NaiveDate, hour: f64) -> DateTime<Utc> {
     let secs = (hour * 3600.0) as i64;
     let naive = day.and_hms_opt(0, 0, 0).unwrap_or_default() + Duration::seconds(secs);
     tz.from_local_datetime(&naive)
@@ -1290,7 +1027,7 @@ fn at_local(tz: Tz, day: NaiveDate, hour: f64) -> DateTime<Utc> {
         .unwrap_or_else(|| Utc.from_utc_datetime(&naive))
 }
 
-fn poisson(rng: &mut impl Rng, lambda: f64) -> usize {
+pub(super) fn poisson(rng: &mut impl Rng, lambda: f64) -> usize {
     let l = (-lambda).exp();
     let mut k = 0;
     let mut p = 1.0;

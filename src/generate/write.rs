@@ -11,7 +11,20 @@ use rand_chacha::ChaCha8Rng;
 use super::{local_naive, synthetic_nhs_number, Practice, PracticeSpec};
 use crate::store::{create_private_dir, private_file};
 
+/// The truth file's name when `generate --truth` is not given: `<out>.truth.csv`, beside the practice's folder.
 pub const TRUTH_FILE: &str = "truth.csv";
+
+/// Where the labels of a practice written to `out` go by default: beside the folder, never inside it.
+pub fn default_truth_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map_or_else(|| "practice".to_string(), |n| n.to_string_lossy().to_string());
+    out.with_file_name(format!("{name}.{TRUTH_FILE}"))
+}
+/// The extension that carries the session id in the generator's FHIR output. No real feed carries it: a practice
+/// that has such an extension names it in the config's `[fhir] session_extension`.
+pub const GENERATOR_SESSION_EXTENSION: &str =
+    "https://accesswatch.invalid/fhir/StructureDefinition/session-id";
 
 fn csv_writer(
     dir: &Path,
@@ -27,34 +40,62 @@ fn csv_writer(
     ))
 }
 
-/// Writes the practice's files into `dir`; returns their paths.
+/// The audit columns the generator writes, in order.
+pub const AUDIT_COLUMNS: [&str; 13] = [
+    "event_id",
+    "occurred_at",
+    "nhs_number",
+    "account_id",
+    "actor_role",
+    "device_id",
+    "user_agent",
+    "ip_address",
+    "channel",
+    "session_id",
+    "action",
+    "section",
+    "outcome",
+];
+
+/// The optional audit columns an export may lack (`generate --drop-columns`).
+pub const DROPPABLE_COLUMNS: [&str; 7] = [
+    "event_id",
+    "account_id",
+    "actor_role",
+    "device_id",
+    "user_agent",
+    "ip_address",
+    "session_id",
+];
+
+/// Writes the practice's files into `dir`, leaving `drop_columns` out of `audit.csv` (a thin export), and the
+/// labels to `truth`, which belongs outside `dir` (labels are not an input); returns their paths.
 pub fn write_practice(
     p: &Practice,
     spec: &PracticeSpec,
     dir: &Path,
+    drop_columns: &[String],
+    truth: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
     create_private_dir(dir)?;
     let tz = spec.timezone;
     let mut written = Vec::new();
 
     let (path, mut w) = csv_writer(dir, "audit.csv")?;
-    w.write_record([
-        "event_id",
-        "occurred_at",
-        "nhs_number",
-        "account_id",
-        "actor_role",
-        "device_id",
-        "user_agent",
-        "ip_address",
-        "channel",
-        "session_id",
-        "action",
-        "section",
-        "outcome",
-    ])?;
+    let keep: Vec<bool> = AUDIT_COLUMNS
+        .iter()
+        .map(|c| !drop_columns.iter().any(|d| d == c))
+        .collect();
+    let kept = |row: [&str; 13]| -> Vec<String> {
+        row.iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(v, _)| v.to_string())
+            .collect()
+    };
+    w.write_record(kept(AUDIT_COLUMNS))?;
     for a in &p.audit {
-        w.write_record([
+        w.write_record(kept([
             a.event_id.as_deref().unwrap_or(""),
             &a.at.to_rfc3339_opts(SecondsFormat::Secs, true),
             &a.nhs_number,
@@ -68,7 +109,7 @@ pub fn write_practice(
             a.action,
             a.section.unwrap_or(""),
             a.outcome,
-        ])?;
+        ]))?;
     }
     w.flush()?;
     written.push(path);
@@ -141,8 +182,21 @@ pub fn write_practice(
     w.flush()?;
     written.push(path);
 
-    let (path, mut w) = csv_writer(dir, TRUTH_FILE)?;
-    w.write_record(["nhs_number", "label", "scenario", "persona", "intensity"])?;
+    let (path, mut w) = csv_writer(
+        truth.parent().unwrap_or(Path::new(".")),
+        &truth.file_name().map_or_else(
+            || TRUTH_FILE.to_string(),
+            |n| n.to_string_lossy().to_string(),
+        ),
+    )?;
+    w.write_record([
+        "nhs_number",
+        "label",
+        "scenario",
+        "persona",
+        "intensity",
+        "onset",
+    ])?;
     for t in &p.truth {
         w.write_record([
             t.nhs_number.as_str(),
@@ -150,6 +204,7 @@ pub fn write_practice(
             t.scenario.map(|s| s.name()).unwrap_or(""),
             t.persona.name(),
             t.intensity.unwrap_or(""),
+            t.onset.unwrap_or(""),
         ])?;
     }
     w.flush()?;
@@ -321,7 +376,7 @@ pub fn write_fhir_audit(p: &Practice, dir: &Path) -> anyhow::Result<PathBuf> {
         let resource = json!({
             "resourceType": "AuditEvent",
             "id": a.event_id.clone().unwrap_or_else(|| format!("gen-{i}")),
-            "extension": [{ "url": crate::ingest::fhir::DEFAULT_SESSION_EXTENSION, "valueString": a.session_id }],
+            "extension": [{ "url": GENERATOR_SESSION_EXTENSION, "valueString": a.session_id }],
             "type": kind,
             "subtype": [sub],
             "action": verb,

@@ -20,9 +20,6 @@ use crate::records::AuditEvent;
 use crate::schema;
 
 pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
-/// The session id extension the generator writes, and the default `fhir.session_extension`.
-pub const DEFAULT_SESSION_EXTENSION: &str =
-    "https://accesswatch.invalid/fhir/StructureDefinition/session-id";
 /// Deeper nesting than this is refused (a hostile file cannot exhaust the stack).
 pub const MAX_DEPTH: usize = 64;
 /// The longest NDJSON line (one resource) read: an AuditEvent is a few KiB; a longer line is quarantined.
@@ -478,6 +475,7 @@ pub fn map_audit_event(
         .map(validate::normalise_token);
     let session_id = list(v.get("extension"))
         .into_iter()
+        .filter(|_| !settings.session_extension.is_empty())
         .find(|e| s(e.get("url")) == Some(settings.session_extension.as_str()))
         .and_then(|e| s(e.get("valueString")).or_else(|| s(e.get("valueId"))))
         .map(str::to_string);

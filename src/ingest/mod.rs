@@ -83,7 +83,8 @@ pub enum FileStatus {
     AlreadyIngested,
     /// Not read: the whole file breaks the contract (no header, a required column missing, kind unknown).
     Refused,
-    /// Not an input: a file the folder search found that is known not to be one (a generator's truth file).
+    /// Not an input: a file the folder search found that is known not to be one (a lone FHIR resource that is not
+    /// an AuditEvent).
     Skipped,
     /// Reading stopped part way (an I/O or decompression error). Rows stored before the failure stay; a re-run
     /// completes the file without duplicates.
@@ -270,13 +271,6 @@ pub fn is_input_file_name(lower_name: &str) -> bool {
         .any(|ext| name.ends_with(ext))
 }
 
-/// The generator's `truth.csv` (nhs_number, label, scenario, persona, ...): it sits beside generated inputs (and in
-/// `sample_data/`), so a folder ingest recognises it by its header and passes over it.
-fn is_truth_file(headers: &[String]) -> bool {
-    ["nhs_number", "label", "scenario", "persona"]
-        .iter()
-        .all(|h| headers.iter().any(|x| x == h))
-}
 
 fn skipped(path: &Path, kind: Option<Kind>, sha: String, message: String) -> FileReport {
     FileReport {
@@ -337,14 +331,6 @@ fn ingest_file(
             };
             if source.headers.is_empty() {
                 return fail(None, "the file is empty: there is no header row".into());
-            }
-            if opts.kind.is_none() && is_truth_file(&source.headers) {
-                return Ok(skipped(
-                    path,
-                    None,
-                    sha.clone(),
-                    "a generator truth file (labels for `evaluate`), not an input".into(),
-                ));
             }
             let Some(kind) = opts.kind.or_else(|| detect_kind(&source.headers, config)) else {
                 return fail(

@@ -112,11 +112,11 @@ figcaption {{ font-size: 0.9em; color: #333; }}
 <header>
 <p class="banner" role="note">CONFIDENTIAL. This report holds special-category health data about patients who may be at risk of abuse. Keep it within the safeguarding team. Never contact a patient in a way that someone watching their phone, email or health record could see.</p>
 <h1>Record access report for {long_day}</h1>
-<p>Data read from {from} to {to}; findings are about {recent} to {to}. Made by accesswatch {version}. A flag is a reason to look, not a conclusion: each one says what was seen and what innocent explanations to rule out.</p>
+<p>Data read from {from} to {to}; all of it is evidence, and a pattern that was already there on {from} is reported as seen since then (it had probably begun earlier). Patients whose evidence goes on after {recent} come first. Made by accesswatch {version}. A flag is a reason to look, not a conclusion: each one says what was seen and what innocent explanations to rule out.</p>
 <table>
 <caption>This run</caption>
 <tbody>
-<tr><th scope="row">Patients whose record was used in the last {recent_days} days</th><td class="num">{analysed}</td></tr>
+<tr><th scope="row">Patients whose record was used in that time</th><td class="num">{analysed}</td></tr>
 <tr><th scope="row">Patients flagged: high</th><td class="num">{high}</td></tr>
 <tr><th scope="row">Patients flagged: medium</th><td class="num">{medium}</td></tr>
 <tr><th scope="row">Input rows read (all time)</th><td class="num">{rows}</td></tr>
@@ -133,12 +133,27 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         to = as_of.format("%-d %B %Y"),
         recent = local(tz, d.charts.recent_start, "%-d %B"),
         version = escape(s.version),
-        recent_days = (d.charts.end - d.charts.recent_start) / 86_400_000_000,
         analysed = s.detection.patients_analysed,
         rows = s.input.rows_read,
         quarantined = s.input.quarantined,
         findings = d.findings.len(),
     );
+    if !s.detection.rules_not_run.is_empty() {
+        o.push_str(
+            "<section class=\"limits\" aria-labelledby=\"limits-heading\">\n<h2 id=\"limits-heading\">What this export could not show</h2>\n<p>The audit export does not carry some of the fields these checks need, so they could not run. A patient is not cleared by a check that did not run.</p>\n<ul>\n",
+        );
+        for r in &s.detection.rules_not_run {
+            let title = crate::detect::rules::find(r.rule_id).map_or(r.rule_id, |x| x.meta.title);
+            let _ = writeln!(
+                o,
+                "<li><strong>{}</strong> (<code>{}</code>) could not run: it {}.</li>",
+                escape(title),
+                r.rule_id,
+                escape(&r.reason)
+            );
+        }
+        o.push_str("</ul>\n</section>\n");
+    }
 
     o.push_str("<nav aria-labelledby=\"flagged-heading\">\n<h2 id=\"flagged-heading\">Flagged patients, most urgent first</h2>\n");
     if flagged.is_empty() {

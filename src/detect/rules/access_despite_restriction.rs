@@ -1,9 +1,9 @@
 //! `access_despite_restriction`: after a 104 code, the record still watched from somewhere other than the
-//! patient's own established devices.
+//! patient's own devices and hours.
 
 use std::collections::BTreeSet;
 
-use super::{counts, list_times, only_device, times, RuleMeta};
+use super::{list_times, not_the_holder, only_device, times, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "access_despite_restriction";
@@ -13,7 +13,8 @@ pub const META: RuleMeta = RuleMeta {
     title: "Watched after a 104 restriction",
     severity: "high",
     detects: "A 104 code (enhanced review indicated) that no 106 code has lifted is on the record, and the record is \
-              still being opened from a device the patient had not used before the restriction began.",
+              still being read from a device that is not the patient's own, or from their own device at hours they \
+              do not keep, whether that device first appeared before the restriction or after it.",
     benign_lookalikes: &[
         "the patient carrying on with their own phone (not flagged: the 104 code stops new entries, not the patient)",
         "a formal proxy within their recorded access (not flagged)",
@@ -21,6 +22,8 @@ pub const META: RuleMeta = RuleMeta {
     guide: "The 104 code was added because of a concern; it does not stop someone who has the login from reading \
             what was already visible. Review what is visible, consider redactions, and talk to the patient alone \
             about a new password and who has access to their devices.",
+    kind: EvidenceKind::Restriction,
+    needs: Needs::Nothing,
 };
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
@@ -34,52 +37,33 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in periods {
         let until = r.until.unwrap_or(ctx.end);
-        // The patient's own devices: any used on the record before the restriction began.
-        let own: BTreeSet<&str> = p
+        // The holder's own continued use is expected: only reading that is not the holder's counts.
+        let watched: Vec<&Session> = p
             .sessions
             .iter()
-            .filter(|s| s.start < r.from)
-            .map(|s| s.device.as_str())
-            .collect();
-        let someone_elses = |d: &str| ctx.established_on_another_record(p.nhs, d);
-        let watched: Vec<&Session> = p
-            .recent(ctx)
-            .filter(|s| s.start >= r.from && s.start < until && s.reads > 0 && counts(ctx, s))
-            // With no use at all before the restriction, only a device known to be someone else's is telling.
-            .filter(|s| {
-                if own.is_empty() {
-                    someone_elses(&s.device)
-                } else {
-                    !own.contains(s.device.as_str())
-                }
-            })
+            .filter(|s| s.start >= r.from && s.start < until)
+            .filter(|s| not_the_holder(ctx, p, s).is_some())
             .collect();
         if watched.is_empty() {
             continue;
         }
         let devices: BTreeSet<&str> = watched.iter().map(|s| s.device.as_str()).collect();
-        let score =
-            (cfg.base_score + cfg.per_session * (watched.len() as f64 - 1.0)).min(cfg.max_score);
+        let score = (cfg.base_score + cfg.per_session * (watched.len().min(8) as f64 - 1.0))
+            .min(cfg.max_score);
         let explanation = format!(
             "A 104 code has restricted this patient's online access since {}{}, yet the record was opened {} since \
-             then ({}) from {} the patient had not used before the restriction ({}). The 104 code does not stop \
-             someone who has the login from reading what was already visible.",
+             then ({}) from {} that {} not the patient's own, or at hours the patient does not keep ({}). The 104 code \
+             does not stop someone who has the login from reading what was already visible.",
             ctx.when(r.from),
             r.until.map(|u| format!(" (lifted {})", ctx.when(u))).unwrap_or_default(),
             times(watched.len()),
             list_times(ctx, &watched),
             if devices.len() == 1 { "a device" } else { "devices" },
+            if devices.len() == 1 { "is" } else { "are" },
             devices.iter().map(|d| short_device(d)).collect::<Vec<_>>().join(", "),
         );
         let device = only_device(&devices);
-        out.push(Finding::new(
-            p.nhs,
-            ID,
-            score,
-            &watched,
-            device,
-            explanation,
-        ));
+        out.push(Finding::new(p.nhs, ID, score, &watched, device, explanation));
     }
     out
 }

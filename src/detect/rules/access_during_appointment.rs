@@ -1,6 +1,6 @@
 //! `access_during_appointment`: the record opened while the patient was at a face-to-face appointment.
 
-use super::{counts, RuleMeta};
+use super::{counts, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "access_during_appointment";
@@ -17,6 +17,8 @@ pub const META: RuleMeta = RuleMeta {
     ],
     guide: "The patient could not have been using a device at home at that time. Ask who else is at home and who \
             knows their NHS login or can use their devices. Consider a new password and the 104 code.",
+    kind: EvidenceKind::Presence,
+    needs: Needs::DeviceOrAddress,
 };
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
@@ -33,10 +35,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let mut hits: Vec<(String, &Session, f64)> = Vec::new();
     for v in visits
         .iter()
-        .filter(|v| v.starts_at >= ctx.recent_start && v.starts_at < ctx.end)
+        .filter(|v| v.starts_at >= ctx.lookback_start && v.starts_at < ctx.end)
     {
         for s in p
-            .recent(ctx)
+            .sessions
+            .iter()
             .filter(|s| s.start <= v.ends_at && s.end >= v.starts_at && counts(ctx, s))
         {
             let at_home = s.ip.is_some() && s.ip == p.baseline.home_ip;

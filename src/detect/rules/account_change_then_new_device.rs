@@ -1,6 +1,6 @@
 //! `account_change_then_new_device`: contact details or password changed, then a new device appears.
 
-use super::{counts, times, RuleMeta};
+use super::{counts, times, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "account_change_then_new_device";
@@ -14,11 +14,14 @@ pub const META: RuleMeta = RuleMeta {
     detects: "The account's password or contact details were changed, and within days a device never seen on this \
               record before started using it: the pattern of someone taking over a login.",
     benign_lookalikes: &[
-        "a patient who resets a forgotten password on a new phone (scores the same: check with the patient)",
+        "a patient who resets a forgotten password on a new phone (not flagged once the phone is used for their own \
+         care: booking, ordering, reading the summary)",
     ],
     guide: "Ask the patient, alone, whether they changed their password or contact details, and whether they have a \
             new phone. If not, the login may have been taken over: help them secure it with NHS login and consider \
             the 104 code.",
+    kind: EvidenceKind::Device,
+    needs: Needs::Device,
 };
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
@@ -27,7 +30,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    for change in p.recent(ctx).filter(|s| s.account_change_at.is_some()) {
+    for change in p.sessions.iter().filter(|s| s.account_change_at.is_some()) {
         let at = change.account_change_at.unwrap_or(change.start);
         // Devices whose first use on this record comes at or after the change (from an hour before it, for a
         // change made on the new device itself).
@@ -35,7 +38,12 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .baseline
             .devices
             .iter()
-            .filter(|(_, u)| u.first >= at - HOUR && u.first <= at + cfg.within_days * DAY)
+            .filter(|(d, u)| {
+                u.first >= at - HOUR
+                    && u.first <= at + cfg.within_days * DAY
+                    && crate::detect::is_known_device(d)
+                    && !p.baseline.is_holders(d)
+            })
             .map(|(d, _)| d.as_str())
             .collect();
         new_devices.sort();

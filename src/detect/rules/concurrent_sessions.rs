@@ -1,6 +1,6 @@
 //! `concurrent_sessions`: one account active from two devices at nearly the same time.
 
-use super::{counts, RuleMeta};
+use super::{counts, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "concurrent_sessions";
@@ -16,6 +16,8 @@ pub const META: RuleMeta = RuleMeta {
     ],
     guide: "Two people are probably using one NHS login. Ask the patient, alone, who else knows their login or \
             has their phone. Consider a new password and reviewing which devices are signed in.",
+    kind: EvidenceKind::Presence,
+    needs: Needs::Device,
 };
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
@@ -25,8 +27,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     }
     let near = cfg.within_minutes * 60_000_000;
     let recent: Vec<&Session> = p
-        .recent(ctx)
-        .filter(|s| counts(ctx, s) && s.account != "-")
+        .sessions
+        .iter()
+        .filter(|s| counts(ctx, s) && s.account != "-" && crate::detect::is_known_device(&s.device))
         .collect();
     let mut pairs: Vec<(&Session, &Session)> = Vec::new();
     for (i, a) in recent.iter().enumerate() {
@@ -50,7 +53,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     // A patient moving between two devices of their own is less telling than a device they do not use.
     let both_own = pairs
         .iter()
-        .all(|(a, b)| p.baseline.is_established(&a.device) && p.baseline.is_established(&b.device));
+        .all(|(a, b)| p.baseline.is_holders(&a.device) && p.baseline.is_holders(&b.device));
     let mut score = (cfg.base_score + 5.0 * (pairs.len() as f64 - 1.0)).min(cfg.max_score);
     if both_own {
         score *= cfg.own_devices_factor;

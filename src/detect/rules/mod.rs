@@ -12,7 +12,7 @@ pub mod shared_device;
 pub mod unfamiliar_device;
 pub mod unusual_hour;
 
-use super::{Context, Finding, PatientView, Session};
+use super::{Context, FieldCoverage, Finding, PatientView, RuleNotRun, Session};
 
 /// What a rule is, in words a safeguarding lead can use.
 #[derive(Debug, Clone, Copy)]
@@ -24,6 +24,86 @@ pub struct RuleMeta {
     pub detects: &'static str,
     pub benign_lookalikes: &'static [&'static str],
     pub guide: &'static str,
+    /// What the evidence is about: findings of one kind on one device are one evidence group.
+    pub kind: EvidenceKind,
+    /// The audit fields the rule cannot do without.
+    pub needs: Needs,
+}
+
+/// Kinds of evidence. Findings of one kind about one device restate one observation; different kinds (who the
+/// device is, when it reads, where the patient was, a restriction ignored) corroborate each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// Whose device this is: not the holder's, another patient's, arrived after an account change.
+    Device,
+    /// When it reads: hours the holder does not keep, right after sensitive entries, on a schedule.
+    Timing,
+    /// Where the patient was: in the surgery, or on another device at the same moment.
+    Presence,
+    /// Reading on after a 104 code.
+    Restriction,
+}
+
+impl EvidenceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EvidenceKind::Device => "device",
+            EvidenceKind::Timing => "timing",
+            EvidenceKind::Presence => "presence",
+            EvidenceKind::Restriction => "restriction",
+        }
+    }
+}
+
+/// The audit fields a rule needs, in at least [`MIN_COVERAGE`] of the window's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    /// A device id, or a user agent standing in for it.
+    Device,
+    /// A real device id (a user agent is shared by thousands of people's devices).
+    DeviceId,
+    /// A device (id or user agent) or an address.
+    DeviceOrAddress,
+}
+
+/// A field carried by fewer than this share of the window's events is treated as missing from the export.
+pub const MIN_COVERAGE: f64 = 0.5;
+
+/// The rules the export cannot support, and why.
+pub fn not_runnable(c: &FieldCoverage) -> Vec<RuleNotRun> {
+    let device = c.device_id.max(c.user_agent);
+    let pct = |x: f64| format!("{:.0}%", 100.0 * x);
+    CATALOGUE
+        .iter()
+        .filter_map(|r| {
+            let reason = match r.meta.needs {
+                Needs::Nothing => None,
+                Needs::Device if device < MIN_COVERAGE => Some(format!(
+                    "needs a device id or user agent to tell devices apart; the export carries device ids on {} and \
+                     user agents on {} of events",
+                    pct(c.device_id),
+                    pct(c.user_agent)
+                )),
+                Needs::DeviceId if c.device_id < MIN_COVERAGE => Some(format!(
+                    "needs real device ids to follow a device across records; the export carries them on {} of events",
+                    pct(c.device_id)
+                )),
+                Needs::DeviceOrAddress if device.max(c.ip_address) < MIN_COVERAGE => Some(format!(
+                    "needs a device id, user agent or address; the export carries them on {}, {} and {} of events",
+                    pct(c.device_id),
+                    pct(c.user_agent),
+                    pct(c.ip_address)
+                )),
+                _ => None,
+            };
+            reason.map(|reason| RuleNotRun {
+                rule_id: r.meta.id,
+                reason,
+            })
+        })
+        .collect()
 }
 
 pub struct Rule {
@@ -78,6 +158,33 @@ pub fn find(id: &str) -> Option<&'static Rule> {
 /// their recorded access.
 pub fn counts(ctx: &Context, s: &Session) -> bool {
     !ctx.allowed(&s.nhs_number, &s.device) && !ctx.is_formal_proxy(s)
+}
+
+/// A patient's sessions that `keep` accepts, by device, each list in time order.
+pub fn by_device<'a>(
+    p: &'a PatientView,
+    keep: impl Fn(&Session) -> bool,
+) -> std::collections::BTreeMap<&'a str, Vec<&'a Session>> {
+    let mut out: std::collections::BTreeMap<&str, Vec<&Session>> = Default::default();
+    for s in p.sessions.iter().filter(|s| keep(s)) {
+        out.entry(s.device.as_str()).or_default().push(s);
+    }
+    out
+}
+
+/// Why a reading session is not the account holder reading their own record, if it is not: another device, or the
+/// holder's own device reading only what a watcher reads at an hour the holder does not keep.
+pub fn not_the_holder(ctx: &Context, p: &PatientView, s: &Session) -> Option<&'static str> {
+    if s.reads == 0 || !counts(ctx, s) {
+        return None;
+    }
+    if crate::detect::is_known_device(&s.device) && !p.baseline.is_holders(&s.device) {
+        return Some("from a device that is not the patient's own");
+    }
+    if s.watcher_like() && p.baseline.enough && p.baseline.foreign_hour(ctx, s.start) {
+        return Some("at an hour the patient does not keep, reading only consultations, problems, results or letters");
+    }
+    None
 }
 
 /// The device to name on a finding: the one device involved, or none when there were several.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{counts, RuleMeta};
+use super::{counts, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "monitoring_cadence";
@@ -20,6 +20,8 @@ pub const META: RuleMeta = RuleMeta {
     ],
     guide: "Look at who could be checking this often and why. Regular polling can be an app or a person checking on \
             the patient. Talk to the patient alone about who can use their login.",
+    kind: EvidenceKind::Timing,
+    needs: Needs::Nothing,
 };
 
 /// The longest run of sessions spaced by one period (within `tol`), among periods from ten minutes to a day and a
@@ -70,23 +72,15 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     if !cfg.enabled {
         return Vec::new();
     }
-    let recent: Vec<&Session> = p
-        .recent(ctx)
-        .filter(|s| s.reads > 0 && counts(ctx, s))
-        .collect();
-    if recent.is_empty() {
-        return Vec::new();
-    }
+    let reading = |s: &&Session| s.reads > 0 && counts(ctx, s);
+    let recent: Vec<&Session> = p.recent(ctx).filter(reading).collect();
     let mut reasons = Vec::new();
     let mut score: f64 = 0.0;
     let mut evidence: Vec<&Session> = Vec::new();
     let mut device = None;
 
-    // Machine-regular polling from one device.
-    let mut by_device: BTreeMap<&str, Vec<&Session>> = BTreeMap::new();
-    for s in &recent {
-        by_device.entry(s.device.as_str()).or_default().push(s);
-    }
+    // Machine-regular polling from one device, over the whole look-back.
+    let by_device: BTreeMap<&str, Vec<&Session>> = super::by_device(p, |s| reading(&s));
     for (d, list) in &by_device {
         let starts: Vec<i64> = list.iter().map(|s| s.start).collect();
         let Some((period, chain)) = regular_chain(&starts, cfg.tolerance_minutes * 60_000_000)
@@ -111,7 +105,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     }
 
     // Pace far above the patient's own.
-    if p.baseline.enough {
+    if p.baseline.enough && !recent.is_empty() {
         let days = ((ctx.end - ctx.recent_start) as f64 / DAY).max(1.0);
         let rate = recent.len() as f64 / days;
         let before = p.baseline.daily_rate.max(0.05);

@@ -1,76 +1,88 @@
-//! `unfamiliar_device`: a device new to this patient, used alongside their usual device.
+//! `unfamiliar_device`: a device that is not the account holder's, reading the record alongside the holder's own,
+//! whether it appeared this week or was already there when the look-back began.
 
-use std::collections::BTreeMap;
-
-use super::{counts, list_times, times, RuleMeta};
-use crate::detect::{short_device, Context, Finding, PatientView, Session};
+use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
+use crate::detect::{short_device, Context, Finding, PatientView};
 
 pub const ID: &str = "unfamiliar_device";
-const DAY: i64 = 86_400_000_000;
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
-    title: "A new device used alongside the usual one",
+    title: "A device that is not the patient's own",
     severity: "low",
-    detects: "A device that has never opened this patient's record before is now doing so, while the patient's usual \
-              device is still in use: two devices on one login, one of them new.",
+    detects: "A device other than the patient's own reads the record while the patient goes on using theirs. The \
+              patient's own devices are recognised by what they do (booking, ordering, messages, reading the \
+              summary or appointments); this one only reads consultations, problems, results, letters or \
+              documents. It counts however long it has been there.",
     benign_lookalikes: &[
-        "a replacement phone that takes over from the old one (not flagged: the old device stops)",
-        "a patient who also starts using a tablet or computer of their own",
+        "a replacement phone that takes over from the old one (not flagged: it is used the way the patient used the \
+         old one)",
+        "a patient's own tablet or computer, used for their own care (not flagged)",
         "a one-off login from a work or library computer (scores low)",
     ],
-    guide: "Look at when the new device appeared and what it read. Ask the patient, somewhere safe and alone, \
-            whether they have started using another phone, tablet or computer. If they have not, someone else may \
-            have their login: consider a new password, reviewing proxy access, and the 104 code.",
+    guide: "Look at when the device first appeared and what it read. Ask the patient, somewhere safe and alone, \
+            whether they use another phone, tablet or computer. If they do not, someone else may have their login: \
+            consider a new password, reviewing proxy access, and the 104 code.",
+    kind: EvidenceKind::Device,
+    needs: Needs::Device,
 };
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let cfg = &ctx.cfg.unfamiliar_device;
-    if !cfg.enabled || !p.baseline.has_history(ctx) || p.baseline.established.is_empty() {
+    if !cfg.enabled || p.baseline.primary_device.is_none() {
         return Vec::new();
     }
-    let mut by_device: BTreeMap<&str, Vec<&Session>> = BTreeMap::new();
-    for s in p.recent(ctx).filter(|s| counts(ctx, s)) {
-        if p.baseline
-            .devices
-            .get(&s.device)
-            .is_some_and(|u| u.baseline_sessions == 0)
-        {
-            by_device.entry(s.device.as_str()).or_default().push(s);
-        }
-    }
     let mut out = Vec::new();
-    for (device, sessions) in by_device {
+    for (device, sessions) in super::by_device(p, |s| {
+        s.reads > 0
+            && counts(ctx, s)
+            && crate::detect::is_known_device(&s.device)
+            && !p.baseline.is_holders(&s.device)
+    }) {
+        let Some(usage) = p.baseline.devices.get(device) else {
+            continue;
+        };
         let first = sessions[0].start;
-        let usual_after: Vec<i64> = p
+        // The holder's own devices still in use after this one appeared: it was joined, not replaced.
+        let alongside = p
             .sessions
             .iter()
-            .filter(|s| p.baseline.is_established(&s.device) && s.start > first)
-            .map(|s| s.start)
-            .collect();
-        if usual_after.is_empty() {
-            continue; // the usual device stopped: a replacement, or a takeover (see account_change_then_new_device)
-        }
-        let grace = cfg.replacement_grace_days * DAY;
-        if usual_after.iter().all(|t| *t <= first + grace) && ctx.end - first > grace {
-            continue; // the old device faded out within the grace period: a replacement phone
+            .any(|s| p.baseline.is_holders(&s.device) && s.start > first);
+        let watcher_share = usage.watcher_share();
+        if !alongside && watcher_share < 0.8 {
+            continue;
         }
         let n = sessions.len();
-        let prying = sessions.iter().filter(|s| s.prying_reads > 0).count();
-        let mut score = (cfg.base_score + cfg.per_session * (n as f64 - 1.0)).min(cfg.max_score);
+        let mut score = cfg.base_score + cfg.per_session * (n.min(cfg.max_sessions) as f64 - 1.0);
+        if watcher_share >= 0.8 {
+            score += cfg.reads_only_score;
+        }
+        if p.baseline.is_new(device) && p.baseline.has_history(ctx) {
+            score += cfg.new_score;
+        }
+        score = score.min(cfg.max_score);
         // A household tablet or computer a partner already uses is less telling than an outsider's device.
         if sessions.iter().all(|s| ctx.household_device(p, s)) {
             score *= ctx.cfg.shared_device.household_factor;
         }
         let explanation = format!(
-            "A device this patient had not used before ({}) opened the record {} in the last {} days ({}), {}while \
-             the patient's usual device was still being used. A new phone that simply replaces the old one would \
-             not look like this.",
+            "A device that does not behave like the patient's own ({}) opened the record {} on {} days ({}). {}{}",
             short_device(device),
             times(n),
-            ctx.cfg.recent_days,
+            usage.days,
             list_times(ctx, &sessions),
-            if prying > 0 { "reading consultations, problems or documents, " } else { "" },
+            if watcher_share >= 0.8 {
+                "It only read consultations, problems, results, letters or documents, and never booked, ordered or \
+                 sent a message. "
+            } else {
+                ""
+            },
+            if alongside {
+                "The patient's own device was still in use alongside it: a new phone that simply replaces the old \
+                 one would not look like this."
+            } else {
+                "The patient's own device has not been used since it appeared."
+            },
         );
         out.push(Finding::new(
             p.nhs,

@@ -1,0 +1,260 @@
+//! Everything the rules read, built once per run: windows, the clinical context (sensitive entries, visits,
+//! restrictions, proxy links), and which records each device has been used on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate};
+use chrono_tz::Tz;
+use polars::prelude::*;
+
+use super::baseline::{DeviceHistory, PatientBaseline};
+use super::config::{Allowlist, DetectConfig};
+use super::model::*;
+use super::sessions::{micros, strs};
+use crate::context::catalogue::{Category, SensitiveCatalogue};
+use crate::context::views::{self, RestrictionPeriod};
+use crate::schema::*;
+use crate::store::scan::scan_kind;
+
+/// Everything the rules read, built once per run.
+pub struct Context<'a> {
+    pub cfg: &'a DetectConfig,
+    pub allowlist: &'a Allowlist,
+    pub tz: Tz,
+    pub as_of: NaiveDate,
+    /// Start of the look-back (UTC micros).
+    pub lookback_start: i64,
+    /// Start of the recent window.
+    pub recent_start: i64,
+    /// End of the as-of day, local time (exclusive).
+    pub end: i64,
+    pub sessions: BTreeMap<String, Vec<Session>>,
+    pub devices: HashMap<String, DeviceHistory>,
+    pub sensitive: HashMap<String, Vec<SensitiveEntry>>,
+    /// When any entry the patient can see appeared (for explaining a session as the patient reading it).
+    pub entry_times: HashMap<String, Vec<i64>>,
+    pub visits: HashMap<String, Vec<Visit>>,
+    /// Ends of attended appointments of every mode.
+    pub appointment_ends: HashMap<String, Vec<i64>>,
+    pub restrictions: HashMap<String, Vec<RestrictionPeriod>>,
+    /// The practice's share of sessions per local hour, the prior for patients with little history.
+    pub practice_hours: [f64; 24],
+    /// (patient, proxy account) -> periods of formal proxy access.
+    pub proxy_links: HashMap<(String, String), Vec<ProxyPeriod>>,
+}
+
+/// One patient's sessions and the model of the account holder, as each rule receives them.
+pub struct PatientView<'a> {
+    pub nhs: &'a str,
+    pub sessions: &'a [Session],
+    pub baseline: PatientBaseline,
+}
+
+impl PatientView<'_> {
+    pub fn recent<'s>(&'s self, ctx: &'s Context) -> impl Iterator<Item = &'s Session> + 's {
+        self.sessions
+            .iter()
+            .filter(move |s| s.start >= ctx.recent_start)
+    }
+}
+
+impl Context<'_> {
+    /// Whether a session is a formal proxy acting within a recorded proxy link.
+    pub fn is_formal_proxy(&self, s: &Session) -> bool {
+        self.proxy_links
+            .get(&(s.nhs_number.clone(), s.account.clone()))
+            .is_some_and(|periods| {
+                periods
+                    .iter()
+                    .any(|(f, u)| s.start >= *f && u.is_none_or(|u| s.start < u))
+            })
+    }
+
+    /// A tablet or computer that is someone else's own device on their record and is used from the same address
+    /// for both records (the same household): a shared family device rather than an outsider's phone.
+    pub fn household_device(&self, p: &PatientView, s: &Session) -> bool {
+        if !is_household_class(s.user_agent.as_deref()) || !is_identified_device(&s.device) {
+            return false;
+        }
+        let Some(here) = s.ip.as_deref().or(p.baseline.home_ip.as_deref()) else {
+            return false;
+        };
+        self.devices.get(&s.device).is_some_and(|h| {
+            h.on.iter().any(|(other, u)| {
+                other.as_str() != p.nhs
+                    && u.sessions >= self.cfg.established_device_sessions
+                    && u.ips.contains(here)
+            })
+        })
+    }
+
+    /// A real device that is another patient's own: used on their record for managing their care (bookings,
+    /// orders, messages or the holder's sections), on at least `established_device_sessions` sessions, and not only
+    /// as their formal proxy.
+    pub fn someone_elses_device(&self, nhs: &str, device: &str) -> Option<(&str, i64)> {
+        if !is_identified_device(device) {
+            return None;
+        }
+        self.devices.get(device).and_then(|h| {
+            h.on.iter()
+                .find(|(o, u)| {
+                    o.as_str() != nhs
+                        && u.sessions >= self.cfg.established_device_sessions
+                        && u.non_proxy_sessions > 0
+                        && u.holder_sessions > 0
+                })
+                .map(|(o, u)| (o.as_str(), u.first))
+        })
+    }
+
+    pub fn allowed(&self, nhs: &str, device: &str) -> bool {
+        self.allowlist.allows(nhs, device, self.as_of)
+    }
+
+    pub fn local(&self, micros: i64) -> DateTime<Tz> {
+        DateTime::from_timestamp_micros(micros)
+            .unwrap_or_default()
+            .with_timezone(&self.tz)
+    }
+
+    /// "Sat 21 Nov 02:14" in the practice's time zone.
+    pub fn when(&self, micros: i64) -> String {
+        self.local(micros).format("%a %-d %b %H:%M").to_string()
+    }
+
+    /// "3 Aug" in the practice's time zone.
+    pub fn day(&self, micros: i64) -> String {
+        self.local(micros).format("%-d %b").to_string()
+    }
+
+    pub fn hour(&self, micros: i64) -> u32 {
+        use chrono::Timelike;
+        self.local(micros).hour()
+    }
+
+    /// "Seen since 3 Aug." or, for a pattern already there when the look-back opened, "Seen since at least 3 Aug
+    /// (as far back as this run looks): it had begun before then."
+    pub fn since(&self, first: i64) -> String {
+        let open = first < self.lookback_start + 7 * 86_400_000_000;
+        if open {
+            format!(
+                "Seen since at least {} (as far back as this run looks): it had probably begun before then.",
+                self.day(self.lookback_start)
+            )
+        } else {
+            format!("Seen since {}.", self.day(first))
+        }
+    }
+}
+
+/// Sensitive entries, entry times, visits, restrictions and proxy links from the clinical-context views.
+pub fn load_context(
+    store: &Path,
+    catalogue: &SensitiveCatalogue,
+    ctx: &mut Context,
+) -> PolarsResult<()> {
+    let s = views::sensitive_entries(store, catalogue)?.collect()?;
+    let (nhs, id, vis, cat, sec) = (
+        strs(s.column(NHS_NUMBER)?)?,
+        strs(s.column(ENTRY_ID)?)?,
+        micros(s.column(views::VISIBLE_FROM)?)?,
+        strs(s.column(views::CATEGORY)?)?,
+        strs(s.column(SECTION)?)?,
+    );
+    for i in 0..s.height() {
+        let (Some(n), Some(e), Some(v), Some(c)) = (
+            nhs[i].clone(),
+            id[i].clone(),
+            vis[i],
+            cat[i].as_deref().and_then(Category::from_name),
+        ) else {
+            continue;
+        };
+        ctx.sensitive.entry(n).or_default().push(SensitiveEntry {
+            entry_id: e,
+            visible_from: v,
+            category: c,
+            section: sec[i].clone(),
+        });
+    }
+    let e = views::latest_entries(store)?
+        .filter(col(VISIBLE_ONLINE))
+        .select([col(NHS_NUMBER), col(RECORDED_AT)])
+        .collect()?;
+    for (n, t) in strs(e.column(NHS_NUMBER)?)?
+        .into_iter()
+        .zip(micros(e.column(RECORDED_AT)?)?)
+    {
+        if let (Some(n), Some(t)) = (n, t) {
+            ctx.entry_times.entry(n).or_default().push(t);
+        }
+    }
+    let v = views::face_to_face_visits(store)?.collect()?;
+    let (nhs, id, st, en) = (
+        strs(v.column(NHS_NUMBER)?)?,
+        strs(v.column(APPOINTMENT_ID)?)?,
+        micros(v.column(STARTS_AT)?)?,
+        micros(v.column(ENDS_AT)?)?,
+    );
+    for i in 0..v.height() {
+        if let (Some(n), Some(a), Some(s), Some(e)) = (nhs[i].clone(), id[i].clone(), st[i], en[i])
+        {
+            ctx.visits.entry(n).or_default().push(Visit {
+                appointment_id: a,
+                starts_at: s,
+                ends_at: e,
+            });
+        }
+    }
+    let a = scan_kind(store, Kind::Appointments)?
+        .filter(col(STATUS).eq(lit("attended")))
+        .select([col(NHS_NUMBER), col(ENDS_AT)])
+        .collect()?;
+    for (n, t) in strs(a.column(NHS_NUMBER)?)?
+        .into_iter()
+        .zip(micros(a.column(ENDS_AT)?)?)
+    {
+        if let (Some(n), Some(t)) = (n, t) {
+            ctx.appointment_ends.entry(n).or_default().push(t);
+        }
+    }
+    let r = views::restrictions(store)?.collect()?;
+    let (nhs, from, until, by, lifted) = (
+        strs(r.column(NHS_NUMBER)?)?,
+        micros(r.column(views::RESTRICTED_FROM)?)?,
+        micros(r.column(views::RESTRICTED_UNTIL)?)?,
+        strs(r.column(views::STARTED_BY)?)?,
+        strs(r.column(views::LIFTED_BY)?)?,
+    );
+    for i in 0..r.height() {
+        if let (Some(n), Some(f)) = (nhs[i].clone(), from[i]) {
+            ctx.restrictions
+                .entry(n.clone())
+                .or_default()
+                .push(RestrictionPeriod {
+                    nhs_number: n,
+                    from: f,
+                    until: until[i],
+                    started_by: by[i].clone().unwrap_or_default(),
+                    lifted_by: lifted[i].clone(),
+                });
+        }
+    }
+    let p = views::proxy_links(store)?.collect()?;
+    let (nhs, acct, from, until) = (
+        strs(p.column(NHS_NUMBER)?)?,
+        strs(p.column(PROXY_ACCOUNT_ID)?)?,
+        micros(p.column(views::VALID_FROM)?)?,
+        micros(p.column(views::VALID_UNTIL)?)?,
+    );
+    for i in 0..p.height() {
+        if let (Some(n), Some(a), Some(f)) = (nhs[i].clone(), acct[i].clone(), from[i]) {
+            ctx.proxy_links
+                .entry((n, a))
+                .or_default()
+                .push((f, until[i]));
+        }
+    }
+    Ok(())
+}

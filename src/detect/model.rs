@@ -1,0 +1,262 @@
+//! The things detection reasons about: sessions, sensitive entries, visits, findings and their severity, and the
+//! figures of a run. Plain data, no I/O.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::context::catalogue::Category;
+
+/// Actions that read the record.
+pub const READ_ACTIONS: [&str; 2] = ["view", "download"];
+/// Actions that change how the account is reached.
+pub const ACCOUNT_CHANGES: [&str; 2] = ["change_password", "change_contact_details"];
+/// What an account holder does with their own record and a watcher has no reason to: book or cancel an
+/// appointment, order a repeat prescription, send the practice a message.
+pub const OWNER_ACTIONS: [&str; 4] = [
+    "book_appointment",
+    "cancel_appointment",
+    "order_prescription",
+    "send_message",
+];
+/// Sections where disclosures, injuries and other agencies' letters are found: what a watcher reads. The other
+/// sections (summary, appointments, allergies, immunisations, the record in general) are what the account holder
+/// reads to manage their own care.
+pub const PRYING_SECTIONS: [&str; 6] = [
+    "consultations",
+    "problems",
+    "documents",
+    "letters",
+    "test_results",
+    "medications",
+];
+
+/// Device keys for events with no `device_id`: the user agent with its version numbers masked (so an app update is
+/// not a new device), else nothing. An address is never a device key: a phone moves between Wi-Fi and mobile data,
+/// and thousands of people sit behind one address. The rules that follow a device across patients' records use real
+/// device ids only.
+pub const UA_KEY: &str = "ua:";
+pub const UNKNOWN_DEVICE: &str = "unknown device";
+
+/// A device key that came from a real `device_id`.
+pub fn is_identified_device(key: &str) -> bool {
+    !(key.starts_with(UA_KEY) || key == UNKNOWN_DEVICE)
+}
+
+/// A device key that tells one device from another at all (a real id, or a user agent standing in for one).
+pub fn is_known_device(key: &str) -> bool {
+    key != UNKNOWN_DEVICE
+}
+
+/// One login session on one record: the unit the rules reason about.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub nhs_number: String,
+    pub start: i64,
+    pub end: i64,
+    pub device: String,
+    pub account: String,
+    pub role: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub events: u32,
+    /// Views and downloads.
+    pub reads: u32,
+    /// Reads of the sections where disclosures are found.
+    pub prying_reads: u32,
+    /// Reads of the other sections (what the holder reads to manage their care).
+    pub broad_reads: u32,
+    /// Bookings, cancellations, prescription orders and messages.
+    pub owner_actions: u32,
+    /// When the account's password or contact details were changed in this session.
+    pub account_change_at: Option<i64>,
+    pub account_change: Option<String>,
+}
+
+impl Session {
+    /// The session shows the account holder managing their own care: a booking, an order, a message, or a read of
+    /// the sections a watcher has no use for.
+    pub fn holder_like(&self) -> bool {
+        self.owner_actions > 0 || self.broad_reads > 0
+    }
+
+    /// The session only read the sections where disclosures are found.
+    pub fn watcher_like(&self) -> bool {
+        self.reads > 0 && !self.holder_like()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+
+    pub fn of_score(score: f64) -> Severity {
+        if score >= 60.0 {
+            Severity::High
+        } else if score >= 40.0 {
+            Severity::Medium
+        } else {
+            Severity::Low
+        }
+    }
+}
+
+/// One reason to look at a patient's record access.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub finding_id: String,
+    pub nhs_number: String,
+    pub rule_id: &'static str,
+    pub severity: Severity,
+    pub score: f64,
+    pub first_at: i64,
+    pub last_at: i64,
+    pub device_id: Option<String>,
+    pub event_count: u64,
+    pub explanation: String,
+    /// Starts of the sessions behind the finding (for the report's charts; not an output column).
+    #[serde(skip)]
+    pub evidence: Vec<i64>,
+    /// Every device the explanation can name (the finding's device and its sessions' devices), so a pseudonymised
+    /// export can replace each short device id in the text.
+    #[serde(skip)]
+    pub devices: Vec<String>,
+}
+
+impl Finding {
+    /// Builds a finding with a deterministic id (the same evidence gives the same id on every run).
+    pub fn new(
+        nhs: &str,
+        rule_id: &'static str,
+        score: f64,
+        sessions: &[&Session],
+        device: Option<&str>,
+        explanation: String,
+    ) -> Finding {
+        let score = score.clamp(0.0, 100.0).round();
+        let first_at = sessions.iter().map(|s| s.start).min().unwrap_or(0);
+        let last_at = sessions.iter().map(|s| s.end).max().unwrap_or(0);
+        let mut h = Sha256::new();
+        h.update(rule_id);
+        h.update(nhs);
+        h.update(first_at.to_le_bytes());
+        h.update(device.unwrap_or(""));
+        Finding {
+            finding_id: format!("f-{}", &hex::encode(h.finalize())[..16]),
+            nhs_number: nhs.to_string(),
+            rule_id,
+            severity: Severity::of_score(score),
+            score,
+            first_at,
+            last_at,
+            device_id: device.map(str::to_string),
+            event_count: sessions.iter().map(|s| u64::from(s.events)).sum(),
+            explanation,
+            evidence: sessions.iter().map(|s| s.start).collect(),
+            devices: device
+                .into_iter()
+                .chain(sessions.iter().map(|s| s.device.as_str()))
+                .collect::<BTreeSet<&str>>()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// A sensitive entry as the rules see it.
+#[derive(Debug, Clone)]
+pub struct SensitiveEntry {
+    pub entry_id: String,
+    pub visible_from: i64,
+    pub category: Category,
+    pub section: Option<String>,
+}
+
+/// An attended face-to-face visit.
+#[derive(Debug, Clone)]
+pub struct Visit {
+    pub appointment_id: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+}
+
+/// A formal proxy's access: from, and until (`None` while in force).
+pub type ProxyPeriod = (i64, Option<i64>);
+
+/// Tablets and computers are often shared in a household; phones are personal. Judged from the user agent.
+pub fn is_household_class(user_agent: Option<&str>) -> bool {
+    let Some(ua) = user_agent else { return false };
+    [
+        "iPad",
+        "Tablet",
+        "SM-T",
+        "SM-X",
+        "Kindle",
+        "Silk",
+        "Windows NT",
+        "Macintosh",
+        "X11",
+        "CrOS",
+    ]
+    .iter()
+    .any(|k| ua.contains(k))
+}
+
+/// A device id short enough to read aloud, long enough to find in the findings file.
+pub fn short_device(id: &str) -> String {
+    if id.chars().count() > 12 {
+        format!("{}…", id.chars().take(12).collect::<String>())
+    } else {
+        id.to_string()
+    }
+}
+
+/// How much of the window's audit events carry each optional field (0 to 1). Rules that need a field the export
+/// does not carry do not run, and the run says so.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FieldCoverage {
+    pub events: u64,
+    pub device_id: f64,
+    pub user_agent: f64,
+    pub ip_address: f64,
+    pub session_id: f64,
+    pub account_id: f64,
+}
+
+/// A rule that did not run, and why.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuleNotRun {
+    pub rule_id: &'static str,
+    pub reason: String,
+}
+
+/// The figures of a detection run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DetectionStats {
+    pub audit_events: u64,
+    pub sessions: u64,
+    pub patients_analysed: u64,
+    pub patients_with_baseline: u64,
+    /// Batches of patients the look-back was read in (`detect.batch_events`).
+    pub batches: u32,
+    /// Share of the window's audit events carrying each optional field.
+    pub coverage: FieldCoverage,
+    /// Sessions rebuilt from gaps in activity because the export carries no session id.
+    pub sessions_rebuilt_from_gaps: bool,
+    pub rules_not_run: Vec<RuleNotRun>,
+}
