@@ -116,6 +116,71 @@ fn count_session(u: &mut DeviceUse, s: &Session, recent_start: i64) {
     u.watcher_sessions += usize::from(s.watcher_like());
 }
 
+/// The share of the holder's sessions their core hours hold.
+pub const CORE_SHARE: f64 = 0.9;
+/// Sessions that manage care needed before the holder's hours are learned from them alone.
+pub const MIN_CARE_SESSIONS: f64 = 6.0;
+/// A holder who manages care in fewer of their visits than this gives no footing to compare hours by content.
+pub const MIN_CARE_RATE: f64 = 0.25;
+/// Visits (in an hour and its neighbours) before that hour's share of care is judged.
+pub const MIN_LOW_CARE_VISITS: f64 = 4.0;
+/// An hour whose visits manage care at under this fraction of the holder's overall rate is not the holder's.
+pub const LOW_CARE_RATIO: f64 = 0.35;
+
+fn care_of<'a>(sessions: &[&'a Session]) -> Vec<&'a Session> {
+    sessions.iter().copied().filter(|s| s.holder_like()).collect()
+}
+/// Sessions needed before core hours are learned.
+pub const MIN_CORE_SESSIONS: f64 = 8.0;
+
+/// A run of local hours, from `start` for `len` hours (wrapping past midnight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourArc {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl HourArc {
+    /// Hours from the arc to `hour` (0 inside it).
+    pub fn distance(&self, hour: u32) -> u32 {
+        let after = (hour + 24 - self.start) % 24;
+        if after < self.len {
+            return 0;
+        }
+        let past_end = after + 1 - self.len;
+        let before_start = 24 - after;
+        past_end.min(before_start)
+    }
+}
+
+/// Sessions per local hour.
+pub fn hour_counts(ctx: &Context, sessions: &[&Session]) -> [f64; 24] {
+    let mut c = [0.0; 24];
+    for s in sessions {
+        c[ctx.hour(s.start) as usize] += 1.0;
+    }
+    c
+}
+
+/// The shortest run of hours holding at least [`CORE_SHARE`] of the sessions (the earliest start on ties); `None`
+/// with fewer than [`MIN_CORE_SESSIONS`].
+pub fn core_arc(counts: &[f64; 24]) -> Option<HourArc> {
+    let total: f64 = counts.iter().sum();
+    if total < MIN_CORE_SESSIONS {
+        return None;
+    }
+    (1..=24u32).find_map(|len| {
+        (0..24u32)
+            .find(|start| {
+                (0..len)
+                    .map(|i| counts[((start + i) % 24) as usize])
+                    .sum::<f64>()
+                    >= CORE_SHARE * total - 1e-9
+            })
+            .map(|start| HourArc { start, len })
+    })
+}
+
 /// Shares of sessions per local hour, each session counting half in each neighbouring hour as well.
 pub fn smoothed_share(counts: &[f64; 24]) -> [f64; 24] {
     let mut smooth = [0.0; 24];
@@ -170,6 +235,11 @@ pub struct PatientBaseline {
     pub hour_counts: [f64; 24],
     /// Share of the holder's sessions per local hour, smoothed and shrunk towards the practice's.
     pub hour_share: [f64; 24],
+    /// The holder's core hours (with at least [`MIN_CORE_SESSIONS`] sessions to learn them from).
+    pub core: Option<HourArc>,
+    /// Hours (with their neighbours) whose visits on the holder's devices manage care at under
+    /// [`LOW_CARE_RATIO`] of the holder's overall rate.
+    pub low_care: [bool; 24],
     /// Addresses the holder's devices use at the holder's usual hours.
     pub ips: HashSet<String>,
     /// The address the holder's devices use most: the household connection.
@@ -210,7 +280,7 @@ impl PatientBaseline {
             .filter(|(_, u)| u.baseline_sessions >= ctx.cfg.established_device_sessions)
             .map(|(d, _)| d.clone())
             .collect();
-        b.find_holder(ctx, sessions.first().map(|s| s.nhs_number.as_str()));
+        b.find_holder(ctx, sessions.first().map(|s| s.nhs_number.as_str()), sessions);
         b.learn_hours(ctx, sessions);
         let first = sessions.iter().map(|s| s.start).min();
         b.span_days = first.map_or(0.0, |f| (ctx.end - f) as f64 / DAY as f64);
@@ -228,7 +298,7 @@ impl PatientBaseline {
     /// The holder's devices. The main one manages the patient's care most (an order or booking counts three
     /// times a read of the holder's sections); a device that is another patient's own counts a third unless it is
     /// used here for managing care too. With no such use at all, the device used on most days is the holder's.
-    fn find_holder(&mut self, ctx: &Context, nhs: Option<&str>) {
+    fn find_holder(&mut self, ctx: &Context, nhs: Option<&str>, sessions: &[Session]) {
         let weight = |d: &str, u: &DeviceUse| -> f64 {
             let care = 3.0 * u.owner_action_sessions as f64 + u.holder_sessions as f64;
             let elsewhere = nhs.is_some_and(|n| ctx.someone_elses_device(n, d).is_some());
@@ -249,23 +319,38 @@ impl PatientBaseline {
                     .then(c.3.cmp(a.3))
             })
             .map(|x| x.3.clone());
-        // Other devices are the holder's too when they are mostly used to manage the patient's care.
+        // Other devices are the holder's too when they manage the patient's care (a booking, an order, a message),
+        // or when they read the way the holder does at the holder's own hours (a tablet at home in the evening).
+        let primary: Vec<&Session> = sessions
+            .iter()
+            .filter(|s| Some(&s.device) == self.primary_device.as_ref())
+            .collect();
+        let arc = core_arc(&hour_counts(ctx, &primary));
+        let mut at_core: HashMap<&str, (usize, usize)> = HashMap::new();
+        for s in sessions {
+            let e = at_core.entry(s.device.as_str()).or_default();
+            e.0 += 1;
+            e.1 += usize::from(arc.is_none_or(|a| a.distance(ctx.hour(s.start)) == 0));
+        }
         self.holder_devices = self
             .devices
             .iter()
             .filter(|(d, u)| {
+                let (n, core) = at_core.get(d.as_str()).copied().unwrap_or((0, 0));
                 Some(*d) == self.primary_device.as_ref()
                     || (u.owner_action_sessions > 0 && u.watcher_share() < 0.75)
-                    || (u.holder_sessions > 0 && u.watcher_share() <= 0.5)
+                    || (u.holder_sessions > 0 && u.watcher_share() <= 0.7 && 10 * core >= 7 * n)
             })
             .map(|(d, _)| d.clone())
             .collect();
     }
 
-    /// The holder's hours: from the holder's devices' sessions that manage the patient's care; with fewer than
-    /// four of those, from every session on the holder's devices. Shrunk towards the practice's hours by
-    /// `hour_prior_sessions` pseudo-sessions: a patient with little history is judged by what is usual for
-    /// everyone.
+    /// The holder's hours, from the sessions on the holder's devices in which they manage their care (every session
+    /// on those devices when there are fewer than [`MIN_CARE_SESSIONS`]): the share per local hour (smoothed, shrunk
+    /// towards the practice's hours by `hour_prior_sessions` pseudo-sessions, so a patient with little history is
+    /// judged by what is usual for everyone), and the core: the shortest run of hours holding at least
+    /// [`CORE_SHARE`] of those sessions. A recurring minority of foreign sessions raises the share of its hours,
+    /// but it cannot move the core, so it stays foreign however often it recurs.
     fn learn_hours(&mut self, ctx: &Context, sessions: &[Session]) {
         let own = |s: &&Session| self.holder_devices.contains(&s.device);
         let care: Vec<&Session> = sessions
@@ -273,13 +358,25 @@ impl PatientBaseline {
             .filter(own)
             .filter(|s| s.holder_like())
             .collect();
-        let from: Vec<&Session> = if care.len() >= 4 {
+        let from: Vec<&Session> = if care.len() as f64 >= MIN_CARE_SESSIONS {
             care
         } else {
             sessions.iter().filter(own).collect()
         };
-        for s in &from {
-            self.hour_counts[ctx.hour(s.start) as usize] += 1.0;
+        self.hour_counts = hour_counts(ctx, &from);
+        self.core = core_arc(&self.hour_counts);
+        // Hours whose visits manage care far less often than the holder's visits do: someone else's hours on the
+        // holder's own devices, even when they are the majority of all visits.
+        let all: Vec<&Session> = sessions.iter().filter(own).collect();
+        let (n, care) = (hour_counts(ctx, &all), hour_counts(ctx, &care_of(&all)));
+        let (n_all, care_all): (f64, f64) = (n.iter().sum(), care.iter().sum());
+        let rate = if n_all > 0.0 { care_all / n_all } else { 0.0 };
+        if rate >= MIN_CARE_RATE && care_all >= MIN_CARE_SESSIONS {
+            for h in 0..24 {
+                let window = |c: &[f64; 24]| c[(h + 23) % 24] + c[h] + c[(h + 1) % 24];
+                let (visits, cared) = (window(&n), window(&care));
+                self.low_care[h] = visits >= MIN_LOW_CARE_VISITS && cared < visits * rate * LOW_CARE_RATIO;
+            }
         }
         let smooth = smoothed_share(&self.hour_counts);
         let n = from.len() as f64;
@@ -302,9 +399,16 @@ impl PatientBaseline {
             .map(|(ip, _)| ip.to_string());
     }
 
-    /// An hour the holder almost never uses (`unusual_hour.rare_share`).
+    /// An hour the holder does not keep: almost never used (`unusual_hour.rare_share`), at least
+    /// `unusual_hour.core_distance_hours` from the holder's core hours, or an hour whose visits hardly ever manage
+    /// care while the holder's do.
     pub fn foreign_hour(&self, ctx: &Context, at: i64) -> bool {
-        self.hour_share[ctx.hour(at) as usize] < ctx.cfg.unusual_hour.rare_share
+        let h = ctx.hour(at);
+        self.hour_share[h as usize] < ctx.cfg.unusual_hour.rare_share
+            || self.low_care[h as usize]
+            || self
+                .core
+                .is_some_and(|c| c.distance(h) >= ctx.cfg.unusual_hour.core_distance_hours)
     }
 
     /// Some history to compare with: at least two sessions, the first at least `min_baseline_days` before the end.

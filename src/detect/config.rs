@@ -140,6 +140,19 @@ pub struct UnusualHour {
     pub explained_within_hours: i64,
     /// Rare-hour sessions from the patient's own device over addresses never seen before (travel) count this much.
     pub away_from_home_factor: f64,
+    /// Foreign-hour sessions that are fewer than this share of the record's sessions (strays in a busy history)
+    /// score at most `minority_max_score`: not enough alone to flag.
+    pub minority_share: f64,
+    pub minority_max_score: f64,
+    /// Most foreign sessions between midnight and 06:00, while the holder sleeps (someone taking their phone, as the
+    /// guidance describes), may score up to this; foreign hours otherwise stay at `max_score`, below medium: a
+    /// person's own evenings and early mornings vary too much to flag on hours alone.
+    pub night_max_score: f64,
+    /// ... and so may a run of at least eight read-only foreign-hour visits making up this share of all sessions.
+    pub routine_share: f64,
+    /// An hour at least this far from the holder's core hours (the shortest run of hours holding three quarters of
+    /// their sessions) is one they do not keep, however often someone else has used it.
+    pub core_distance_hours: u32,
 }
 
 impl Default for UnusualHour {
@@ -147,13 +160,18 @@ impl Default for UnusualHour {
         UnusualHour {
             enabled: true,
             rare_share: 0.02,
-            min_sessions: 2,
-            min_days: 2,
+            min_sessions: 3,
+            min_days: 3,
             base_score: 25.0,
-            per_session: 10.0,
-            max_score: 55.0,
+            per_session: 5.0,
+            max_score: 40.0,
+            night_max_score: 55.0,
+            routine_share: 0.15,
+            minority_share: 0.1,
+            minority_max_score: 30.0,
             explained_within_hours: 3,
             away_from_home_factor: 0.5,
+            core_distance_hours: 3,
         }
     }
 }
@@ -241,6 +259,9 @@ pub struct DespiteRestriction {
     pub base_score: f64,
     pub per_session: f64,
     pub max_score: f64,
+    /// When every such visit is on the holder's own device (at hours they do not keep), the score is multiplied by
+    /// this: the device is theirs, only the hours are not.
+    pub own_device_factor: f64,
 }
 
 impl Default for DespiteRestriction {
@@ -250,6 +271,7 @@ impl Default for DespiteRestriction {
             base_score: 55.0,
             per_session: 5.0,
             max_score: 75.0,
+            own_device_factor: 0.7,
         }
     }
 }
@@ -261,7 +283,12 @@ pub struct AccountChange {
     /// A device new to the patient appearing within this many days after the change.
     pub within_days: i64,
     pub base_score: f64,
+    /// Added when the devices used before the change are not used after it (the patient locked out).
+    pub locked_out_score: f64,
     pub max_score: f64,
+    /// When the new device goes on to be used the way the patient used their own (the sections they read, their
+    /// hours), the finding scores this fraction: most likely the patient's new phone after a reset.
+    pub own_phone_factor: f64,
 }
 
 impl Default for AccountChange {
@@ -270,7 +297,9 @@ impl Default for AccountChange {
             enabled: true,
             within_days: 7,
             base_score: 45.0,
-            max_score: 55.0,
+            locked_out_score: 15.0,
+            max_score: 65.0,
+            own_phone_factor: 0.6,
         }
     }
 }
@@ -287,7 +316,11 @@ pub struct Cadence {
     /// Machine-regular polling: at least this many sessions from one device, each one period after the last to
     /// within `tolerance_minutes` (other sessions in between do not matter).
     pub min_regular_sessions: usize,
+    /// For periods of 12 hours or more (a daily check): the run must be at least this long.
+    pub min_regular_days: usize,
     pub tolerance_minutes: i64,
+    /// The tolerance grows with the period: at least this share of it (1.5% of a day is about 22 minutes).
+    pub tolerance_share: f64,
     pub regular_score: f64,
     pub max_score: f64,
 }
@@ -300,7 +333,9 @@ impl Default for Cadence {
             min_rate_per_day: 1.5,
             rate_score: 40.0,
             min_regular_sessions: 5,
+            min_regular_days: 10,
             tolerance_minutes: 3,
+            tolerance_share: 0.015,
             regular_score: 55.0,
             max_score: 70.0,
         }

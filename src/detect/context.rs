@@ -77,14 +77,14 @@ impl Context<'_> {
         if !is_household_class(s.user_agent.as_deref()) || !is_identified_device(&s.device) {
             return false;
         }
-        let Some(here) = s.ip.as_deref().or(p.baseline.home_ip.as_deref()) else {
-            return false;
-        };
+        // The same connection on both records: this session's address, or any address the patient's own devices
+        // use at home hours.
+        let home = |ip: &String| s.ip.as_ref() == Some(ip) || p.baseline.ips.contains(ip);
         self.devices.get(&s.device).is_some_and(|h| {
             h.on.iter().any(|(other, u)| {
                 other.as_str() != p.nhs
                     && u.sessions >= self.cfg.established_device_sessions
-                    && u.ips.contains(here)
+                    && u.ips.iter().any(home)
             })
         })
     }

@@ -20,9 +20,7 @@ pub const OWNER_ACTIONS: [&str; 4] = [
     "order_prescription",
     "send_message",
 ];
-/// Sections where disclosures, injuries and other agencies' letters are found: what a watcher reads. The other
-/// sections (summary, appointments, allergies, immunisations, the record in general) are what the account holder
-/// reads to manage their own care.
+/// Sections where disclosures, injuries and other agencies' letters are found: what a watcher reads.
 pub const PRYING_SECTIONS: [&str; 6] = [
     "consultations",
     "problems",
@@ -31,6 +29,10 @@ pub const PRYING_SECTIONS: [&str; 6] = [
     "test_results",
     "medications",
 ];
+
+/// Sections the account holder reads to manage their own care and a watcher has little use for. The summary and
+/// the record in general are in neither list: anyone who opens the record reads them.
+pub const CARE_SECTIONS: [&str; 3] = ["appointments", "allergies", "immunisations"];
 
 /// Device keys for events with no `device_id`: the user agent with its version numbers masked (so an app update is
 /// not a new device), else nothing. An address is never a device key: a phone moves between Wi-Fi and mobile data,
@@ -65,7 +67,7 @@ pub struct Session {
     pub reads: u32,
     /// Reads of the sections where disclosures are found.
     pub prying_reads: u32,
-    /// Reads of the other sections (what the holder reads to manage their care).
+    /// Reads of the sections the holder reads to manage their care ([`CARE_SECTIONS`]).
     pub broad_reads: u32,
     /// Bookings, cancellations, prescription orders and messages.
     pub owner_actions: u32,
@@ -76,12 +78,12 @@ pub struct Session {
 
 impl Session {
     /// The session shows the account holder managing their own care: a booking, an order, a message, or a read of
-    /// the sections a watcher has no use for.
+    /// [`CARE_SECTIONS`].
     pub fn holder_like(&self) -> bool {
         self.owner_actions > 0 || self.broad_reads > 0
     }
 
-    /// The session only read the sections where disclosures are found.
+    /// The session read the record without managing any care.
     pub fn watcher_like(&self) -> bool {
         self.reads > 0 && !self.holder_like()
     }

@@ -1,11 +1,12 @@
 //! From findings to a risk score per patient, counting each piece of evidence once.
 //!
-//! Findings are first grouped into evidence groups: one kind of evidence (see [`EvidenceKind`]: whose device it is,
-//! when it reads, where the patient was, a restriction ignored) about one device. Several findings in a group
+//! Findings are first grouped into evidence groups: one kind of evidence (see [`EvidenceKind`]: what a device is and
+//! does, another patient's record vouching for whose it is, reads timed to sensitive entries, where the patient was,
+//! a restriction ignored) about one device. Several findings in a group
 //! restate one observation through several rules (a device that is not the holder's, reads only prying sections
 //! and arrived after a password change is one witness with three features), so a group's score is its strongest
-//! finding's, with each further finding adding a quarter of what it would add on its own:
-//! group = 1 - (1 - s1) x (1 - s2/4) x (1 - s3/4) ... (scores as fractions, strongest first).
+//! finding's, with each further finding adding 35% of what it would add on its own:
+//! group = 1 - (1 - s1) x (1 - 0.35 s2) x (1 - 0.35 s3) ... (scores as fractions, strongest first).
 //! Different groups (another device, another kind of evidence) corroborate each other and combine as independent
 //! evidence: risk = 100 x (1 - product over groups of (1 - group/100)).
 //! Evidence that stopped before the recent window still counts, at `detect.stale_factor` of its score, so a
@@ -25,7 +26,7 @@ use super::rules::{self, EvidenceKind};
 use super::{Context, Finding};
 
 /// How much a further finding in the same evidence group adds, relative to what it would add alone.
-pub const SAME_GROUP_WEIGHT: f64 = 0.25;
+pub const SAME_GROUP_WEIGHT: f64 = 0.35;
 #[derive(Debug, Clone, Serialize)]
 pub struct PatientRisk {
     pub nhs_number: String,

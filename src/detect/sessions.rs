@@ -102,7 +102,9 @@ pub fn session_frame(
     let is_prying = is_read
         .clone()
         .and(one_of(SECTION, "p", &PRYING_SECTIONS).fill_null(lit(false)));
-    let is_broad = is_read.clone().and(is_prying.clone().not());
+    let is_broad = is_read
+        .clone()
+        .and(one_of(SECTION, "b", &CARE_SECTIONS).fill_null(lit(false)));
     let mut scan = scan_kind(store, Kind::Audit)?.filter(partition_window(start, end));
     if batches > 1 {
         // NHS numbers are stored as 10 validated digits: the last two pick the batch.

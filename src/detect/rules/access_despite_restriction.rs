@@ -44,12 +44,17 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .filter(|s| s.start >= r.from && s.start < until)
             .filter(|s| not_the_holder(ctx, p, s).is_some())
             .collect();
-        if watched.is_empty() {
+        // The holder's own device at foreign hours needs more than one visit to count here; another device does not.
+        let other_device = watched.iter().any(|s| !p.baseline.is_holders(&s.device));
+        if watched.is_empty() || (!other_device && watched.len() < 2) {
             continue;
         }
         let devices: BTreeSet<&str> = watched.iter().map(|s| s.device.as_str()).collect();
-        let score = (cfg.base_score + cfg.per_session * (watched.len().min(8) as f64 - 1.0))
+        let mut score = (cfg.base_score + cfg.per_session * (watched.len().min(8) as f64 - 1.0))
             .min(cfg.max_score);
+        if !other_device {
+            score *= cfg.own_device_factor;
+        }
         let explanation = format!(
             "A 104 code has restricted this patient's online access since {}{}, yet the record was opened {} since \
              then ({}) from {} that {} not the patient's own, or at hours the patient does not keep ({}). The 104 code \

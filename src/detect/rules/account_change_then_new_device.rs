@@ -30,6 +30,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         return Vec::new();
     }
     let mut out = Vec::new();
+    let mut reported: std::collections::BTreeSet<&str> = Default::default();
     for change in p.sessions.iter().filter(|s| s.account_change_at.is_some()) {
         let at = change.account_change_at.unwrap_or(change.start);
         // Devices whose first use on this record comes at or after the change (from an hour before it, for a
@@ -42,11 +43,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 u.first >= at - HOUR
                     && u.first <= at + cfg.within_days * DAY
                     && crate::detect::is_known_device(d)
-                    && !p.baseline.is_holders(d)
+                    // A new phone on which the patient then books, orders or writes is the patient's own.
+                    && u.owner_action_sessions == 0
             })
             .map(|(d, _)| d.as_str())
             .collect();
         new_devices.sort();
+        new_devices.retain(|d| !reported.contains(d));
+        reported.extend(new_devices.iter().copied());
         let sessions: Vec<&Session> = p
             .sessions
             .iter()
@@ -59,20 +63,46 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         }
         let first = sessions[0];
         let delay_h = (first.start - at).max(0) / HOUR;
-        let score =
-            (cfg.base_score + if sessions.len() > 2 { 5.0 } else { 0.0 }).min(cfg.max_score);
+        // The devices used before the change and never again after it: the patient locked out of their own login.
+        let before: std::collections::BTreeSet<&str> = p
+            .sessions
+            .iter()
+            .filter(|s| s.start < at - HOUR)
+            .map(|s| s.device.as_str())
+            .collect();
+        let locked_out = !before.is_empty()
+            && ctx.end - at > 7 * DAY
+            && !p
+                .sessions
+                .iter()
+                .any(|s| s.start > at + DAY && before.contains(s.device.as_str()));
+        // A new phone used the way the patient used the old one (their sections, their hours) after a reset is
+        // most likely their own: it still counts, at `own_phone_factor`.
+        let own_phone = new_devices.iter().all(|d| p.baseline.is_holders(d));
+        let mut score = (cfg.base_score
+            + if sessions.len() > 2 { 5.0 } else { 0.0 }
+            + if locked_out && !own_phone { cfg.locked_out_score } else { 0.0 })
+        .min(cfg.max_score);
+        if own_phone {
+            score *= cfg.own_phone_factor;
+        }
         let what = match change.account_change.as_deref() {
             Some("change_password") => "password",
             _ => "contact details",
         };
         let explanation = format!(
             "The account's {what} {} changed on {}, and {} later a device never seen on this record before ({}) \
-             started using it ({} since). Someone may have taken over the patient's login.",
+             started using it ({} since). {}Someone may have taken over the patient's login.",
             if what == "password" { "was" } else { "were" },
             ctx.when(at),
             if delay_h < 1 { "less than an hour".to_string() } else { format!("{delay_h} hours") },
             short_device(&first.device),
             times(sessions.len()),
+            if locked_out {
+                "The devices the patient used before the change have not been used since. "
+            } else {
+                ""
+            },
         );
         out.push(Finding::new(
             p.nhs,

@@ -35,9 +35,12 @@ pub struct RuleMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EvidenceKind {
-    /// Whose device this is: not the holder's, another patient's, arrived after an account change.
+    /// What the device is and does: not the holder's, arrived after an account change, hours the holder does not
+    /// keep, a schedule.
     Device,
-    /// When it reads: hours the holder does not keep, right after sensitive entries, on a schedule.
+    /// Another patient's own device: someone else's record vouches for whose it is.
+    OtherRecord,
+    /// Reads timed to what appears in the record: right after sensitive entries.
     Timing,
     /// Where the patient was: in the surgery, or on another device at the same moment.
     Presence,
@@ -49,6 +52,7 @@ impl EvidenceKind {
     pub fn name(self) -> &'static str {
         match self {
             EvidenceKind::Device => "device",
+            EvidenceKind::OtherRecord => "other_record",
             EvidenceKind::Timing => "timing",
             EvidenceKind::Presence => "presence",
             EvidenceKind::Restriction => "restriction",
@@ -181,8 +185,8 @@ pub fn not_the_holder(ctx: &Context, p: &PatientView, s: &Session) -> Option<&'s
     if crate::detect::is_known_device(&s.device) && !p.baseline.is_holders(&s.device) {
         return Some("from a device that is not the patient's own");
     }
-    if s.watcher_like() && p.baseline.enough && p.baseline.foreign_hour(ctx, s.start) {
-        return Some("at an hour the patient does not keep, reading only consultations, problems, results or letters");
+    if s.owner_actions == 0 && p.baseline.enough && p.baseline.foreign_hour(ctx, s.start) {
+        return Some("on the patient's own device at an hour they do not keep");
     }
     None
 }

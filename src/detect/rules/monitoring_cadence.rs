@@ -20,14 +20,14 @@ pub const META: RuleMeta = RuleMeta {
     ],
     guide: "Look at who could be checking this often and why. Regular polling can be an app or a person checking on \
             the patient. Talk to the patient alone about who can use their login.",
-    kind: EvidenceKind::Timing,
+    kind: EvidenceKind::Device,
     needs: Needs::Nothing,
 };
 
-/// The longest run of sessions spaced by one period (within `tol`), among periods from ten minutes to a day and a
-/// half. Ordinary sessions mixed in do not break it: each session only needs a successor one period later. Returns
-/// the period and the indices of the sessions in the run.
-pub fn regular_chain(starts: &[i64], tol: i64) -> Option<(i64, Vec<usize>)> {
+/// The longest run of sessions spaced by one period (within `tol(period)`), among periods from ten minutes to a day
+/// and a half. Ordinary sessions mixed in do not break it: each session only needs a successor one period later.
+/// Returns the period and the indices of the sessions in the run.
+pub fn regular_chain(starts: &[i64], tol: impl Fn(i64) -> i64) -> Option<(i64, Vec<usize>)> {
     const MIN: i64 = 600_000_000;
     const MAX: i64 = 36 * 3_600_000_000;
     let mut best: Option<(i64, Vec<usize>)> = None;
@@ -35,6 +35,7 @@ pub fn regular_chain(starts: &[i64], tol: i64) -> Option<(i64, Vec<usize>)> {
     for i in 0..starts.len() {
         for j in i + 1..starts.len().min(i + 4) {
             let period = starts[j] - starts[i];
+            let tol = tol(period);
             if !(MIN..=MAX).contains(&period) || tried.iter().any(|p| (p - period).abs() <= tol) {
                 continue;
             }
@@ -83,22 +84,30 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let by_device: BTreeMap<&str, Vec<&Session>> = super::by_device(p, |s| reading(&s));
     for (d, list) in &by_device {
         let starts: Vec<i64> = list.iter().map(|s| s.start).collect();
-        let Some((period, chain)) = regular_chain(&starts, cfg.tolerance_minutes * 60_000_000)
-        else {
+        let tolerance = |period: i64| {
+            (cfg.tolerance_minutes * 60_000_000).max((period as f64 * cfg.tolerance_share) as i64)
+        };
+        let Some((period, chain)) = regular_chain(&starts, tolerance) else {
             continue;
         };
-        if chain.len() < cfg.min_regular_sessions {
+        // A daily habit is more common than a machine's hourly poll: a long period needs a longer run.
+        let needed = if period >= 12 * 3_600_000_000 {
+            cfg.min_regular_days
+        } else {
+            cfg.min_regular_sessions
+        };
+        if chain.len() < needed {
             continue;
         }
         score = score.max(cfg.regular_score);
         let hours = period as f64 / 3_600_000_000.0;
         reasons.push(format!(
-            "It was opened {} times from {} at exactly regular intervals (every {}, to within {} minutes), a \
-             regularity people do not keep: an app, or someone checking on a schedule.",
+            "It was opened {} times from {} at regular intervals (every {}, to within {} minutes), a regularity \
+             people rarely keep: an app, or someone checking on a schedule.",
             chain.len(),
             short_device(d),
             if (23.0..=25.0).contains(&hours) { "day at the same time".to_string() } else { format!("{hours:.1} hours") },
-            cfg.tolerance_minutes,
+            tolerance(period) / 60_000_000,
         ));
         evidence.extend(chain.iter().map(|i| list[*i]));
         device = Some(*d);
@@ -155,7 +164,7 @@ mod tests {
         let mut starts: Vec<i64> = (0..8).map(|k| k * 240 * MIN + (k % 3) * MIN).collect();
         starts.extend([37 * MIN, 301 * MIN, 777 * MIN, 1201 * MIN]);
         starts.sort();
-        let (period, chain) = regular_chain(&starts, 3 * MIN).unwrap();
+        let (period, chain) = regular_chain(&starts, |_| 3 * MIN).unwrap();
         assert!((period - 240 * MIN).abs() <= 3 * MIN);
         assert_eq!(chain.len(), 8);
     }
@@ -166,7 +175,7 @@ mod tests {
             .iter()
             .map(|m| m * MIN)
             .collect();
-        let best = regular_chain(&starts, 3 * MIN)
+        let best = regular_chain(&starts, |_| 3 * MIN)
             .map(|b| b.1.len())
             .unwrap_or(0);
         assert!(best <= 3, "{best}");

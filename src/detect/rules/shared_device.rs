@@ -21,7 +21,7 @@ pub const META: RuleMeta = RuleMeta {
             contact them about this. Check whether they are a partner or family member of this patient. Speak to \
             this patient alone. If there is no recorded proxy and the patient did not share their login willingly, \
             consider a new password and the 104 code.",
-    kind: EvidenceKind::Device,
+    kind: EvidenceKind::OtherRecord,
     needs: Needs::DeviceId,
 };
 

@@ -24,7 +24,7 @@ pub const META: RuleMeta = RuleMeta {
     guide: "Compare the times with the patient's routine (shift work, a new baby, travel). Night-time use of the \
             patient's own phone can mean someone takes the phone while they sleep. Ask the patient, alone, whether \
             they used the app at those times.",
-    kind: EvidenceKind::Timing,
+    kind: EvidenceKind::Device,
     needs: Needs::Nothing,
 };
 
@@ -44,9 +44,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     for (device, rare) in super::by_device(p, |s| {
         counts(ctx, s)
             && s.reads > 0
-            && (s.watcher_like() || !p.baseline.is_holders(&s.device))
+            && s.owner_actions == 0
             && p.baseline.foreign_hour(ctx, s.start)
-            && !explained(s)
+            && !(explained(s) && p.baseline.is_holders(&s.device))
     }) {
         let days: BTreeSet<_> = rare
             .iter()
@@ -62,14 +62,35 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 .iter()
                 .all(|s| s.ip.as_ref().is_some_and(|ip| !p.baseline.ips.contains(ip)));
         let counted = rare.len().min(cfg.min_sessions + 6);
-        let mut score = (cfg.base_score + cfg.per_session * (counted - cfg.min_sessions) as f64)
-            .min(cfg.max_score);
+        // Strong enough alone: mostly in the small hours while the holder sleeps, or a long run of read-only visits
+        // making up a good share of all use (someone else's routine, not the holder's stray evening).
+        let night = rare.iter().filter(|s| ctx.hour(s.start) < 6).count();
+        let prying = rare.iter().filter(|s| s.watcher_like()).count();
+        let routine = rare.len() >= 8
+            && 5 * prying >= 4 * rare.len()
+            && rare.len() as f64 >= cfg.routine_share * p.sessions.len() as f64;
+        let cap = if (5 * night >= 3 * rare.len() && night >= 4) || routine {
+            cfg.night_max_score
+        } else {
+            cfg.max_score
+        };
+        let mut score = cfg.base_score + cfg.per_session * (counted - cfg.min_sessions) as f64;
+        if 5 * prying >= 4 * rare.len() {
+            score += 5.0;
+        }
+        if cap > cfg.max_score {
+            score += 10.0;
+        }
+        score = score.min(cap);
+        if (rare.len() as f64) < cfg.minority_share * p.sessions.len() as f64 {
+            score = score.min(cfg.minority_max_score);
+        }
         if away {
             score *= cfg.away_from_home_factor;
         }
         let explanation = format!(
-            "The record was opened {} on {} different days at hours the patient does not keep ({}), reading only \
-             consultations, problems, results or letters. The patient uses it {}. {}{}",
+            "The record was opened {} on {} different days at hours the patient does not keep ({}), only to read \
+             it. The patient uses it {}. {}{}",
             times(rare.len()),
             days.len(),
             list_times(ctx, &rare),
