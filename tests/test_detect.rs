@@ -264,9 +264,9 @@ fn the_rule_catalogue_lists_and_explains_every_rule() {
     let e = run(&["rules", "--explain", "nope"]);
     assert_eq!(e.code, 1);
     assert!(e.stderr.contains("no rule 'nope'"));
-    assert_eq!(
-        run(&["rules", "--explain", "unusual_hour"]).stdout,
-        include_str!("expected/rules_explain_unusual_hour.txt")
+    assert_golden(
+        "rules_explain_unusual_hour.txt",
+        &run(&["rules", "--explain", "unusual_hour"]).stdout,
     );
 }
 

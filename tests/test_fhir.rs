@@ -113,7 +113,7 @@ fn every_shared_fixture_is_stored_quarantined_or_passed_over_as_expected() {
         }
     }
     got.push_str(&String::from_utf8(w.into_inner().unwrap()).unwrap());
-    assert_eq!(got, include_str!("expected/fhir_fixtures.csv"));
+    assert_golden("fhir_fixtures.csv", &got);
 }
 
 #[test]

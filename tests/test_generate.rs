@@ -64,9 +64,7 @@ fn the_same_seed_gives_the_same_practice_and_another_seed_does_not() {
 fn generated_practices_are_valid_consistent_and_labelled() {
     let dir = tempfile::tempdir().unwrap();
     let out = generate(dir.path(), "p", "11");
-    let truth: BTreeSet<String> = column(&truth_of(&out), "nhs_number")
-        .into_iter()
-        .collect();
+    let truth: BTreeSet<String> = column(&truth_of(&out), "nhs_number").into_iter().collect();
     assert_eq!(truth.len(), 300, "one truth row per patient");
     for n in &truth {
         assert!(
@@ -94,9 +92,7 @@ fn generated_practices_are_valid_consistent_and_labelled() {
         .filter(|s| !s.is_empty())
         .collect();
     assert_eq!(scenarios.len(), 7, "{scenarios:?}");
-    let personas: BTreeSet<String> = column(&truth_of(&out), "persona")
-        .into_iter()
-        .collect();
+    let personas: BTreeSet<String> = column(&truth_of(&out), "persona").into_iter().collect();
     for p in [
         "phone_replacement",
         "night_shift",
@@ -185,7 +181,10 @@ fn watchers_begin_when_asked_and_thin_exports_lack_their_columns() {
     );
     let header = std::fs::read_to_string(out.join("audit.csv")).unwrap();
     let header = header.lines().next().unwrap();
-    assert!(!header.contains("device_id") && !header.contains("session_id"), "{header}");
+    assert!(
+        !header.contains("device_id") && !header.contains("session_id"),
+        "{header}"
+    );
     assert!(header.contains("user_agent"), "{header}");
     // A required column cannot be dropped.
     let r = run(&[

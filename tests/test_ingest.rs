@@ -764,7 +764,7 @@ fn the_table_output_states_the_row_identity() {
         &["ingest", "--store", "store", "a.csv", "b.csv"],
     );
     assert_eq!(r.code, 1);
-    assert_eq!(r.stdout, include_str!("expected/ingest_table.txt"));
+    assert_golden("ingest_table.txt", &r.stdout);
 }
 
 #[test]

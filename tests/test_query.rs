@@ -2,7 +2,8 @@
 //! parameters, formats and errors.
 //!
 //! Expected outputs live in `tests/expected/queries/<name>.csv`. After an intended change to detection or to a
-//! query, regenerate them with `ACCESSWATCH_BLESS=1 cargo test --release --test test_query` and review the diff.
+//! query, regenerate them with `ACCESSWATCH_BLESS=1 cargo test --release --test test_query` (the test then fails, asking
+//! for a review of the diff) and run it again without it.
 
 mod common;
 
@@ -11,7 +12,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data");
-const EXPECTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/expected/queries");
 
 /// The sample run through the nightly job, so the store and a past run both exist.
 fn sample_practice(dir: &Path) -> PathBuf {
@@ -51,7 +51,6 @@ fn every_shipped_query_runs_on_the_sample_and_matches_its_expected_output() {
         .map(str::to_string)
         .collect();
     assert!(names.len() >= 10, "{names:?}");
-    let bless = std::env::var("ACCESSWATCH_BLESS").is_ok();
     let nhs = first_flagged(dir.path());
     for name in &names {
         let mut args = vec!["--config", c, "query", name.as_str(), "--format", "csv"];
@@ -65,14 +64,7 @@ fn every_shipped_query_runs_on_the_sample_and_matches_its_expected_output() {
             r.stdout.lines().count() > 1,
             "{name} returns rows on the sample"
         );
-        let expected = Path::new(EXPECTED).join(format!("{name}.csv"));
-        if bless {
-            std::fs::create_dir_all(EXPECTED).unwrap();
-            std::fs::write(&expected, &r.stdout).unwrap();
-        }
-        let want = std::fs::read_to_string(&expected)
-            .unwrap_or_else(|_| panic!("no expected output {}", expected.display()));
-        assert_eq!(r.stdout, want, "{name} differs from {}", expected.display());
+        assert_golden(&format!("queries/{name}.csv"), &r.stdout);
     }
 }
 

@@ -117,7 +117,7 @@ fn count_session(u: &mut DeviceUse, s: &Session, recent_start: i64) {
 }
 
 /// The share of the holder's sessions their core hours hold.
-pub const CORE_SHARE: f64 = 0.9;
+pub const CORE_SHARE: f64 = 0.8;
 /// Sessions that manage care needed before the holder's hours are learned from them alone.
 pub const MIN_CARE_SESSIONS: f64 = 6.0;
 /// A holder who manages care in fewer of their visits than this gives no footing to compare hours by content.
@@ -128,7 +128,11 @@ pub const MIN_LOW_CARE_VISITS: f64 = 4.0;
 pub const LOW_CARE_RATIO: f64 = 0.35;
 
 fn care_of<'a>(sessions: &[&'a Session]) -> Vec<&'a Session> {
-    sessions.iter().copied().filter(|s| s.holder_like()).collect()
+    sessions
+        .iter()
+        .copied()
+        .filter(|s| s.holder_like())
+        .collect()
 }
 /// Sessions needed before core hours are learned.
 pub const MIN_CORE_SESSIONS: f64 = 8.0;
@@ -280,7 +284,11 @@ impl PatientBaseline {
             .filter(|(_, u)| u.baseline_sessions >= ctx.cfg.established_device_sessions)
             .map(|(d, _)| d.clone())
             .collect();
-        b.find_holder(ctx, sessions.first().map(|s| s.nhs_number.as_str()), sessions);
+        b.find_holder(
+            ctx,
+            sessions.first().map(|s| s.nhs_number.as_str()),
+            sessions,
+        );
         b.learn_hours(ctx, sessions);
         let first = sessions.iter().map(|s| s.start).min();
         b.span_days = first.map_or(0.0, |f| (ctx.end - f) as f64 / DAY as f64);
@@ -375,7 +383,8 @@ impl PatientBaseline {
             for h in 0..24 {
                 let window = |c: &[f64; 24]| c[(h + 23) % 24] + c[h] + c[(h + 1) % 24];
                 let (visits, cared) = (window(&n), window(&care));
-                self.low_care[h] = visits >= MIN_LOW_CARE_VISITS && cared < visits * rate * LOW_CARE_RATIO;
+                self.low_care[h] =
+                    visits >= MIN_LOW_CARE_VISITS && cared < visits * rate * LOW_CARE_RATIO;
             }
         }
         let smooth = smoothed_share(&self.hour_counts);

@@ -148,8 +148,7 @@ pub struct UnusualHour {
     /// guidance describes), may score up to this; foreign hours otherwise stay at `max_score`, below medium: a
     /// person's own evenings and early mornings vary too much to flag on hours alone.
     pub night_max_score: f64,
-    /// ... and so may a run of at least eight read-only foreign-hour visits making up this share of all sessions.
-    pub routine_share: f64,
+
     /// An hour at least this far from the holder's core hours (the shortest run of hours holding three quarters of
     /// their sessions) is one they do not keep, however often someone else has used it.
     pub core_distance_hours: u32,
@@ -166,7 +165,6 @@ impl Default for UnusualHour {
             per_session: 5.0,
             max_score: 40.0,
             night_max_score: 55.0,
-            routine_share: 0.15,
             minority_share: 0.1,
             minority_max_score: 30.0,
             explained_within_hours: 3,

@@ -68,7 +68,6 @@ pub struct RunCharts {
     pub end: i64,
 }
 
-
 /// The charts of a batch's flagged patients.
 fn patient_charts(
     ctx: &Context,
@@ -167,7 +166,6 @@ pub fn detect(
 
     // What the export carries decides how sessions are built and which rules can run.
     let coverage = sessions::window_figures(store, lookback_start, end)?;
-    let rebuild_gaps = coverage.session_id < 1.0;
     let not_run = rules::not_runnable(&coverage);
     // Batches of patients: the window's events over `detect.batch_events`, at most 100 (the batches are the last
     // two digits of the NHS number).
@@ -177,7 +175,6 @@ pub fn detect(
         .clamp(1, 100) as u32;
     let mut stats = DetectionStats {
         batches,
-        sessions_rebuilt_from_gaps: rebuild_gaps && coverage.events > 0,
         rules_not_run: not_run.clone(),
         coverage,
         ..Default::default()
@@ -200,13 +197,7 @@ pub fn detect(
         None
     };
     for batch in 0..batches {
-        let mut frame = sessions::session_frame(
-            store,
-            lookback_start,
-            end,
-            (batch, batches),
-            rebuild_gaps,
-        )?;
+        let mut frame = sessions::session_frame(store, lookback_start, end, (batch, batches))?;
         let (sessions, events) = sessions::sessions_from(&frame)?;
         if let Some(spill) = &spill {
             if batch + 1 < batches {
@@ -296,4 +287,3 @@ pub fn detect(
         },
     })
 }
-

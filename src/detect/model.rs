@@ -258,7 +258,5 @@ pub struct DetectionStats {
     pub batches: u32,
     /// Share of the window's audit events carrying each optional field.
     pub coverage: FieldCoverage,
-    /// Sessions rebuilt from gaps in activity because the export carries no session id.
-    pub sessions_rebuilt_from_gaps: bool,
     pub rules_not_run: Vec<RuleNotRun>,
 }

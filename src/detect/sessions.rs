@@ -1,9 +1,11 @@
 //! From audit events to sessions: one lazy polars plan per batch of patients that collapses the look-back's events
 //! into one row per login session, and the window's figures (how many events, how much of each optional field).
 //!
-//! A session is the source's `session_id` where the export carries one. Without it, a session is rebuilt from the
-//! events of one device and account: a login, or a gap of more than [`SESSION_GAP_MINUTES`] without activity,
-//! starts a new one (clock-aligned half hours would split one visit in two and join two visits into one).
+//! A session is rebuilt from the events of one patient, device and account: a login, or a gap of more than
+//! [`SESSION_GAP_MINUTES`] without activity, starts a new one. The source's `session_id` is not used, even where an
+//! export carries one: many exports do not (core FHIR has no session id at all), and the same practice must give
+//! the same findings whichever way it was sent. Clock-aligned half hours, the old fallback, split one visit in two
+//! and joined two visits into one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -80,20 +82,15 @@ pub fn window_figures(store: &Path, start: i64, end: i64) -> PolarsResult<FieldC
 }
 
 fn one_of(c: &str, name: &str, values: &[&str]) -> Expr {
-    col(c).is_in(
-        lit(Series::new(name.into(), values)).implode(false),
-        false,
-    )
+    col(c).is_in(lit(Series::new(name.into(), values)).implode(false), false)
 }
 
-/// The plan that collapses a batch's audit events into one row per session, collected. `rebuild_gaps`: some events
-/// carry no session id, so sessions are rebuilt from gaps in activity for those.
+/// The plan that collapses a batch's audit events into one row per session, collected.
 pub fn session_frame(
     store: &Path,
     start: i64,
     end: i64,
     (batch, batches): (u32, u32),
-    rebuild_gaps: bool,
 ) -> PolarsResult<DataFrame> {
     let t = time;
     let is_read = one_of(ACTION, "r", &READ_ACTIONS);
@@ -136,40 +133,25 @@ pub fn session_frame(
             .alias("device_key"),
             col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"),
         ]);
-    let keyed = if rebuild_gaps {
-        let keys = [col(NHS_NUMBER), col("device_key"), col("account_key")];
-        let gap = lit(SESSION_GAP_MINUTES * 60_000_000);
-        let starts = t()
-            .diff(lit(1), Default::default())
-            .over(keys)?
-            .gt(gap)
-            .fill_null(lit(true))
-            .or(col(ACTION).eq(lit("login")));
-        keyed
-            .sort(
-                [NHS_NUMBER, "device_key", "account_key", OCCURRED_AT],
-                Default::default(),
-            )
-            .with_column(
-                coalesce(&[
-                    col(SESSION_ID),
-                    concat_str(
-                        [
-                            lit("gap"),
-                            starts
-                                .cast(DataType::UInt64)
-                                .cum_sum(false)
-                                .cast(DataType::String),
-                        ],
-                        "|",
-                        false,
-                    ),
-                ])
+    let keys = [col(NHS_NUMBER), col("device_key"), col("account_key")];
+    let gap = lit(SESSION_GAP_MINUTES * 60_000_000);
+    let starts = t()
+        .diff(lit(1), Default::default())
+        .over(keys)?
+        .gt(gap)
+        .fill_null(lit(true))
+        .or(col(ACTION).eq(lit("login")));
+    let keyed = keyed
+        .sort(
+            [NHS_NUMBER, "device_key", "account_key", OCCURRED_AT],
+            Default::default(),
+        )
+        .with_column(
+            starts
+                .cast(DataType::UInt64)
+                .cum_sum(false)
                 .alias("session_key"),
-            )
-    } else {
-        keyed.with_column(col(SESSION_ID).fill_null(lit("-")).alias("session_key"))
-    };
+        );
     let df = keyed
         .group_by([
             col(NHS_NUMBER),

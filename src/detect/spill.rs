@@ -50,4 +50,3 @@ impl Drop for Spill {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
-

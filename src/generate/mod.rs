@@ -9,8 +9,8 @@
 pub mod scenarios;
 pub mod write;
 
-pub use scenarios::{Intensity, Onset, Scenario};
 use scenarios::WatchSettings;
+pub use scenarios::{Intensity, Onset, Scenario};
 
 use std::collections::BTreeMap;
 

@@ -9,7 +9,9 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::{at_local, AppointmentRow, Device, Generator, Persona, BROAD_SECTIONS, PRYING_SECTIONS};
+use super::{
+    at_local, AppointmentRow, Device, Generator, Persona, BROAD_SECTIONS, PRYING_SECTIONS,
+};
 use crate::context::{CODE_104, CODE_106};
 
 /// How a monitored patient is being watched.
@@ -141,7 +143,9 @@ impl Generator<'_> {
         let as_of = self.spec.as_of;
         let from = match onset {
             Onset::Established => self.start,
-            Onset::Baseline => self.start + Duration::days(self.rng.gen_range(3..(days - 20).max(4))),
+            Onset::Baseline => {
+                self.start + Duration::days(self.rng.gen_range(3..(days - 20).max(4)))
+            }
             _ => as_of - Duration::days(self.rng.gen_range(3..(days / 2).clamp(4, 12))),
         };
         let to = if onset != Onset::Recent && self.rng.gen_bool(self.watch.stopped) {
@@ -155,7 +159,8 @@ impl Generator<'_> {
 
     fn watcher(&mut self, onset: Onset, obvious: bool) -> (Watch, &'static str) {
         let (from, to, onset) = self.watch_window(onset);
-        let per_week = self.watch.pace * self.rng.gen_range(0.5..1.5) * if obvious { 1.6 } else { 0.7 };
+        let per_week =
+            self.watch.pace * self.rng.gen_range(0.5..1.5) * if obvious { 1.6 } else { 0.7 };
         let n = if self.rng.gen_bool(0.7) { 1 } else { 2 };
         let hours = (0..n)
             .map(|_| {
@@ -192,7 +197,14 @@ impl Generator<'_> {
     }
 
     /// A watcher session at a given time.
-    fn watcher_session(&mut self, nhs: &str, account: &str, device: &Device, ip: &str, at: DateTime<Utc>) {
+    fn watcher_session(
+        &mut self,
+        nhs: &str,
+        account: &str,
+        device: &Device,
+        ip: &str,
+        at: DateTime<Utc>,
+    ) {
         let views = self.watcher_views();
         self.session_reading(nhs, account, "patient", device, ip, at, &views, false);
     }
@@ -261,7 +273,13 @@ impl Generator<'_> {
                     let at = at_local(tz, day, self.rng.gen_range(9.0..17.0));
                     self.sensitive_entry(&nhs, at);
                     let delay = self.rng.gen_range(10..self.watch.max_delay_minutes);
-                    self.watcher_session(&nhs, &account, &other_device, &watcher_ip, at + Duration::minutes(delay));
+                    self.watcher_session(
+                        &nhs,
+                        &account,
+                        &other_device,
+                        &watcher_ip,
+                        at + Duration::minutes(delay),
+                    );
                 }
             }
             Scenario::AbuserPhoneTwoRecords => {
@@ -282,7 +300,13 @@ impl Generator<'_> {
                         let at = at_local(tz, day, 11.0);
                         self.sensitive_entry(&nhs, at);
                         let delay = self.rng.gen_range(10..self.watch.max_delay_minutes);
-                        self.watcher_session(&nhs, &account, &phone, &a.home_ip, at + Duration::minutes(delay));
+                        self.watcher_session(
+                            &nhs,
+                            &account,
+                            &phone,
+                            &a.home_ip,
+                            at + Duration::minutes(delay),
+                        );
                     }
                     self.truth(&abuser_nhs, Persona::AbuserOwnRecord);
                 }
@@ -374,7 +398,16 @@ impl Generator<'_> {
                 while t < end {
                     let j = Duration::seconds(self.rng.gen_range(-jitter..=jitter));
                     let views = vec![PRYING_SECTIONS[self.rng.gen_range(0..2)]];
-                    self.session_reading(&nhs, &account, "patient", &device, &watcher_ip, t + j, &views, false);
+                    self.session_reading(
+                        &nhs,
+                        &account,
+                        "patient",
+                        &device,
+                        &watcher_ip,
+                        t + j,
+                        &views,
+                        false,
+                    );
                     t += Duration::hours(every_hours);
                 }
             }
@@ -396,16 +429,32 @@ impl Generator<'_> {
                 );
                 let sessions = if obvious { 4 } else { 2 };
                 for _ in 0..sessions {
-                    let when = at + Duration::hours(self.rng.gen_range(3..((w.to - day).num_hours().max(4) + 20)));
+                    let when = at
+                        + Duration::hours(
+                            self.rng
+                                .gen_range(3..((w.to - day).num_hours().max(4) + 20)),
+                        );
                     self.watcher_session(&nhs, &account, &other_device, &watcher_ip, when);
                 }
                 if !obvious && self.rng.gen_bool(0.3) {
                     let later = at_local(tz, self.spec.as_of, 9.0);
-                    self.entry(&nhs, later, CODE_106, "Enhanced review not indicated", "summary", true);
+                    self.entry(
+                        &nhs,
+                        later,
+                        CODE_106,
+                        "Enhanced review not indicated",
+                        "summary",
+                        true,
+                    );
                 }
             }
         }
-        self.truth_monitored(&nhs, scenario, if obvious { "obvious" } else { "subtle" }, onset_name);
+        self.truth_monitored(
+            &nhs,
+            scenario,
+            if obvious { "obvious" } else { "subtle" },
+            onset_name,
+        );
     }
 
     /// An attended face-to-face visit on a weekday in a window (for a diary that has none there).

@@ -16,9 +16,10 @@ pub const TRUTH_FILE: &str = "truth.csv";
 
 /// Where the labels of a practice written to `out` go by default: beside the folder, never inside it.
 pub fn default_truth_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map_or_else(|| "practice".to_string(), |n| n.to_string_lossy().to_string());
+    let name = out.file_name().map_or_else(
+        || "practice".to_string(),
+        |n| n.to_string_lossy().to_string(),
+    );
     out.with_file_name(format!("{name}.{TRUTH_FILE}"))
 }
 /// The extension that carries the session id in the generator's FHIR output. No real feed carries it: a practice

@@ -271,7 +271,6 @@ pub fn is_input_file_name(lower_name: &str) -> bool {
         .any(|ext| name.ends_with(ext))
 }
 
-
 fn skipped(path: &Path, kind: Option<Kind>, sha: String, message: String) -> FileReport {
     FileReport {
         status: FileStatus::Skipped,

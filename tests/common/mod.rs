@@ -121,3 +121,30 @@ pub fn tree(dir: &Path) -> Vec<(String, String)> {
 
 pub const AUDIT_HEADER: &str =
     "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome";
+
+/// Compares `actual` with the golden file `tests/expected/<name>`. With `ACCESSWATCH_BLESS=1` the file is rewritten
+/// instead, and the test fails if that changed it, so every blessed change is a diff someone has to review.
+pub fn assert_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/expected")
+        .join(name);
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    if std::env::var_os("ACCESSWATCH_BLESS").is_some() {
+        if want != actual {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).unwrap();
+            }
+            std::fs::write(&path, actual).unwrap();
+            panic!(
+                "{} rewritten (ACCESSWATCH_BLESS): review the diff, then run the tests again without it",
+                path.display()
+            );
+        }
+        return;
+    }
+    assert!(
+        want == actual,
+        "{} differs (after an intended change, ACCESSWATCH_BLESS=1 rewrites it for review)\n--- expected\n{want}\n--- actual\n{actual}",
+        path.display()
+    );
+}

@@ -14,8 +14,8 @@ pub const META: RuleMeta = RuleMeta {
     severity: "medium",
     detects: "Soon after an entry about domestic abuse, safeguarding, mental health, self-harm, sexual health, \
               contraception, pregnancy, an injury or another agency's letter became visible online, the record was \
-              read from a device that is not the patient's own, or from their own device at an hour they do not \
-              keep, reading only what someone checking on them would read.",
+              read from a device that is not the patient's own, or from their own device in the middle of their \
+              night.",
     benign_lookalikes: &[
         "a patient who reads every new entry from their own phone at their usual times (not flagged)",
         "a formal proxy acting within their recorded access (not flagged)",
@@ -48,7 +48,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         {
             if let Some(how) = not_the_holder(ctx, p, s) {
                 if seen.insert(s.device.as_str()) {
-                    followed.entry(s.device.as_str()).or_default().push((e, s, how));
+                    followed
+                        .entry(s.device.as_str())
+                        .or_default()
+                        .push((e, s, how));
                 }
             }
         }
@@ -82,7 +85,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             })
             .collect();
         if hits.len() > 4 {
-            text.push(format!("The same happened after {} more entries.", hits.len() - 4));
+            text.push(format!(
+                "The same happened after {} more entries.",
+                hits.len() - 4
+            ));
         }
         text.push("Someone may be checking what the patient tells the practice.".into());
         let sessions: Vec<&Session> = hits.iter().map(|h| h.1).collect();

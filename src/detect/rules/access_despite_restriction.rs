@@ -68,7 +68,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             devices.iter().map(|d| short_device(d)).collect::<Vec<_>>().join(", "),
         );
         let device = only_device(&devices);
-        out.push(Finding::new(p.nhs, ID, score, &watched, device, explanation));
+        out.push(Finding::new(
+            p.nhs,
+            ID,
+            score,
+            &watched,
+            device,
+            explanation,
+        ));
     }
     out
 }

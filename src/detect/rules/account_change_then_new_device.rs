@@ -81,7 +81,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let own_phone = new_devices.iter().all(|d| p.baseline.is_holders(d));
         let mut score = (cfg.base_score
             + if sessions.len() > 2 { 5.0 } else { 0.0 }
-            + if locked_out && !own_phone { cfg.locked_out_score } else { 0.0 })
+            + if locked_out && !own_phone {
+                cfg.locked_out_score
+            } else {
+                0.0
+            })
         .min(cfg.max_score);
         if own_phone {
             score *= cfg.own_phone_factor;

@@ -177,7 +177,7 @@ pub fn by_device<'a>(
 }
 
 /// Why a reading session is not the account holder reading their own record, if it is not: another device, or the
-/// holder's own device reading only what a watcher reads at an hour the holder does not keep.
+/// holder's own device in the middle of the night at an hour the holder does not keep.
 pub fn not_the_holder(ctx: &Context, p: &PatientView, s: &Session) -> Option<&'static str> {
     if s.reads == 0 || !counts(ctx, s) {
         return None;
@@ -185,8 +185,15 @@ pub fn not_the_holder(ctx: &Context, p: &PatientView, s: &Session) -> Option<&'s
     if crate::detect::is_known_device(&s.device) && !p.baseline.is_holders(&s.device) {
         return Some("from a device that is not the patient's own");
     }
-    if s.owner_actions == 0 && p.baseline.enough && p.baseline.foreign_hour(ctx, s.start) {
-        return Some("on the patient's own device at an hour they do not keep");
+    // On the holder's own device, only the middle of their night says someone else: reading a new entry on one's
+    // own phone at an odd daytime hour is ordinary.
+    let h = ctx.hour(s.start);
+    if s.owner_actions == 0
+        && p.baseline.enough
+        && !(6..22).contains(&h)
+        && p.baseline.foreign_hour(ctx, s.start)
+    {
+        return Some("on the patient's own device in the middle of their night");
     }
     None
 }

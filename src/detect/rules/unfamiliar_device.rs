@@ -29,7 +29,7 @@ pub const META: RuleMeta = RuleMeta {
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let cfg = &ctx.cfg.unfamiliar_device;
-    if !cfg.enabled || p.baseline.primary_device.is_none() {
+    if !cfg.enabled || p.baseline.primary_device.is_none() || !p.baseline.has_history(ctx) {
         return Vec::new();
     }
     let mut out = Vec::new();

@@ -13,9 +13,10 @@ pub const META: RuleMeta = RuleMeta {
     title: "Opened at hours the patient does not use",
     severity: "low",
     detects: "Sessions on several days at local hours the account holder does not keep, on any device (their own \
-              included), reading only what a watcher reads, not explained by a new entry or an appointment just \
-              before. The holder's hours are learned from the sessions in which they manage their own care, so a \
-              handful of foreign sessions never become usual however long they have recurred.",
+              included), that manage no care, not explained by a new entry or an appointment just before. The \
+              holder's hours are learned from the sessions in which they manage their own care, and from their core \
+              hours, so foreign sessions never become usual however long they have recurred. Hours alone score low, \
+              except a run of night-time visits while the holder sleeps or a long read-only routine.",
     benign_lookalikes: &[
         "a night-shift worker at their usual night hours (not flagged: those hours are usual for them)",
         "a patient abroad in another time zone (scores lower: own device, new addresses)",
@@ -62,14 +63,15 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 .iter()
                 .all(|s| s.ip.as_ref().is_some_and(|ip| !p.baseline.ips.contains(ip)));
         let counted = rare.len().min(cfg.min_sessions + 6);
-        // Strong enough alone: mostly in the small hours while the holder sleeps, or a long run of read-only visits
-        // making up a good share of all use (someone else's routine, not the holder's stray evening).
+        // Strong enough alone only in the small hours while the holder sleeps (the guidance's "someone takes the
+        // phone while they sleep"), recurring on a good share of all visits: a person's own evenings and early
+        // mornings vary too much to flag on hours alone.
         let night = rare.iter().filter(|s| ctx.hour(s.start) < 6).count();
         let prying = rare.iter().filter(|s| s.watcher_like()).count();
-        let routine = rare.len() >= 8
-            && 5 * prying >= 4 * rare.len()
-            && rare.len() as f64 >= cfg.routine_share * p.sessions.len() as f64;
-        let cap = if (5 * night >= 3 * rare.len() && night >= 4) || routine {
+        let cap = if 5 * night >= 3 * rare.len()
+            && night >= 4
+            && night as f64 >= cfg.minority_share * p.sessions.len() as f64
+        {
             cfg.night_max_score
         } else {
             cfg.max_score
@@ -103,7 +105,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             },
             if away { " The connections were new addresses, which fits travel abroad." } else { "" },
         );
-        out.push(Finding::new(p.nhs, ID, score, &rare, Some(device), explanation));
+        out.push(Finding::new(
+            p.nhs,
+            ID,
+            score,
+            &rare,
+            Some(device),
+            explanation,
+        ));
     }
     out
 }
