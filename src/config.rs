@@ -339,19 +339,7 @@ impl Config {
                 f.run.as_of
             ));
         }
-        let d = &f.detect;
-        if d.recent_days == 0 || d.recent_days >= d.lookback_days {
-            problems
-                .push("detect: recent_days must be at least 1 and less than lookback_days".into());
-        }
-        if !(0.0..=100.0).contains(&d.medium)
-            || !(0.0..=100.0).contains(&d.high)
-            || d.medium > d.high
-        {
-            problems.push(
-                "detect: medium and high must be scores from 0 to 100 with medium <= high".into(),
-            );
-        }
+        problems.extend(f.detect.problems());
         for r in &f.allowlist.reviewed {
             if crate::ingest::validate::nhs_number(&r.nhs_number).is_err() {
                 problems.push("allowlist.reviewed: an nhs_number is not a valid NHS number".into());

@@ -298,7 +298,22 @@ fn fuzz_regressions_replay_without_a_crash() {
             });
             assert!(caught.is_ok(), "{target}/{name} panics");
             let r = if target == "config" {
-                run(&["--config", file.to_str().unwrap(), "rules"])
+                // `detect` reads the config (`rules` would not): a hostile config is refused or runs, never panics.
+                let store = dir.path().join(format!("cfg-store-{replayed}"));
+                run(&[
+                    "--config",
+                    file.to_str().unwrap(),
+                    "detect",
+                    "--store",
+                    store.to_str().unwrap(),
+                    "--out",
+                    dir.path()
+                        .join(format!("cfg-out-{replayed}"))
+                        .to_str()
+                        .unwrap(),
+                    "--as-of",
+                    "2026-11-22",
+                ])
             } else {
                 let store = dir.path().join(format!("store-{replayed}"));
                 run(&[

@@ -49,6 +49,10 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
             );
         }
         config.detect.lookback_days = n;
+        let problems = config.detect.problems();
+        if !problems.is_empty() {
+            anyhow::bail!("--lookback-days: {}", problems.join("; "));
+        }
     }
     let as_of = match args.as_of {
         Some(d) => d,

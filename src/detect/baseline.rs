@@ -327,8 +327,9 @@ impl PatientBaseline {
                     .then(c.3.cmp(a.3))
             })
             .map(|x| x.3.clone());
-        // Other devices are the holder's too when they manage the patient's care (a booking, an order, a message),
-        // or when they read the way the holder does at the holder's own hours (a tablet at home in the evening).
+        // Other devices are the holder's too when they manage the patient's care: a booking, an order or a message;
+        // care reads in at least half their visits (a household tablet both partners use for their own care); or
+        // care reads in some of their visits at the holder's own hours (a tablet at home in the evening).
         let primary: Vec<&Session> = sessions
             .iter()
             .filter(|s| Some(&s.device) == self.primary_device.as_ref())
@@ -347,6 +348,7 @@ impl PatientBaseline {
                 let (n, core) = at_core.get(d.as_str()).copied().unwrap_or((0, 0));
                 Some(*d) == self.primary_device.as_ref()
                     || (u.owner_action_sessions > 0 && u.watcher_share() < 0.75)
+                    || (u.holder_sessions >= 2 && u.watcher_share() <= 0.5)
                     || (u.holder_sessions > 0 && u.watcher_share() <= 0.7 && 10 * core >= 7 * n)
             })
             .map(|(d, _)| d.clone())

@@ -69,6 +69,308 @@ impl Default for DetectConfig {
     }
 }
 
+/// Checks one number against its bounds, naming the key.
+fn bounded<T: PartialOrd + std::fmt::Display>(
+    out: &mut Vec<String>,
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) {
+    if !(v >= lo && v <= hi) {
+        out.push(format!("detect.{key}: {v} is outside {lo} to {hi}"));
+    }
+}
+
+impl DetectConfig {
+    /// Every number within sane bounds, so no window, hour or score can wrap the arithmetic or mean nothing; each
+    /// problem names its key. Scores are 0 to 100, factors and shares 0 to 1.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let o = &mut p;
+        bounded(o, "lookback_days", self.lookback_days, 2, 3650);
+        bounded(
+            o,
+            "recent_days",
+            self.recent_days,
+            1,
+            self.lookback_days.saturating_sub(1).max(1),
+        );
+        bounded(
+            o,
+            "min_baseline_sessions",
+            self.min_baseline_sessions,
+            0,
+            100_000,
+        );
+        bounded(o, "min_baseline_days", self.min_baseline_days, 0, 3650);
+        bounded(
+            o,
+            "hour_prior_sessions",
+            self.hour_prior_sessions,
+            0.0,
+            1000.0,
+        );
+        bounded(
+            o,
+            "established_device_sessions",
+            self.established_device_sessions,
+            1,
+            100_000,
+        );
+        bounded(o, "batch_events", self.batch_events, 1, u64::MAX / 2);
+        bounded(o, "high", self.high, 0.0, 100.0);
+        bounded(o, "medium", self.medium, 0.0, self.high.clamp(0.0, 100.0));
+        bounded(o, "stale_factor", self.stale_factor, 0.0, 1.0);
+        let scores: [(&str, f64); 25] = [
+            (
+                "unfamiliar_device.base_score",
+                self.unfamiliar_device.base_score,
+            ),
+            (
+                "unfamiliar_device.per_session",
+                self.unfamiliar_device.per_session,
+            ),
+            (
+                "unfamiliar_device.reads_only_score",
+                self.unfamiliar_device.reads_only_score,
+            ),
+            (
+                "unfamiliar_device.new_score",
+                self.unfamiliar_device.new_score,
+            ),
+            (
+                "unfamiliar_device.max_score",
+                self.unfamiliar_device.max_score,
+            ),
+            ("shared_device.base_score", self.shared_device.base_score),
+            ("shared_device.per_session", self.shared_device.per_session),
+            ("shared_device.max_score", self.shared_device.max_score),
+            ("unusual_hour.base_score", self.unusual_hour.base_score),
+            ("unusual_hour.per_session", self.unusual_hour.per_session),
+            ("unusual_hour.max_score", self.unusual_hour.max_score),
+            (
+                "unusual_hour.night_max_score",
+                self.unusual_hour.night_max_score,
+            ),
+            (
+                "unusual_hour.minority_max_score",
+                self.unusual_hour.minority_max_score,
+            ),
+            (
+                "access_after_sensitive_entry.unfamiliar_device_score",
+                self.access_after_sensitive_entry.unfamiliar_device_score,
+            ),
+            (
+                "access_after_sensitive_entry.night_own_device_score",
+                self.access_after_sensitive_entry.night_own_device_score,
+            ),
+            (
+                "access_after_sensitive_entry.per_entry",
+                self.access_after_sensitive_entry.per_entry,
+            ),
+            (
+                "access_after_sensitive_entry.max_score",
+                self.access_after_sensitive_entry.max_score,
+            ),
+            (
+                "access_during_appointment.base_score",
+                self.access_during_appointment.base_score,
+            ),
+            (
+                "access_during_appointment.per_visit",
+                self.access_during_appointment.per_visit,
+            ),
+            (
+                "access_during_appointment.max_score",
+                self.access_during_appointment.max_score,
+            ),
+            (
+                "concurrent_sessions.base_score",
+                self.concurrent_sessions.base_score,
+            ),
+            (
+                "concurrent_sessions.max_score",
+                self.concurrent_sessions.max_score,
+            ),
+            (
+                "access_despite_restriction.base_score",
+                self.access_despite_restriction.base_score,
+            ),
+            (
+                "account_change_then_new_device.base_score",
+                self.account_change_then_new_device.base_score,
+            ),
+            (
+                "monitoring_cadence.regular_score",
+                self.monitoring_cadence.regular_score,
+            ),
+        ];
+        for (key, v) in scores {
+            bounded(o, key, v, 0.0, 100.0);
+        }
+        let more: [(&str, f64); 6] = [
+            (
+                "access_despite_restriction.per_session",
+                self.access_despite_restriction.per_session,
+            ),
+            (
+                "access_despite_restriction.max_score",
+                self.access_despite_restriction.max_score,
+            ),
+            (
+                "account_change_then_new_device.locked_out_score",
+                self.account_change_then_new_device.locked_out_score,
+            ),
+            (
+                "account_change_then_new_device.max_score",
+                self.account_change_then_new_device.max_score,
+            ),
+            (
+                "monitoring_cadence.rate_score",
+                self.monitoring_cadence.rate_score,
+            ),
+            (
+                "monitoring_cadence.max_score",
+                self.monitoring_cadence.max_score,
+            ),
+        ];
+        for (key, v) in more {
+            bounded(o, key, v, 0.0, 100.0);
+        }
+        let fractions: [(&str, f64); 9] = [
+            (
+                "shared_device.household_factor",
+                self.shared_device.household_factor,
+            ),
+            ("unusual_hour.rare_share", self.unusual_hour.rare_share),
+            (
+                "unusual_hour.away_from_home_factor",
+                self.unusual_hour.away_from_home_factor,
+            ),
+            (
+                "unusual_hour.minority_share",
+                self.unusual_hour.minority_share,
+            ),
+            (
+                "access_during_appointment.carried_device_at_home_factor",
+                self.access_during_appointment.carried_device_at_home_factor,
+            ),
+            (
+                "concurrent_sessions.own_devices_factor",
+                self.concurrent_sessions.own_devices_factor,
+            ),
+            (
+                "access_despite_restriction.own_device_factor",
+                self.access_despite_restriction.own_device_factor,
+            ),
+            (
+                "account_change_then_new_device.own_phone_factor",
+                self.account_change_then_new_device.own_phone_factor,
+            ),
+            (
+                "monitoring_cadence.tolerance_share",
+                self.monitoring_cadence.tolerance_share,
+            ),
+        ];
+        for (key, v) in fractions {
+            bounded(o, key, v, 0.0, 1.0);
+        }
+        bounded(
+            o,
+            "unfamiliar_device.max_sessions",
+            self.unfamiliar_device.max_sessions,
+            1,
+            1000,
+        );
+        bounded(
+            o,
+            "unusual_hour.min_sessions",
+            self.unusual_hour.min_sessions,
+            1,
+            10_000,
+        );
+        bounded(
+            o,
+            "unusual_hour.min_days",
+            self.unusual_hour.min_days,
+            1,
+            3650,
+        );
+        bounded(
+            o,
+            "unusual_hour.explained_within_hours",
+            self.unusual_hour.explained_within_hours,
+            0,
+            24 * 30,
+        );
+        bounded(
+            o,
+            "unusual_hour.core_distance_hours",
+            self.unusual_hour.core_distance_hours,
+            1,
+            12,
+        );
+        bounded(
+            o,
+            "access_after_sensitive_entry.within_hours",
+            self.access_after_sensitive_entry.within_hours,
+            1,
+            24 * 90,
+        );
+        bounded(
+            o,
+            "concurrent_sessions.within_minutes",
+            self.concurrent_sessions.within_minutes,
+            0,
+            24 * 60,
+        );
+        bounded(
+            o,
+            "account_change_then_new_device.within_days",
+            self.account_change_then_new_device.within_days,
+            0,
+            365,
+        );
+        bounded(
+            o,
+            "monitoring_cadence.rate_ratio",
+            self.monitoring_cadence.rate_ratio,
+            0.0,
+            1000.0,
+        );
+        bounded(
+            o,
+            "monitoring_cadence.min_rate_per_day",
+            self.monitoring_cadence.min_rate_per_day,
+            0.0,
+            1000.0,
+        );
+        bounded(
+            o,
+            "monitoring_cadence.min_regular_sessions",
+            self.monitoring_cadence.min_regular_sessions,
+            2,
+            10_000,
+        );
+        bounded(
+            o,
+            "monitoring_cadence.min_regular_days",
+            self.monitoring_cadence.min_regular_days,
+            2,
+            10_000,
+        );
+        bounded(
+            o,
+            "monitoring_cadence.tolerance_minutes",
+            self.monitoring_cadence.tolerance_minutes,
+            0,
+            24 * 60,
+        );
+        p
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UnfamiliarDevice {
@@ -401,6 +703,35 @@ mod tests {
             !a.allows("4010232137", "tablet", day(10)),
             "only for the reviewed patient"
         );
+    }
+
+    #[test]
+    fn out_of_bounds_numbers_are_errors_naming_their_key() {
+        assert!(
+            DetectConfig::default().problems().is_empty(),
+            "{:?}",
+            DetectConfig::default().problems()
+        );
+        let c: DetectConfig = toml::from_str(
+            "[access_after_sensitive_entry]\nwithin_hours = 9223372036854775807\n[unusual_hour]\nrare_share = 2.0\n",
+        )
+        .unwrap_or_default();
+        let p = c.problems();
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("detect.access_after_sensitive_entry.within_hours:")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("detect.unusual_hour.rare_share:")),
+            "{p:?}"
+        );
+        let c: DetectConfig = toml::from_str("recent_days = 90\n").unwrap_or_default();
+        assert!(c
+            .problems()
+            .iter()
+            .any(|m| m.starts_with("detect.recent_days:")));
     }
 
     #[test]

@@ -331,7 +331,7 @@ fn s(v: Option<&Value>) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-fn truthy(v: Option<&Value>) -> bool {
+fn is_true(v: Option<&Value>) -> bool {
     matches!(v, Some(Value::Bool(true))) || s(v) == Some("true")
 }
 
@@ -429,7 +429,7 @@ pub fn map_audit_event(
         validate::timestamp(time, settings.timezone).map_err(|r| fault("recorded", r))?;
     let nhs_number = patient_nhs(v, &agents, &entities)?;
 
-    let requestor = agents.iter().find(|a| truthy(a.get("requestor")));
+    let requestor = agents.iter().find(|a| is_true(a.get("requestor")));
     let who = requestor.and_then(|a| a.get("who"));
     let account_id = who
         .and_then(|w| {

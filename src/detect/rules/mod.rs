@@ -186,14 +186,18 @@ pub fn not_the_holder(ctx: &Context, p: &PatientView, s: &Session) -> Option<&'s
         return Some("from a device that is not the patient's own");
     }
     // On the holder's own device, only the middle of their night says someone else: reading a new entry on one's
-    // own phone at an odd daytime hour is ordinary.
+    // own phone at an odd daytime hour is ordinary. Where the export cannot tell devices apart at all, any hour the
+    // holder does not keep is the only sign left, and counts.
     let h = ctx.hour(s.start);
-    if s.owner_actions == 0
-        && p.baseline.enough
-        && !(6..22).contains(&h)
-        && p.baseline.foreign_hour(ctx, s.start)
-    {
-        return Some("on the patient's own device in the middle of their night");
+    if s.owner_actions == 0 && p.baseline.enough && p.baseline.foreign_hour(ctx, s.start) {
+        if !(6..22).contains(&h) {
+            return Some("on the patient's own device in the middle of their night");
+        }
+        if !crate::detect::is_known_device(&s.device) {
+            return Some(
+                "at an hour the patient does not keep (the export cannot tell devices apart)",
+            );
+        }
     }
     None
 }

@@ -68,10 +68,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // mornings vary too much to flag on hours alone.
         let night = rare.iter().filter(|s| ctx.hour(s.start) < 6).count();
         let prying = rare.iter().filter(|s| s.watcher_like()).count();
-        let cap = if 5 * night >= 3 * rare.len()
-            && night >= 4
-            && night as f64 >= cfg.minority_share * p.sessions.len() as f64
-        {
+        let share = |n: usize| n as f64 >= cfg.minority_share * p.sessions.len() as f64;
+        // Where the export cannot tell devices apart, hours are nearly all there is: a run of foreign visits that
+        // makes up a good share of all use may stand alone too.
+        let blind = !crate::detect::is_known_device(device) && rare.len() >= 5 && share(rare.len());
+        let cap = if (5 * night >= 3 * rare.len() && night >= 4 && share(night)) || blind {
             cfg.night_max_score
         } else {
             cfg.max_score
