@@ -133,13 +133,14 @@ pub fn session_frame(
             .alias("device_key"),
             col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"),
         ]);
-    let keys = [col(NHS_NUMBER), col("device_key"), col("account_key")];
+    // Sorted by patient, device, account and time, a session starts where any key changes, at a login, or after a
+    // gap: plain shifts over the sorted frame (a window function per group costs several times more).
     let gap = lit(SESSION_GAP_MINUTES * 60_000_000);
-    let starts = t()
-        .diff(lit(1), Default::default())
-        .over(keys)?
-        .gt(gap)
-        .fill_null(lit(true))
+    let changed = |c: &str| col(c).neq_missing(col(c).shift(lit(1)));
+    let starts = changed(NHS_NUMBER)
+        .or(changed("device_key"))
+        .or(changed("account_key"))
+        .or((t() - t().shift(lit(1))).gt(gap).fill_null(lit(true)))
         .or(col(ACTION).eq(lit("login")));
     let keyed = keyed
         .sort(
