@@ -115,7 +115,19 @@ mod tests {
         let fixture = include_bytes!(
             "../tests/fixtures/auditevent/ihe-balp-1.1.4/AuditEvent-ex-auditBasicCreate1.json"
         );
-        let _ = fhir_json(fixture);
+        // The published example names its patient by a local reference, not an NHS number: quarantined, not mapped.
+        assert_eq!(fhir_json(fixture), 0);
+        let ours = br#"{"resourceType":"AuditEvent","recorded":"2026-03-01T10:00:00Z","action":"R","outcome":"0",
+            "subtype":[{"system":"http://hl7.org/fhir/restful-interaction","code":"read"}],
+            "agent":[{"requestor":true,"who":{"identifier":{"value":"acct-1"}}}],
+            "entity":[{"what":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9434765919"}},
+                       "role":{"system":"http://terminology.hl7.org/CodeSystem/object-role","code":"1"}}]}"#;
+        assert_eq!(
+            fhir_json(ours),
+            1,
+            "one AuditEvent with an NHS number, mapped"
+        );
+        assert_eq!(fhir_json(b"not json"), 0);
         assert!(config(b"timezone = \"Europe/London\"\n"));
         assert!(!config(b"no_such_key = 1\n"));
     }

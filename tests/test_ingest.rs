@@ -664,6 +664,7 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
     assert_eq!(r.code, 0, "{}", r.stderr);
     let clean_rows = read_kind(&clean, "audit").height();
 
+    let mut readers_checked = 0;
     for crash_after in ["1", "7", "40"] {
         let store = dir.path().join(format!("crashed-{crash_after}"));
         let s = store.to_str().unwrap();
@@ -679,6 +680,23 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
             !store.join("_manifest.json").exists(),
             "the file is not recorded as ingested"
         );
+        // A reader beside the killed ingest sees the committed store (nothing yet), not the half-written file.
+        if partial.height() > 0 {
+            let q = run(&[
+                "--config",
+                cfg,
+                "query",
+                "--store",
+                s,
+                "--sql",
+                "SELECT COUNT(*) AS n FROM audit",
+                "--format",
+                "csv",
+            ]);
+            assert_eq!(q.code, 0, "{}", q.stderr);
+            assert_eq!(q.stdout.trim(), "n\n0", "uncommitted rows are not visible");
+            readers_checked += 1;
+        }
         // The re-run completes it: same files, same bytes, no duplicates.
         let r = run(&["--config", cfg, "ingest", "--json", "--store", s, sample]);
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -701,6 +719,10 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
             "crash at write {crash_after} then re-run == uninterrupted run"
         );
     }
+    assert!(
+        readers_checked > 0,
+        "a crash left rows for the reader to ignore"
+    );
 }
 
 #[test]

@@ -304,5 +304,18 @@ fn exports_can_be_pseudonymised_with_a_key_from_a_file_only() {
         "csv",
         "--no-pseudonymise",
     ]);
-    assert!(r.stdout.contains("dev-") && r.stdout.lines().count() > 1);
+    // The patient's real device ids, from the input; a pseudonym would not be one of them.
+    let audit = read_csv_rows(&std::path::Path::new(SAMPLE).join("audit.csv"));
+    let devices: Vec<&str> = audit
+        .iter()
+        .filter(|r| r.get("nhs_number").map(String::as_str) == Some(nhs.as_str()))
+        .filter_map(|r| r.get("device_id").map(String::as_str))
+        .filter(|d| !d.is_empty())
+        .collect();
+    assert!(!devices.is_empty());
+    assert!(
+        r.stdout.lines().count() > 1 && devices.iter().any(|d| r.stdout.contains(d)),
+        "--no-pseudonymise shows the patient's real devices: {}",
+        r.stdout
+    );
 }

@@ -8,11 +8,26 @@ use polars::prelude::*;
 
 use crate::schema::{self, Kind};
 
-/// Every stored row of a kind (with its `date` partition column). An empty store gives an empty frame with the
-/// right schema, so plans over a new practice still run.
+/// Every committed row of a kind (with its `date` partition column): rows of files the manifest records, so a
+/// reader beside an ingest that is half-way through a file, or was killed in one, sees the store as the manifest
+/// last committed it. An empty store gives an empty frame with the right schema, so plans over a new practice still
+/// run.
 pub fn scan_kind(store: &Path, kind: Kind) -> PolarsResult<LazyFrame> {
     let mut schema = kind.stored_schema();
-    scan_dir(&store.join(kind.name()), true, &mut schema)
+    let committed: Vec<i64> = super::manifest::Manifest::load(store)
+        .map_err(|e| PolarsError::ComputeError(e.to_string().into()))?
+        .files
+        .iter()
+        .map(|f| f.seq)
+        .collect();
+    Ok(
+        scan_dir(&store.join(kind.name()), true, &mut schema)?.filter(
+            col(schema::INGEST_SEQ).is_in(
+                lit(Series::new("committed".into(), committed)).implode(false),
+                false,
+            ),
+        ),
+    )
 }
 
 /// Every quarantined row.

@@ -148,3 +148,47 @@ pub fn assert_golden(name: &str, actual: &str) {
         path.display()
     );
 }
+
+/// Every NHS number and device id in the CSV inputs under `dir` (columns `nhs_number`, `proxy_nhs_number`,
+/// `device_id`): what must never appear in a log, a file name or a pseudonymised export.
+pub fn identifiers_in(dir: &Path) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "csv") {
+            continue;
+        }
+        let mut r = csv::Reader::from_path(&p).unwrap();
+        let headers = r.headers().unwrap().clone();
+        let cols: Vec<usize> = headers
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| ["nhs_number", "proxy_nhs_number", "device_id"].contains(h))
+            .map(|(i, _)| i)
+            .collect();
+        for rec in r.records().flatten() {
+            for &i in &cols {
+                if let Some(v) = rec.get(i).filter(|v| v.len() >= 6) {
+                    out.insert(v.to_string());
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// A CSV file's rows as column -> value maps.
+pub fn read_csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            headers
+                .iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
