@@ -600,6 +600,18 @@ impl Generator<'_> {
         });
     }
 
+    /// The 104 code: enhanced review before access to new entries.
+    fn code_104(&mut self, nhs: &str, at: DateTime<Utc>) {
+        self.entry(
+            nhs,
+            at,
+            CODE_104,
+            "Enhanced review indicated before granting access to own health record",
+            "summary",
+            true,
+        );
+    }
+
     fn ordinary_entries(&mut self, nhs: &str) {
         let days: Vec<NaiveDate> = self.days().collect();
         for day in days {
@@ -995,14 +1007,7 @@ impl Generator<'_> {
                     self.start + Duration::days(i64::from(self.spec.days) / 3),
                     10.5,
                 );
-                self.entry(
-                    &nhs,
-                    at,
-                    CODE_104,
-                    "Enhanced review indicated before granting access to own health record",
-                    "summary",
-                    true,
-                );
+                self.code_104(&nhs, at);
                 self.ordinary_use(&h, &|_, _| 0, first, last);
             }
             Persona::ProxyChild | Persona::AbuserOwnRecord => {}

@@ -12,7 +12,7 @@ use rand::Rng;
 use super::{
     at_local, AppointmentRow, Device, Generator, Persona, BROAD_SECTIONS, PRYING_SECTIONS,
 };
-use crate::context::{CODE_104, CODE_106};
+use crate::context::CODE_106;
 
 /// How a monitored patient is being watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -419,14 +419,7 @@ impl Generator<'_> {
                 let day = self.day_in(earliest, latest);
                 let at = at_local(tz, day, 10.0);
                 self.sensitive_entry(&nhs, at - Duration::days(1));
-                self.entry(
-                    &nhs,
-                    at,
-                    CODE_104,
-                    "Enhanced review indicated before granting access to own health record",
-                    "summary",
-                    true,
-                );
+                self.code_104(&nhs, at);
                 let sessions = if obvious { 4 } else { 2 };
                 for _ in 0..sessions {
                     let when = at
