@@ -287,7 +287,12 @@ fn the_views_are_sql_tables() {
     )
     .unwrap();
     let sample = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data"));
-    ingest(&config, &[sample.clone()], &IngestOptions::default()).unwrap();
+    ingest(
+        &config,
+        std::slice::from_ref(&sample),
+        &IngestOptions::default(),
+    )
+    .unwrap();
     let catalogue = SensitiveCatalogue::default_catalogue().unwrap();
     let mut ctx = SQLContext::new();
     views::register_sql(&mut ctx, &store, &catalogue).unwrap();
