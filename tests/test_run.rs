@@ -69,12 +69,43 @@ fn a_night_runs_end_to_end_and_a_second_run_changes_nothing() {
         "{}",
         r.stdout
     );
-    assert!(
-        r.stdout
-            .contains("rows read 16116 = stored 16091 + duplicates 16 + quarantined 9"),
-        "{}",
-        r.stdout
+    // Rows read are the sample's data rows; nine of them are the broken ones the sample's README line describes
+    // (seven in audit-resent.csv, two in appointments-amended.csv), and the rest are stored or duplicates.
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data");
+    let read: usize = std::fs::read_dir(&sample)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .map(|p| {
+            csv::ReaderBuilder::new()
+                .flexible(true)
+                .from_path(&p)
+                .unwrap()
+                .byte_records()
+                .count()
+        })
+        .sum();
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("rows read"))
+        .unwrap_or_default();
+    let figures: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let n = figures.len();
+    assert!(n >= 4, "{line}");
+    let (rows, stored, dups, quarantined) = (
+        figures[n - 4],
+        figures[n - 3],
+        figures[n - 2],
+        figures[n - 1],
     );
+    assert_eq!(rows, read as u64, "{line}");
+    assert_eq!(rows, stored + dups + quarantined, "{line}");
+    assert_eq!(quarantined, 9, "{line}");
     let report_line = r.stdout.lines().last().unwrap();
     assert!(
         report_line.starts_with("report: ") && report_line.contains("reports/2026-11-22"),
@@ -195,10 +226,12 @@ fn a_run_killed_at_any_point_and_re_run_gives_the_same_findings() {
         );
     }
 
-    // A real SIGKILL part way through.
-    for delay_ms in [150u64, 400] {
+    // A real SIGKILL part way through: the run pauses right after its N-th durable write (a test-only fault point)
+    // and says so with a marker file, so the kill lands mid-run every time, not after a guessed delay.
+    for after_writes in [3u32, 12] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = practice(dir.path(), "[ingest]\nbatch_rows = 2000\n");
+        let marker = dir.path().join("paused");
         let mut child = Command::new(BIN)
             .args([
                 "--config",
@@ -207,22 +240,45 @@ fn a_run_killed_at_any_point_and_re_run_gives_the_same_findings() {
                 "--as-of",
                 "2026-11-22",
             ])
+            .env(
+                "ACCESSWATCH_TEST_PAUSE_AFTER_WRITES",
+                format!("{after_writes}:{}", marker.display()),
+            )
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let started = std::time::Instant::now();
+        while !marker.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before write {after_writes}"
+            );
+            assert!(
+                started.elapsed().as_secs() < 120,
+                "no pause at write {after_writes}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-        let _ = child.wait();
+        let status = child.wait().unwrap();
+        assert!(
+            status.code().is_none(),
+            "killed by the signal, mid-run: {status:?}"
+        );
+        assert!(
+            !dir.path().join("reports/2026-11-22/report.html").exists(),
+            "the kill landed before the run folder was complete"
+        );
         let r = nightly(&cfg, "2026-11-22", &[]);
         assert!(r.code == 0 || r.code == 3, "{}{}", r.stdout, r.stderr);
         assert_eq!(
             outputs(dir.path(), "2026-11-22"),
             want_outputs,
-            "SIGKILL after {delay_ms} ms"
+            "SIGKILL after write {after_writes}"
         );
         assert_eq!(
             store_data(dir.path()),
             want_store,
-            "SIGKILL after {delay_ms} ms"
+            "SIGKILL after write {after_writes}"
         );
     }
 }

@@ -36,6 +36,9 @@ const LOCK_FILE: &str = ".lock";
 /// data file renamed into place, a run folder file written), as a `kill -9` would leave it. Documented in the
 /// README; has no other effect.
 pub const CRASH_AFTER_WRITES_ENV: &str = "ACCESSWATCH_TEST_CRASH_AFTER_WRITES";
+/// Fault injection for the kill tests: when set to `N:FILE`, the process creates FILE right after its N-th durable
+/// write and then waits there for ever, so a test can send a real SIGKILL knowing the run is part way through.
+pub const PAUSE_AFTER_WRITES_ENV: &str = "ACCESSWATCH_TEST_PAUSE_AFTER_WRITES";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -219,6 +222,15 @@ pub fn fault_point() {
     if let Ok(limit) = std::env::var(CRASH_AFTER_WRITES_ENV) {
         if limit.trim().parse::<usize>().ok() == Some(n) {
             std::process::abort();
+        }
+    }
+    if let Ok(spec) = std::env::var(PAUSE_AFTER_WRITES_ENV) {
+        if let Some((at, marker)) = spec.split_once(':') {
+            if at.trim().parse::<usize>().ok() == Some(n) && fs::write(marker, b"paused").is_ok() {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
         }
     }
 }
