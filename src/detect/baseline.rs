@@ -5,12 +5,11 @@
 //! the window opened is in that history too, and must not be learned as the holder. So the holder is recognised by
 //! what they do, not by who came first or who is most frequent:
 //! - a device is the holder's when it manages the patient's care: books or cancels appointments, orders repeat
-//!   prescriptions, sends messages, or reads the sections a watcher has no use for (summary, appointments,
-//!   allergies, immunisations). A device that only ever reads consultations, problems, letters, documents, results
-//!   and medications is not recognised as the holder's, however long it has been there;
+//!   prescriptions, sends messages, or reads the sections a watcher has little use for ([`CARE_SECTIONS`]). A
+//!   device that only ever reads is not recognised as the holder's, however long it has been there;
 //! - the holder's hours are learned from their own sessions of that kind on their own devices, shrunk towards the
-//!   practice's hours. A handful of foreign sessions, which only read, do not teach the model anything, so they stay
-//!   rare however often they recur.
+//!   practice's hours, with a core that a recurring minority cannot move and a check of how often each hour's
+//!   visits manage care (see [`PatientBaseline::foreign_hour`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -27,9 +26,7 @@ pub struct DeviceUse {
     /// Sessions over the whole look-back.
     pub sessions: usize,
     pub baseline_sessions: usize,
-    pub recent_sessions: usize,
     pub first: i64,
-    pub last: i64,
     /// Sessions that manage the patient's care (see [`Session::holder_like`]).
     pub holder_sessions: usize,
     /// Sessions with a booking, an order or a message.
@@ -86,7 +83,6 @@ pub fn add_device_histories(
                 .entry(nhs.clone())
                 .or_insert_with(|| DeviceUse {
                     first: s.start,
-                    last: s.start,
                     ..Default::default()
                 });
             count_session(u, s, recent_start);
@@ -104,13 +100,8 @@ pub fn add_device_histories(
 
 fn count_session(u: &mut DeviceUse, s: &Session, recent_start: i64) {
     u.sessions += 1;
-    if s.start < recent_start {
-        u.baseline_sessions += 1;
-    } else {
-        u.recent_sessions += 1;
-    }
+    u.baseline_sessions += usize::from(s.start < recent_start);
     u.first = u.first.min(s.start);
-    u.last = u.last.max(s.start);
     u.holder_sessions += usize::from(s.holder_like());
     u.owner_action_sessions += usize::from(s.owner_actions > 0);
     u.watcher_sessions += usize::from(s.watcher_like());
@@ -126,14 +117,6 @@ pub const MIN_CARE_RATE: f64 = 0.25;
 pub const MIN_LOW_CARE_VISITS: f64 = 4.0;
 /// An hour whose visits manage care at under this fraction of the holder's overall rate is not the holder's.
 pub const LOW_CARE_RATIO: f64 = 0.35;
-
-fn care_of<'a>(sessions: &[&'a Session]) -> Vec<&'a Session> {
-    sessions
-        .iter()
-        .copied()
-        .filter(|s| s.holder_like())
-        .collect()
-}
 /// Sessions needed before core hours are learned.
 pub const MIN_CORE_SESSIONS: f64 = 8.0;
 
@@ -229,8 +212,6 @@ pub struct PatientBaseline {
     /// Enough history to judge hours and pace (see `min_baseline_sessions`, `min_baseline_days`).
     pub enough: bool,
     pub devices: HashMap<String, DeviceUse>,
-    /// Devices with at least `established_device_sessions` sessions before the recent window.
-    pub established: HashSet<String>,
     /// The devices that manage the patient's care: the holder's own.
     pub holder_devices: HashSet<String>,
     /// The holder's main device: the one they carry.
@@ -264,11 +245,9 @@ impl PatientBaseline {
                 .entry(s.device.clone())
                 .or_insert_with(|| DeviceUse {
                     first: s.start,
-                    last: s.start,
                     ..Default::default()
                 });
             count_session(u, s, ctx.recent_start);
-            u.ips.extend(s.ip.iter().cloned());
             days.entry(&s.device)
                 .or_default()
                 .insert(ctx.local(s.start).date_naive());
@@ -278,12 +257,6 @@ impl PatientBaseline {
         for (d, u) in b.devices.iter_mut() {
             u.days = days.get(d.as_str()).map_or(0, BTreeSet::len);
         }
-        b.established = b
-            .devices
-            .iter()
-            .filter(|(_, u)| u.baseline_sessions >= ctx.cfg.established_device_sessions)
-            .map(|(d, _)| d.clone())
-            .collect();
         b.find_holder(
             ctx,
             sessions.first().map(|s| s.nhs_number.as_str()),
@@ -363,23 +336,18 @@ impl PatientBaseline {
     /// but it cannot move the core, so it stays foreign however often it recurs.
     fn learn_hours(&mut self, ctx: &Context, sessions: &[Session]) {
         let own = |s: &&Session| self.holder_devices.contains(&s.device);
-        let care: Vec<&Session> = sessions
-            .iter()
-            .filter(own)
-            .filter(|s| s.holder_like())
-            .collect();
-        let from: Vec<&Session> = if care.len() as f64 >= MIN_CARE_SESSIONS {
+        let all: Vec<&Session> = sessions.iter().filter(own).collect();
+        let cared: Vec<&Session> = all.iter().copied().filter(|s| s.holder_like()).collect();
+        let (n, care) = (hour_counts(ctx, &all), hour_counts(ctx, &cared));
+        let (n_all, care_all): (f64, f64) = (n.iter().sum(), care.iter().sum());
+        self.hour_counts = if care_all >= MIN_CARE_SESSIONS {
             care
         } else {
-            sessions.iter().filter(own).collect()
+            n
         };
-        self.hour_counts = hour_counts(ctx, &from);
         self.core = core_arc(&self.hour_counts);
         // Hours whose visits manage care far less often than the holder's visits do: someone else's hours on the
         // holder's own devices, even when they are the majority of all visits.
-        let all: Vec<&Session> = sessions.iter().filter(own).collect();
-        let (n, care) = (hour_counts(ctx, &all), hour_counts(ctx, &care_of(&all)));
-        let (n_all, care_all): (f64, f64) = (n.iter().sum(), care.iter().sum());
         let rate = if n_all > 0.0 { care_all / n_all } else { 0.0 };
         if rate >= MIN_CARE_RATE && care_all >= MIN_CARE_SESSIONS {
             for h in 0..24 {
@@ -390,7 +358,7 @@ impl PatientBaseline {
             }
         }
         let smooth = smoothed_share(&self.hour_counts);
-        let n = from.len() as f64;
+        let n: f64 = self.hour_counts.iter().sum();
         let k = ctx.cfg.hour_prior_sessions;
         for (h, share) in self.hour_share.iter_mut().enumerate() {
             *share = (smooth[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
@@ -432,10 +400,6 @@ impl PatientBaseline {
         self.devices
             .get(device)
             .is_none_or(|u| u.baseline_sessions == 0)
-    }
-
-    pub fn is_established(&self, device: &str) -> bool {
-        self.established.contains(device)
     }
 
     /// One of the holder's own devices.

@@ -166,7 +166,6 @@ pub fn detect(
 
     // What the export carries decides how sessions are built and which rules can run.
     let coverage = sessions::window_figures(store, lookback_start, end)?;
-    let not_run = rules::not_runnable(&coverage);
     // Batches of patients: the window's events over `detect.batch_events`, at most 100 (the batches are the last
     // two digits of the NHS number).
     let batches = coverage
@@ -175,7 +174,7 @@ pub fn detect(
         .clamp(1, 100) as u32;
     let mut stats = DetectionStats {
         batches,
-        rules_not_run: not_run.clone(),
+        rules_not_run: rules::not_runnable(&coverage),
         coverage,
         ..Default::default()
     };
@@ -228,7 +227,7 @@ pub fn detect(
     let mut charts = Vec::new();
     let runnable: Vec<&rules::Rule> = rules::CATALOGUE
         .iter()
-        .filter(|r| !not_run.iter().any(|n| n.rule_id == r.meta.id))
+        .filter(|r| !stats.rules_not_run.iter().any(|n| n.rule_id == r.meta.id))
         .collect();
     for batch in std::iter::once(batches - 1).chain(0..batches - 1) {
         ctx.sessions = match (last_batch.take(), &spill) {
