@@ -6,9 +6,14 @@
 //! detector are common (see [`Persona`]); a few percent are monitored in one of several [`Scenario`]s, obvious or
 //! subtle. Everything is drawn from one seeded generator, so a seed gives the same practice byte for byte.
 
+mod habits;
+mod personas;
 pub mod scenarios;
 pub mod write;
 
+pub use personas::Persona;
+
+use habits::HabitSettings;
 use scenarios::WatchSettings;
 pub use scenarios::{Intensity, Onset, Scenario};
 
@@ -38,44 +43,6 @@ pub struct PracticeSpec {
     pub intensity: Intensity,
 }
 
-/// Benign behaviours, including the look-alikes a naive detector would flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Persona {
-    Ordinary,
-    NoOnlineAccess,
-    TwoOwnDevices,
-    PhoneReplacement,
-    NightShift,
-    EntryChecker,
-    ProxyParent,
-    ProxyChild,
-    SharedTabletCouple,
-    Traveller,
-    PostAppointmentReader,
-    RestrictedOwnUse,
-    /// Uses their own phone on a partner's record: the device owner in a monitoring scenario (not at risk).
-    AbuserOwnRecord,
-}
-
-impl Persona {
-    pub fn name(self) -> &'static str {
-        match self {
-            Persona::Ordinary => "ordinary",
-            Persona::NoOnlineAccess => "no_online_access",
-            Persona::TwoOwnDevices => "two_own_devices",
-            Persona::PhoneReplacement => "phone_replacement",
-            Persona::NightShift => "night_shift",
-            Persona::EntryChecker => "entry_checker",
-            Persona::ProxyParent => "proxy_parent",
-            Persona::ProxyChild => "proxy_child",
-            Persona::SharedTabletCouple => "shared_tablet_couple",
-            Persona::Traveller => "traveller",
-            Persona::PostAppointmentReader => "post_appointment_reader",
-            Persona::RestrictedOwnUse => "restricted_own_use",
-            Persona::AbuserOwnRecord => "abuser_own_record",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -152,33 +119,6 @@ pub struct Practice {
     pub truth: Vec<TruthRow>,
 }
 
-/// One person's habits.
-#[derive(Debug, Clone)]
-struct Habits {
-    nhs: String,
-    account: String,
-    devices: Vec<Device>,
-    home_ip: String,
-    /// (mean local hour, spread in hours, weight)
-    peaks: Vec<(f64, f64, f64)>,
-    sessions_per_day: f64,
-}
-
-const PHONE_UAS: &[&str] = &[
-    "NHSApp/2.41.0 (iPhone; iOS 18.1)",
-    "NHSApp/2.41.0 (iPhone; iOS 17.6)",
-    "NHSApp/2.40.2 (Android 15; Pixel 8)",
-    "NHSApp/2.40.2 (Android 14; SM-S918B)",
-    "NHSApp/2.39.0 (Android 13; moto g54)",
-];
-const TABLET_UAS: &[&str] = &[
-    "NHSApp/2.41.0 (iPad; iPadOS 18.0)",
-    "NHSApp/2.40.2 (Android 14; SM-X210)",
-];
-const WEB_UAS: &[&str] = &[
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Gecko/20100101 Firefox/132.0",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Safari/605.1.15",
-];
 const VIEW_SECTIONS: &[&str] = &[
     "summary",
     "medications",
@@ -267,6 +207,8 @@ struct Generator<'a> {
     watch: WatchSettings,
     /// The chance that a holder's session books, orders or sends a message (drawn per practice).
     owner_action: f64,
+    /// How benign people vary in this practice.
+    habit: HabitSettings,
 }
 
 /// Generates a practice. The catalogue supplies real sensitive codes.
@@ -285,7 +227,9 @@ pub fn generate(spec: &PracticeSpec, catalogue: &SensitiveCatalogue) -> Practice
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let watch = WatchSettings::draw(&mut rng);
     let owner_action = rng.gen_range(0.03..0.12);
+    let habit = HabitSettings::draw(&mut rng);
     let mut g = Generator {
+        habit,
         watch,
         owner_action,
         rng,
@@ -341,242 +285,9 @@ impl Generator<'_> {
         )
     }
 
-    fn device(&mut self, kind: &str) -> Device {
-        let (uas, channel) = match kind {
-            "tablet" => (TABLET_UAS, "nhs_app"),
-            "web" => (WEB_UAS, "web"),
-            _ => (PHONE_UAS, "nhs_app"),
-        };
-        let ua = uas[self.rng.gen_range(0..uas.len())];
-        Device {
-            id: self.id("dev"),
-            user_agent: ua,
-            channel,
-        }
-    }
-
-    fn home_ip(&mut self) -> String {
-        let r = &mut self.rng;
-        format!(
-            "{}.{}.{}.{}",
-            [81, 86, 90, 92, 109, 146][r.gen_range(0..6)],
-            r.gen_range(1..255),
-            r.gen_range(0..256),
-            r.gen_range(1..255)
-        )
-    }
-
-    fn mobile_ip(&mut self) -> String {
-        let r = &mut self.rng;
-        format!(
-            "2a01:4c8:{:x}:{:x}::{:x}",
-            r.gen_range(0x1000..0xffff),
-            r.gen_range(1..0xffff),
-            r.gen_range(1..0xffff)
-        )
-    }
-
-    fn habits(&mut self, nhs: String) -> Habits {
-        let n_peaks = if self.rng.gen_bool(0.6) { 1 } else { 2 };
-        let peaks = (0..n_peaks)
-            .map(|_| {
-                let centre = *[7.5, 9.0, 12.5, 13.0, 17.5, 19.0, 20.5, 21.5]
-                    .choose(&mut self.rng)
-                    .unwrap_or(&19.0);
-                (
-                    centre + self.rng.gen_range(-0.5..0.5),
-                    self.rng.gen_range(0.6..1.4),
-                    self.rng.gen_range(0.5..1.0),
-                )
-            })
-            .collect();
-        let phone = self.device("phone");
-        Habits {
-            nhs,
-            account: self.id("nhsl"),
-            devices: vec![phone],
-            home_ip: self.home_ip(),
-            peaks,
-            sessions_per_day: self.rng.gen_range(0.08..0.45),
-        }
-    }
-
-    fn local_hour(&mut self, peaks: &[(f64, f64, f64)]) -> f64 {
-        let total: f64 = peaks.iter().map(|p| p.2).sum();
-        let mut pick = self.rng.gen_range(0.0..total);
-        let mut chosen = peaks[0];
-        for p in peaks {
-            if pick < p.2 {
-                chosen = *p;
-                break;
-            }
-            pick -= p.2;
-        }
-        // Box-Muller from two uniforms: a normal around the peak.
-        let (u1, u2): (f64, f64) = (self.rng.gen_range(1e-9..1.0), self.rng.gen_range(0.0..1.0));
-        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        (chosen.0 + z * chosen.1).rem_euclid(24.0)
-    }
-
     fn days(&self) -> impl Iterator<Item = NaiveDate> {
         let start = self.start;
         (0..self.spec.days.max(1)).map(move |d| start + Duration::days(i64::from(d)))
-    }
-
-    /// One session: login, some views from `sections`, sometimes another action, logout. Returns its end.
-    #[allow(clippy::too_many_arguments)]
-    fn session(
-        &mut self,
-        patient: &str,
-        account: &str,
-        role: &'static str,
-        device: &Device,
-        ip: &str,
-        start: DateTime<Utc>,
-        views: usize,
-        sections: &[&'static str],
-    ) -> DateTime<Utc> {
-        let chosen: Vec<&'static str> = (0..views.max(1))
-            .map(|_| sections[self.rng.gen_range(0..sections.len())])
-            .collect();
-        self.session_reading(patient, account, role, device, ip, start, &chosen, true)
-    }
-
-    /// One session reading `views` in order; `holder`: the account holder, who now and then books, orders or
-    /// sends a message. Returns its end.
-    #[allow(clippy::too_many_arguments)]
-    fn session_reading(
-        &mut self,
-        patient: &str,
-        account: &str,
-        role: &'static str,
-        device: &Device,
-        ip: &str,
-        start: DateTime<Utc>,
-        views: &[&'static str],
-        holder: bool,
-    ) -> DateTime<Utc> {
-        let session_id = self.id("sess");
-        let mut t = start;
-        let with_ids = self.rng.gen_bool(0.9);
-        let push = |g: &mut Self,
-                    t: DateTime<Utc>,
-                    action: &'static str,
-                    section: Option<&'static str>,
-                    outcome: &'static str| {
-            g.next_event += 1;
-            let event_id = with_ids.then(|| format!("ev-{:08}", g.next_event));
-            g.practice.audit.push(AuditRow {
-                event_id,
-                at: t,
-                nhs_number: patient.to_string(),
-                account_id: account.to_string(),
-                actor_role: role,
-                device: device.clone(),
-                ip: ip.to_string(),
-                session_id: session_id.clone(),
-                action,
-                section,
-                outcome,
-            });
-        };
-        if self.rng.gen_bool(0.02) {
-            push(self, t, "login_failed", None, "failure");
-            t += Duration::seconds(self.rng.gen_range(15..60));
-        }
-        push(self, t, "login", None, "success");
-        for section in views {
-            t += Duration::seconds(self.rng.gen_range(8..150));
-            let action = if *section == "documents" && self.rng.gen_bool(0.15) {
-                "download"
-            } else {
-                "view"
-            };
-            push(self, t, action, Some(section), "success");
-        }
-        if holder && role == "patient" && self.rng.gen_bool(self.owner_action) {
-            t += Duration::seconds(self.rng.gen_range(20..90));
-            let action = *["order_prescription", "book_appointment", "send_message"]
-                .choose(&mut self.rng)
-                .unwrap_or(&"send_message");
-            push(self, t, action, None, "success");
-        }
-        if self.rng.gen_bool(0.7) {
-            t += Duration::seconds(self.rng.gen_range(5..60));
-            push(self, t, "logout", None, "success");
-        }
-        t
-    }
-
-    /// One action in a session of its own (an account change).
-    fn single_action(
-        &mut self,
-        nhs: &str,
-        account: &str,
-        device: &Device,
-        ip: &str,
-        at: DateTime<Utc>,
-        action: &'static str,
-    ) {
-        let session_id = self.id("sess");
-        self.next_event += 1;
-        self.practice.audit.push(AuditRow {
-            event_id: None,
-            at,
-            nhs_number: nhs.to_string(),
-            account_id: account.to_string(),
-            actor_role: "patient",
-            device: device.clone(),
-            ip: ip.to_string(),
-            session_id,
-            action,
-            section: None,
-            outcome: "success",
-        });
-    }
-
-    /// A person's ordinary use of their own record over the period, from `from` to `until` (days).
-    fn ordinary_use(
-        &mut self,
-        h: &Habits,
-        device_for_day: &dyn Fn(NaiveDate, &mut ChaCha8Rng) -> usize,
-        from: NaiveDate,
-        until: NaiveDate,
-    ) {
-        let days: Vec<NaiveDate> = self.days().filter(|d| *d >= from && *d <= until).collect();
-        for day in days {
-            let weekend = matches!(day.weekday(), Weekday::Sat | Weekday::Sun);
-            let rate = h.sessions_per_day * if weekend { 0.8 } else { 1.0 };
-            let n = poisson(&mut self.rng, rate);
-            for _ in 0..n {
-                let hour = self.local_hour(&h.peaks);
-                let at = at_local(self.spec.timezone, day, hour);
-                let k = device_for_day(day, &mut self.rng).min(h.devices.len() - 1);
-                let device = h.devices[k].clone();
-                let ip = if device.user_agent.contains("iPhone")
-                    || device.user_agent.contains("Android")
-                {
-                    if self.rng.gen_bool(0.7) {
-                        h.home_ip.clone()
-                    } else {
-                        self.mobile_ip()
-                    }
-                } else {
-                    h.home_ip.clone()
-                };
-                let views = self.rng.gen_range(1..6);
-                self.session(
-                    &h.nhs,
-                    &h.account,
-                    "patient",
-                    &device,
-                    &ip,
-                    at,
-                    views,
-                    VIEW_SECTIONS,
-                );
-            }
-        }
     }
 
     fn entry(
@@ -792,230 +503,6 @@ impl Generator<'_> {
         }
     }
 
-    fn benign(&mut self, nhs: String, persona: Persona, queue: &mut dyn Iterator<Item = String>) {
-        let mut h = self.habits(nhs.clone());
-        self.ordinary_entries(&nhs);
-        let appts = self.appointments(&nhs, 0.8);
-        if self.rng.gen_bool(0.06) {
-            let at = at_local(
-                self.spec.timezone,
-                self.start
-                    + Duration::days(self.rng.gen_range(0..i64::from(self.spec.days.max(1)))),
-                11.0,
-            );
-            self.sensitive_entry(&nhs, at);
-        }
-        let (first, last) = (self.start, self.spec.as_of);
-        match persona {
-            Persona::NoOnlineAccess => {}
-            Persona::Ordinary => {
-                self.ordinary_use(&h, &|_, _| 0, first, last);
-                // Now and then a one-off login from a work or library computer.
-                if self.rng.gen_bool(0.05) {
-                    let web = self.device("web");
-                    let day = self.start
-                        + Duration::days(self.rng.gen_range(0..i64::from(self.spec.days.max(1))));
-                    let at = at_local(self.spec.timezone, day, self.rng.gen_range(9.0..17.0));
-                    let ip = self.home_ip();
-                    self.session(
-                        &nhs,
-                        &h.account.clone(),
-                        "patient",
-                        &web,
-                        &ip,
-                        at,
-                        2,
-                        VIEW_SECTIONS,
-                    );
-                }
-            }
-            Persona::TwoOwnDevices => {
-                let kind = if self.rng.gen_bool(0.5) {
-                    "tablet"
-                } else {
-                    "web"
-                };
-                let second = self.device(kind);
-                h.devices.push(second);
-                self.ordinary_use(&h, &|_, r| usize::from(r.gen_bool(0.35)), first, last);
-            }
-            Persona::PhoneReplacement => {
-                let new_phone = self.device("phone");
-                h.devices.push(new_phone);
-                let switch = self.start
-                    + Duration::days(i64::from(self.spec.days) * self.rng.gen_range(50..90) / 100);
-                self.ordinary_use(&h, &move |d, _| usize::from(d >= switch), first, last);
-            }
-            Persona::NightShift => {
-                h.peaks = vec![
-                    (self.rng.gen_range(1.0..4.0), 0.8, 1.0),
-                    (self.rng.gen_range(14.0..16.0), 1.0, 0.4),
-                ];
-                self.ordinary_use(&h, &|_, _| 0, first, last);
-            }
-            Persona::EntryChecker => {
-                h.sessions_per_day *= 0.5;
-                self.ordinary_use(&h, &|_, _| 0, first, last);
-                for _ in 0..self.rng.gen_range(1..3) {
-                    let at = at_local(
-                        self.spec.timezone,
-                        self.start
-                            + Duration::days(
-                                self.rng.gen_range(0..i64::from(self.spec.days.max(1))),
-                            ),
-                        self.rng.gen_range(9.0..17.0),
-                    );
-                    self.sensitive_entry(&nhs, at);
-                }
-                let mine: Vec<DateTime<Utc>> = self
-                    .practice
-                    .entries
-                    .iter()
-                    .filter(|e| e.nhs_number == nhs && e.visible_online)
-                    .map(|e| e.recorded_at)
-                    .collect();
-                for at in mine {
-                    let when = at + Duration::minutes(self.rng.gen_range(3..60));
-                    let phone = h.devices[0].clone();
-                    let ip = h.home_ip.clone();
-                    self.session(
-                        &nhs,
-                        &h.account,
-                        "patient",
-                        &phone,
-                        &ip,
-                        when,
-                        3,
-                        PRYING_SECTIONS,
-                    );
-                }
-            }
-            Persona::ProxyParent => {
-                let tablet = self.device("tablet");
-                h.devices.push(tablet.clone());
-                self.ordinary_use(&h, &|_, r| usize::from(r.gen_bool(0.5)), first, last);
-                let proxy_account = self.id("nhsl");
-                for _ in 0..self.rng.gen_range(1..3) {
-                    let Some(child) = queue.next() else { break };
-                    self.ordinary_entries(&child);
-                    self.appointments(&child, 0.5);
-                    let granted = at_local(
-                        self.spec.timezone,
-                        self.start - Duration::days(self.rng.gen_range(60..700)),
-                        10.0,
-                    );
-                    self.practice.proxies.push(ProxyRow {
-                        nhs_number: child.clone(),
-                        proxy_account_id: proxy_account.clone(),
-                        proxy_nhs_number: self.rng.gen_bool(0.5).then(|| nhs.clone()),
-                        relationship: "parent",
-                        granted_at: granted,
-                        revoked_at: None,
-                    });
-                    let days: Vec<NaiveDate> = self.days().collect();
-                    for day in days {
-                        if self.rng.gen_bool(0.12) {
-                            let hour = self.local_hour(&h.peaks);
-                            let at = at_local(self.spec.timezone, day, hour);
-                            let dev = if self.rng.gen_bool(0.7) {
-                                tablet.clone()
-                            } else {
-                                h.devices[0].clone()
-                            };
-                            let ip = h.home_ip.clone();
-                            self.session(
-                                &child,
-                                &proxy_account,
-                                "proxy",
-                                &dev,
-                                &ip,
-                                at,
-                                2,
-                                VIEW_SECTIONS,
-                            );
-                        }
-                    }
-                    self.truth(&child, Persona::ProxyChild);
-                }
-            }
-            Persona::SharedTabletCouple => {
-                let tablet = self.device("tablet");
-                h.devices.push(tablet.clone());
-                self.ordinary_use(&h, &|_, r| usize::from(r.gen_bool(0.5)), first, last);
-                if let Some(partner) = queue.next() {
-                    let mut p = self.habits(partner.clone());
-                    p.home_ip = h.home_ip.clone();
-                    p.devices.push(tablet);
-                    self.ordinary_entries(&partner);
-                    self.appointments(&partner, 0.8);
-                    self.ordinary_use(&p, &|_, r| usize::from(r.gen_bool(0.5)), first, last);
-                    self.truth(&partner, Persona::SharedTabletCouple);
-                }
-            }
-            Persona::Traveller => {
-                let away_from = self.start
-                    + Duration::days(i64::from(self.spec.days) * self.rng.gen_range(40..80) / 100);
-                let away_to = away_from + Duration::days(self.rng.gen_range(5..12));
-                let shift = *[1.0, 1.0, -5.0, 7.0].choose(&mut self.rng).unwrap_or(&1.0);
-                self.ordinary_use(&h, &|_, _| 0, first, away_from - Duration::days(1));
-                let mut away = h.clone();
-                away.home_ip = format!("203.0.113.{}", self.rng.gen_range(1..255));
-                // Same habits in their own local time abroad: shifted on the practice's clock.
-                away.peaks = h
-                    .peaks
-                    .iter()
-                    .map(|p| ((p.0 - shift).rem_euclid(24.0), p.1, p.2))
-                    .collect();
-                self.ordinary_use(&away, &|_, _| 0, away_from, away_to);
-                self.ordinary_use(&h, &|_, _| 0, away_to + Duration::days(1), last);
-            }
-            Persona::PostAppointmentReader => {
-                self.ordinary_use(&h, &|_, _| 0, first, last);
-                for a in appts.iter().filter(|a| a.status == "attended") {
-                    let phone = h.devices[0].clone();
-                    if a.mode == "face_to_face" && self.rng.gen_bool(0.3) {
-                        // Checks the app in the waiting room, on their own phone over the mobile network.
-                        let ip = self.mobile_ip();
-                        self.session(
-                            &nhs,
-                            &h.account,
-                            "patient",
-                            &phone,
-                            &ip,
-                            a.starts_at - Duration::minutes(4),
-                            2,
-                            &["medications", "appointments"],
-                        );
-                    }
-                    let ip = h.home_ip.clone();
-                    let when = a.ends_at + Duration::minutes(self.rng.gen_range(30..240));
-                    self.session(
-                        &nhs,
-                        &h.account,
-                        "patient",
-                        &phone,
-                        &ip,
-                        when,
-                        3,
-                        &["consultations", "test_results", "medications"],
-                    );
-                }
-            }
-            Persona::RestrictedOwnUse => {
-                let at = at_local(
-                    self.spec.timezone,
-                    self.start + Duration::days(i64::from(self.spec.days) / 3),
-                    10.5,
-                );
-                self.code_104(&nhs, at);
-                self.ordinary_use(&h, &|_, _| 0, first, last);
-            }
-            Persona::ProxyChild | Persona::AbuserOwnRecord => {}
-        }
-        if persona != Persona::ProxyChild {
-            self.truth(&nhs, persona);
-        }
-    }
 }
 
 /// A local wall-clock time on a day, as a UTC instant (a time in the spring-forward gap moves an hour on).

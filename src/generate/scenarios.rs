@@ -206,7 +206,7 @@ impl Generator<'_> {
         at: DateTime<Utc>,
     ) {
         let views = self.watcher_views();
-        self.session_reading(nhs, account, "patient", device, ip, at, &views, false);
+        self.session_reading(nhs, account, "patient", device, ip, at, &views, 0.0);
     }
 
     /// A watcher's background reading over its window, at its pace and hours.
@@ -406,7 +406,7 @@ impl Generator<'_> {
                         &watcher_ip,
                         t + j,
                         &views,
-                        false,
+                        0.0,
                     );
                     t += Duration::hours(every_hours);
                 }
