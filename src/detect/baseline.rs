@@ -117,6 +117,13 @@ pub const MIN_CARE_RATE: f64 = 0.25;
 pub const MIN_LOW_CARE_VISITS: f64 = 4.0;
 /// An hour whose visits manage care at under this fraction of the holder's overall rate is not the holder's.
 pub const LOW_CARE_RATIO: f64 = 0.35;
+/// A device reads like a watcher when at least this share of its reading sessions only read prying sections...
+pub const WATCHER_SHARE: f64 = 0.8;
+/// ...and this much more than the holder's own main device does.
+pub const WATCHER_MARGIN: f64 = 0.35;
+/// A device that reads care sections in two visits or more is the holder's unless it reads like a watcher more than
+/// this beyond the holder's own main device (and beyond one visit in two).
+pub const HOLDER_MIX_MARGIN: f64 = 0.1;
 /// Sessions needed before core hours are learned.
 pub const MIN_CORE_SESSIONS: f64 = 8.0;
 
@@ -229,6 +236,10 @@ pub struct PatientBaseline {
     pub ips: HashSet<String>,
     /// The address the holder's devices use most: the household connection.
     pub home_ip: Option<String>,
+    /// How much the holder themself reads like a watcher: the share of their main device's reading sessions that
+    /// only read consultations, problems, results, letters or documents. Someone who mostly follows their results
+    /// reads that way too, so a device reading that way is only telling against a holder who does not.
+    pub holder_prying: f64,
     /// Sessions per day before the recent window.
     pub daily_rate: f64,
     /// Days from the first session to the end of the look-back.
@@ -301,13 +312,20 @@ impl PatientBaseline {
             })
             .map(|x| x.3.clone());
         // Other devices are the holder's too when they manage the patient's care: a booking, an order or a message;
-        // care reads in at least half their visits (a household tablet both partners use for their own care); or
-        // care reads in some of their visits at the holder's own hours (a tablet at home in the evening).
+        // care reads in at least two visits, reading no more like a watcher than the holder's main device does (a
+        // household tablet both partners use for their own care); or care reads in some of their visits at the
+        // holder's own hours (a tablet at home in the evening).
         let primary: Vec<&Session> = sessions
             .iter()
             .filter(|s| Some(&s.device) == self.primary_device.as_ref())
             .collect();
+        self.holder_prying = self
+            .primary_device
+            .as_ref()
+            .and_then(|d| self.devices.get(d))
+            .map_or(0.0, DeviceUse::watcher_share);
         let arc = core_arc(&hour_counts(ctx, &primary));
+        let holder_prying = self.holder_prying;
         let mut at_core: HashMap<&str, (usize, usize)> = HashMap::new();
         for s in sessions {
             let e = at_core.entry(s.device.as_str()).or_default();
@@ -321,7 +339,8 @@ impl PatientBaseline {
                 let (n, core) = at_core.get(d.as_str()).copied().unwrap_or((0, 0));
                 Some(*d) == self.primary_device.as_ref()
                     || (u.owner_action_sessions > 0 && u.watcher_share() < 0.75)
-                    || (u.holder_sessions >= 2 && u.watcher_share() <= 0.5)
+                    || (u.holder_sessions >= 2
+                        && u.watcher_share() <= (holder_prying + HOLDER_MIX_MARGIN).max(0.5))
                     || (u.holder_sessions > 0 && u.watcher_share() <= 0.7 && 10 * core >= 7 * n)
             })
             .map(|(d, _)| d.clone())
@@ -400,6 +419,15 @@ impl PatientBaseline {
         self.devices
             .get(device)
             .is_none_or(|u| u.baseline_sessions == 0)
+    }
+
+    /// A device that reads the way a watcher does, distinctly more so than the holder: it (nearly) only reads the
+    /// sections where disclosures are found, and the holder's own main device does not.
+    pub fn reads_like_watcher(&self, device: &str) -> bool {
+        self.devices.get(device).is_some_and(|u| {
+            let share = u.watcher_share();
+            share >= WATCHER_SHARE && share - self.holder_prying >= WATCHER_MARGIN
+        })
     }
 
     /// One of the holder's own devices.

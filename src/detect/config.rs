@@ -122,7 +122,7 @@ impl DetectConfig {
         bounded(o, "high", self.high, 0.0, 100.0);
         bounded(o, "medium", self.medium, 0.0, self.high.clamp(0.0, 100.0));
         bounded(o, "stale_factor", self.stale_factor, 0.0, 1.0);
-        let scores: [(&str, f64); 25] = [
+        let scores: [(&str, f64); 27] = [
             (
                 "unfamiliar_device.base_score",
                 self.unfamiliar_device.base_score,
@@ -142,6 +142,14 @@ impl DetectConfig {
             (
                 "unfamiliar_device.max_score",
                 self.unfamiliar_device.max_score,
+            ),
+            (
+                "unfamiliar_device.holders_reading_max_score",
+                self.unfamiliar_device.holders_reading_max_score,
+            ),
+            (
+                "unusual_hour.holders_reading_max_score",
+                self.unusual_hour.holders_reading_max_score,
             ),
             ("shared_device.base_score", self.shared_device.base_score),
             ("shared_device.per_session", self.shared_device.per_session),
@@ -385,6 +393,9 @@ pub struct UnfamiliarDevice {
     /// Added when the device first appeared in the recent window on a record with some history.
     pub new_score: f64,
     pub max_score: f64,
+    /// The most a device scores when it reads the record the way the holder does (see
+    /// `PatientBaseline::reads_like_watcher`): a second tablet or computer whose hours are its own is a weak witness.
+    pub holders_reading_max_score: f64,
 }
 
 impl Default for UnfamiliarDevice {
@@ -397,6 +408,7 @@ impl Default for UnfamiliarDevice {
             reads_only_score: 10.0,
             new_score: 5.0,
             max_score: 50.0,
+            holders_reading_max_score: 35.0,
         }
     }
 }
@@ -450,6 +462,9 @@ pub struct UnusualHour {
     /// guidance describes), may score up to this; foreign hours otherwise stay at `max_score`, below medium: a
     /// person's own evenings and early mornings vary too much to flag on hours alone.
     pub night_max_score: f64,
+    /// The most foreign hours score on a device that is not the holder's but reads the record the way the holder
+    /// does (a tablet kept for the evenings, a work computer): its hours are its own habit.
+    pub holders_reading_max_score: f64,
 
     /// An hour at least this far from the holder's core hours (the shortest run of hours holding three quarters of
     /// their sessions) is one they do not keep, however often someone else has used it.
@@ -469,6 +484,7 @@ impl Default for UnusualHour {
             night_max_score: 55.0,
             minority_share: 0.1,
             minority_max_score: 30.0,
+            holders_reading_max_score: 30.0,
             explained_within_hours: 3,
             away_from_home_factor: 0.5,
             core_distance_hours: 3,

@@ -77,17 +77,22 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 .iter()
                 .any(|s| s.start > at + DAY && before.contains(s.device.as_str()));
         // A new phone used the way the patient used the old one (their sections, their hours) after a reset is
-        // most likely their own: it still counts, at `own_phone_factor`.
+        // most likely their own: it still counts, at `own_phone_factor`. So is a new device that takes over from
+        // the old ones without reading the way a watcher does: a replacement phone, set up with a new password.
         let own_phone = new_devices.iter().all(|d| p.baseline.is_holders(d));
+        let prying = new_devices
+            .iter()
+            .any(|d| p.baseline.reads_like_watcher(d));
+        let replacement = locked_out && !prying;
         let mut score = (cfg.base_score
             + if sessions.len() > 2 { 5.0 } else { 0.0 }
-            + if locked_out && !own_phone {
+            + if locked_out && prying && !own_phone {
                 cfg.locked_out_score
             } else {
                 0.0
             })
         .min(cfg.max_score);
-        if own_phone {
+        if own_phone || replacement {
             score *= cfg.own_phone_factor;
         }
         let what = match change.account_change.as_deref() {
@@ -102,8 +107,12 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             if delay_h < 1 { "less than an hour".to_string() } else { format!("{delay_h} hours") },
             short_device(&first.device),
             times(sessions.len()),
-            if locked_out {
-                "The devices the patient used before the change have not been used since. "
+            if locked_out && prying {
+                "The devices the patient used before the change have not been used since, and the new one only \
+                 reads consultations, problems, results, letters or documents. "
+            } else if locked_out {
+                "The devices the patient used before the change have not been used since: this may simply be a new \
+                 phone. "
             } else {
                 ""
             },

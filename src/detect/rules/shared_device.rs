@@ -43,6 +43,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             (cfg.base_score + cfg.per_session * (n.min(8) as f64 - 1.0)).min(cfg.max_score);
         if household {
             score *= cfg.household_factor;
+            // A family tablet that reads this record the way the holder does: each partner using it for their own
+            // care. It stays on the record as weak evidence.
+            if !p.baseline.reads_like_watcher(device) {
+                score *= cfg.household_factor;
+            }
         }
         let explanation = format!(
             "A device ({}) that another patient has used for their own record since {} opened this patient's record \

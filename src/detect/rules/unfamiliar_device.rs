@@ -48,21 +48,29 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .sessions
             .iter()
             .any(|s| p.baseline.is_holders(&s.device) && s.start > first);
-        let watcher_share = usage.watcher_share();
-        if !alongside && watcher_share < 0.8 {
+        let prying = p.baseline.reads_like_watcher(device);
+        if !alongside && !prying {
             continue;
         }
         let n = sessions.len();
         let mut score = cfg.base_score + cfg.per_session * (n.min(cfg.max_sessions) as f64 - 1.0);
-        if watcher_share >= 0.8 {
+        if prying {
             score += cfg.reads_only_score;
         }
         if p.baseline.is_new(device) && p.baseline.has_history(ctx) {
             score += cfg.new_score;
         }
-        score = score.min(cfg.max_score);
-        // A household tablet or computer a partner already uses is less telling than an outsider's device.
+        score = score.min(if prying {
+            cfg.max_score
+        } else {
+            cfg.holders_reading_max_score
+        });
+        // A household tablet or computer a partner already uses is less telling than an outsider's device, and
+        // one that reads this record the way the holder does is the family's tablet, not a witness.
         if sessions.iter().all(|s| ctx.household_device(p, s)) {
+            if !prying {
+                continue;
+            }
             score *= ctx.cfg.shared_device.household_factor;
         }
         let explanation = format!(
@@ -71,9 +79,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             times(n),
             usage.days,
             list_times(ctx, &sessions),
-            if watcher_share >= 0.8 {
+            if prying {
                 "It only read consultations, problems, results, letters or documents, and never booked, ordered or \
-                 sent a message. "
+                 sent a message, unlike the patient's own device. "
             } else {
                 ""
             },

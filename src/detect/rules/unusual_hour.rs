@@ -91,6 +91,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         if away {
             score *= cfg.away_from_home_factor;
         }
+        if !own && !p.baseline.reads_like_watcher(device) {
+            score = score.min(cfg.holders_reading_max_score);
+        }
         let explanation = format!(
             "The record was opened {} on {} different days at hours the patient does not keep ({}), only to read \
              it. The patient uses it {}. {}{}",
