@@ -50,12 +50,16 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let Some((a, b)) = pairs.first().copied() else {
         return Vec::new();
     };
-    // A patient moving between two devices of their own is less telling than a device they do not use.
+    // A patient moving between two devices of their own is less telling than a device they do not use, and so is
+    // a pair in which neither device reads the way a watcher does (a phone and a tablet picked up together).
     let both_own = pairs
         .iter()
         .all(|(a, b)| p.baseline.is_holders(&a.device) && p.baseline.is_holders(&b.device));
+    let prying = pairs.iter().any(|(a, b)| {
+        p.baseline.reads_like_watcher(&a.device) || p.baseline.reads_like_watcher(&b.device)
+    });
     let mut score = (cfg.base_score + 5.0 * (pairs.len() as f64 - 1.0)).min(cfg.max_score);
-    if both_own {
+    if both_own || !prying {
         score *= cfg.own_devices_factor;
     }
     let sessions: Vec<&Session> = pairs.iter().flat_map(|(a, b)| [*a, *b]).collect();

@@ -65,6 +65,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         } else {
             cfg.holders_reading_max_score
         });
+        // Seen on one day only: a borrowed or work computer is as likely as a watcher.
+        if usage.days < 2 {
+            score = score.min(cfg.base_score);
+        }
         // A household tablet or computer a partner already uses is less telling than an outsider's device, and
         // one that reads this record the way the holder does is the family's tablet, not a witness.
         if sessions.iter().all(|s| ctx.household_device(p, s)) {

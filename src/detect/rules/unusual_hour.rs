@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
+use crate::detect::baseline::WATCHER_SHARE;
 use crate::detect::{Context, Finding, PatientView, Session};
 
 pub const ID: &str = "unusual_hour";
@@ -72,13 +73,16 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // Where the export cannot tell devices apart, hours are nearly all there is: a run of foreign visits that
         // makes up a good share of all use may stand alone too.
         let blind = !crate::detect::is_known_device(device) && rare.len() >= 5 && share(rare.len());
-        let cap = if (5 * night >= 3 * rare.len() && night >= 4 && share(night)) || blind {
+        // The night run must read the way a watcher does: a night-shift worker manages their care at night too.
+        let reads_otherwise = prying as f64 >= WATCHER_SHARE * rare.len() as f64;
+        let night_run = 5 * night >= 3 * rare.len() && night >= 4 && share(night) && reads_otherwise;
+        let cap = if night_run || blind {
             cfg.night_max_score
         } else {
             cfg.max_score
         };
         let mut score = cfg.base_score + cfg.per_session * (counted - cfg.min_sessions) as f64;
-        if 5 * prying >= 4 * rare.len() {
+        if reads_otherwise {
             score += 5.0;
         }
         if cap > cfg.max_score {
