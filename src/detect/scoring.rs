@@ -7,6 +7,9 @@
 //! and arrived after a password change is one witness with three features), so a group's score is its strongest
 //! finding's, with each further finding adding 35% of what it would add on its own:
 //! group = 1 - (1 - s1) x (1 - 0.35 s2) x (1 - 0.35 s3) ... (scores as fractions, strongest first).
+//! Foreign hours on devices with no other evidence against them form one group for the patient, whatever the
+//! device: they are all judged against one model of the holder's hours, so one mistake in that model would show on
+//! every device.
 //! Different groups (another device, another kind of evidence) corroborate each other and combine as independent
 //! evidence: risk = 100 x (1 - product over groups of (1 - group/100)).
 //! Evidence that stopped before the recent window still counts, at `detect.stale_factor` of its score, so a
@@ -24,6 +27,9 @@ use serde::Serialize;
 use super::config::DetectConfig;
 use super::rules::{self, EvidenceKind};
 use super::{Context, Finding};
+
+/// The evidence group of foreign hours on devices with no other evidence against them.
+const HOURS_GROUP: &str = "(hours)";
 
 /// How much a further finding in the same evidence group adds, relative to what it would add alone.
 pub const SAME_GROUP_WEIGHT: f64 = 0.35;
@@ -84,6 +90,13 @@ pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -
     let mut out: Vec<PatientRisk> = by_patient
         .into_iter()
         .map(|(nhs, fs)| {
+            // Devices with evidence of what they are, beyond their hours.
+            let described: std::collections::BTreeSet<&str> = fs
+                .iter()
+                .filter(|f| f.rule_id != rules::unusual_hour::ID)
+                .filter(|f| group_of(f).0 == EvidenceKind::Device)
+                .filter_map(|f| f.device_id.as_deref())
+                .collect();
             let mut groups: BTreeMap<(EvidenceKind, String), Vec<f64>> = BTreeMap::new();
             for f in &fs {
                 let weight = if f.last_at >= ctx.recent_start {
@@ -91,10 +104,17 @@ pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -
                 } else {
                     cfg.stale_factor
                 };
-                groups
-                    .entry(group_of(f))
-                    .or_default()
-                    .push(f.score * weight);
+                // Foreign hours are judged against one model of the holder's hours: on devices with no other
+                // evidence, they are one witness however many devices show them (a holder whose hours the model
+                // reads too narrowly shows them on every device they own).
+                let key = if f.rule_id == rules::unusual_hour::ID
+                    && !f.device_id.as_deref().is_some_and(|d| described.contains(d))
+                {
+                    (EvidenceKind::Device, HOURS_GROUP.to_string())
+                } else {
+                    group_of(f)
+                };
+                groups.entry(key).or_default().push(f.score * weight);
             }
             let risk = combine(groups.into_values().map(group_score)).round();
             let mut by_rule: BTreeMap<&'static str, (f64, i64)> = BTreeMap::new();

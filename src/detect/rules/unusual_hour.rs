@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
-use crate::detect::baseline::WATCHER_SHARE;
+use crate::detect::baseline::{WATCHER_MARGIN, WATCHER_SHARE};
 use crate::detect::{Context, Finding, PatientView, Session};
 
 pub const ID: &str = "unusual_hour";
@@ -95,7 +95,12 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         if away {
             score *= cfg.away_from_home_factor;
         }
-        if !own && !p.baseline.reads_like_watcher(device) {
+        // Visits that read the way the holder reads are most likely the holder at other hours (a second device kept
+        // for the evenings, a late night): weak, unless they are a night run. They must read distinctly more like a
+        // watcher than the holder does, on this device as a whole or in these visits.
+        let prying_beyond_holder =
+            prying as f64 / rare.len() as f64 - p.baseline.holder_prying >= WATCHER_MARGIN;
+        if !night_run && !prying_beyond_holder && !p.baseline.reads_like_watcher(device) {
             score = score.min(cfg.holders_reading_max_score);
         }
         let explanation = format!(
