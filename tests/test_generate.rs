@@ -172,6 +172,18 @@ fn watchers_begin_when_asked_and_thin_exports_lack_their_columns() {
         .filter(|o| !o.is_empty())
         .collect();
     assert_eq!(onsets, BTreeSet::from(["recent".to_string()]));
+    // Recent watchers included, nothing is read or recorded after the last day of data (audit times are UTC, the
+    // day ends at 23:59 London time, which is UTC in November).
+    let last_audit = column(&out.join("audit.csv"), "occurred_at")
+        .into_iter()
+        .max()
+        .unwrap();
+    assert!(last_audit.as_str() < "2026-11-23T00:00:00Z", "{last_audit}");
+    let last_entry = column(&out.join("entries.csv"), "recorded_at")
+        .into_iter()
+        .max()
+        .unwrap();
+    assert!(last_entry.as_str() < "2026-11-23 00:00:00", "{last_entry}");
     // A thin export: the named columns are not written at all.
     let out = generate_with(
         dir.path(),

@@ -414,19 +414,21 @@ impl Generator<'_> {
             Scenario::AccessAfter104 => {
                 self.watch_over(&w, &nhs, &account, &other_device, &watcher_ip);
                 // The 104 code comes after a concern, often once the watcher is long established.
-                let earliest = (w.from + Duration::days(7)).max(self.start + Duration::days(10));
+                // Never after the watching stops (nor after the last day of data): a short, recent watch gets its
+                // code a day before it ends.
+                let earliest = (w.from + Duration::days(7))
+                    .max(self.start + Duration::days(10))
+                    .min(w.to - Duration::days(1));
                 let latest = (w.to - Duration::days(4)).max(earliest);
                 let day = self.day_in(earliest, latest);
                 let at = at_local(tz, day, 10.0);
                 self.sensitive_entry(&nhs, at - Duration::days(1));
                 self.code_104(&nhs, at);
                 let sessions = if obvious { 4 } else { 2 };
+                let until = at_local(tz, w.to, 23.5);
                 for _ in 0..sessions {
-                    let when = at
-                        + Duration::hours(
-                            self.rng
-                                .gen_range(3..((w.to - day).num_hours().max(4) + 20)),
-                        );
+                    let span = ((until - at).num_hours()).max(4);
+                    let when = at + Duration::hours(self.rng.gen_range(3..span));
                     self.watcher_session(&nhs, &account, &other_device, &watcher_ip, when);
                 }
                 if !obvious && self.rng.gen_bool(0.3) {
