@@ -98,6 +98,8 @@ pub(super) struct WatchSettings {
     pub views: (usize, usize),
     /// Share of watchers who stopped before the last day.
     pub stopped: f64,
+    /// The chance that an abuser reading from their own phone lives with the patient.
+    pub cohabiting: f64,
 }
 
 impl WatchSettings {
@@ -110,6 +112,7 @@ impl WatchSettings {
             broad_view: rng.gen_range(0.0..0.08),
             views: (lo, lo + rng.gen_range(1..5)),
             stopped: rng.gen_range(0.1..0.35),
+            cohabiting: rng.gen_range(0.3..0.8),
         }
     }
 }
@@ -284,7 +287,11 @@ impl Generator<'_> {
             }
             Scenario::AbuserPhoneTwoRecords => {
                 if let Some(abuser_nhs) = abuser {
-                    let a = self.habits(abuser_nhs.clone());
+                    let mut a = self.habits(abuser_nhs.clone());
+                    // Often a partner in the same home: one household connection for both records.
+                    if self.rng.gen_bool(self.watch.cohabiting) {
+                        a.home_ip = h.home_ip.clone();
+                    }
                     self.ordinary_entries(&abuser_nhs);
                     self.appointments(&abuser_nhs, 0.8);
                     self.ordinary_use(&a, &|_, _| 0, self.start, self.spec.as_of);
