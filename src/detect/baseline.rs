@@ -314,7 +314,8 @@ impl PatientBaseline {
         // Other devices are the holder's too when they manage the patient's care: a booking, an order or a message;
         // care reads in at least two visits, reading no more like a watcher than the holder's main device does (a
         // household tablet both partners use for their own care); or care reads in some of their visits at the
-        // holder's own hours (a tablet at home in the evening).
+        // holder's own hours (a tablet at home in the evening); or a device that took over from the main one, at the
+        // holder's hours (a new phone).
         let primary: Vec<&Session> = sessions
             .iter()
             .filter(|s| Some(&s.device) == self.primary_device.as_ref())
@@ -326,6 +327,9 @@ impl PatientBaseline {
             .map_or(0.0, DeviceUse::watcher_share);
         let arc = core_arc(&hour_counts(ctx, &primary));
         let holder_prying = self.holder_prying;
+        // A device that takes over from the main one (first used after the main one's last use) at the holder's
+        // hours is the holder's next phone, whatever it reads.
+        let primary_last = primary.iter().map(|s| s.start).max();
         let mut at_core: HashMap<&str, (usize, usize)> = HashMap::new();
         for s in sessions {
             let e = at_core.entry(s.device.as_str()).or_default();
@@ -342,6 +346,9 @@ impl PatientBaseline {
                     || (u.holder_sessions >= 2
                         && u.watcher_share() <= (holder_prying + HOLDER_MIX_MARGIN).max(0.5))
                     || (u.holder_sessions > 0 && u.watcher_share() <= 0.7 && 10 * core >= 7 * n)
+                    || (arc.is_some()
+                        && primary_last.is_some_and(|last| u.first > last)
+                        && 10 * core >= 7 * n)
             })
             .map(|(d, _)| d.clone())
             .collect();
