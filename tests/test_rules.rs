@@ -1171,3 +1171,187 @@ fn without_device_ids_a_phone_moving_between_networks_or_updating_its_app_is_not
         rules_for(&f, NHS_A)
     );
 }
+
+/// A habit that reads `readings` in turn: a session every `every` days at `hour`, from day `days.0` to `days.1`.
+#[allow(clippy::too_many_arguments)]
+fn reading(
+    p: &mut Practice,
+    nhs: &str,
+    device: &str,
+    ua: &str,
+    ip: &str,
+    days: (i64, i64),
+    every: usize,
+    hour: u32,
+    readings: &[&[&str]],
+) {
+    let start = NaiveDate::from_ymd_opt(2026, 9, 28).unwrap();
+    let account = if nhs == NHS_A { "acct-a" } else { "acct-b" };
+    for (i, d) in (days.0..=days.1).step_by(every).enumerate() {
+        let day = start + chrono::Duration::days(d);
+        p.session(
+            nhs,
+            account,
+            device,
+            ua,
+            ip,
+            &format!("{day} {hour:02}:{:02}", (d * 13) % 50),
+            readings[i % readings.len()],
+        );
+    }
+}
+
+#[test]
+fn a_device_reads_like_a_watcher_only_against_how_the_holder_reads() {
+    // A tablet that only ever reads results, letters and consultations, in the evenings, for weeks.
+    let tablet = |p: &mut Practice| {
+        reading(
+            p,
+            NHS_A,
+            "tablet-a",
+            TABLET,
+            HOME_A,
+            (1, 55),
+            4,
+            21,
+            &[&["test_results", "letters"], &["consultations"]],
+        );
+    };
+    // Beside a holder who books and reads their summary, appointments and medications, it is a watcher.
+    let mut broad = with_habit();
+    tablet(&mut broad);
+    let d = broad.detection();
+    let u = fired(&d.findings, NHS_A, "unfamiliar_device").expect("fires");
+    assert!(u.explanation.contains("It only read"), "{}", u.explanation);
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+    // Beside a holder who mostly follows their own results and letters on their phone, it reads the way they do:
+    // at most a weak finding, and the patient is not flagged.
+    let mut results_reader = Practice::default();
+    reading(
+        &mut results_reader,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (0, 55),
+        2,
+        19,
+        &[
+            &["test_results", "letters"],
+            &["consultations", "test_results"],
+            &["appointments", "test_results"],
+            &["letters"],
+        ],
+    );
+    tablet(&mut results_reader);
+    let d = results_reader.detection();
+    if let Some(u) = fired(&d.findings, NHS_A, "unfamiliar_device") {
+        assert!(!u.explanation.contains("It only read"), "{}", u.explanation);
+    }
+    assert_eq!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
+}
+
+#[test]
+fn a_new_phone_set_up_with_a_new_password_that_takes_over_is_the_holders_own() {
+    // A resets their password on a new phone on 12 Nov, which from then on is the only one used, at their hours;
+    // it happens to read only consultations and results in its first few visits.
+    let practice = |old_phone_goes_on: bool| {
+        let mut p = Practice::default();
+        let last = if old_phone_goes_on { 55 } else { 44 };
+        p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, last), 3, 19);
+        p.action(
+            NHS_A,
+            "acct-a",
+            "phone-new",
+            "2026-11-12 19:05",
+            "change_password",
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "phone-new",
+            PHONE,
+            HOME_A,
+            (45, 55),
+            2,
+            19,
+            &[&["consultations", "test_results"]],
+        );
+        p.detection()
+    };
+    let d = practice(false);
+    assert_eq!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
+    if let Some(a) = fired(&d.findings, NHS_A, "account_change_then_new_device") {
+        assert!(a.score < 45.0, "{a:?}");
+    }
+    // The same change and the same reading while the patient's own phone goes on being used: a takeover.
+    let d = practice(true);
+    let a = fired(&d.findings, NHS_A, "account_change_then_new_device").expect("fires");
+    assert!(a.explanation.contains("password"), "{}", a.explanation);
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+}
+
+#[test]
+fn another_patients_phone_that_starts_when_the_holder_goes_quiet_is_not_the_holders_next_phone() {
+    // A last used their phone on 7 Nov. From 17 Nov, B's own phone (B's record, for weeks) reads A's record at
+    // A's usual hour: it comes after A's phone and at A's hours, yet it is B's.
+    let mut p = Practice::default();
+    p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, 40), 3, 14);
+    p.habit(NHS_B, "acct-b", "phone-b", PHONE, HOME_B, (0, 55), 2, 14);
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-b",
+        PHONE,
+        HOME_B,
+        (50, 54),
+        2,
+        14,
+        &[&["consultations", "problems"]],
+    );
+    let f = p.detect();
+    let s = fired(&f, NHS_A, "shared_device").expect("fires");
+    assert_eq!(s.device_id.as_deref(), Some("phone-b"));
+}
+
+#[test]
+fn two_devices_at_once_count_only_when_one_reads_the_way_a_watcher_does() {
+    // A's phone is open at 19:21 on 1 Oct (the habit); another device opens the record a minute later, and once
+    // more on its own in the small hours.
+    let practice = |first: &[&str], second: &[&str]| {
+        let mut p = with_habit();
+        p.session(NHS_A, "acct-a", "tablet-x", TABLET, HOME_A, "2026-10-01 19:22", first);
+        p.session(NHS_A, "acct-a", "tablet-x", TABLET, HOME_A, "2026-10-15 03:00", second);
+        p.detect()
+    };
+    let watcher = practice(&["consultations", "problems"], &["letters"]);
+    let c = fired(&watcher, NHS_A, "concurrent_sessions").expect("fires");
+    assert!(c.score >= 45.0, "{c:?}");
+    // The same overlap with a device that reads appointments and the summary, as the holder does, is weak.
+    let household = practice(&["appointments", "medications"], &["summary"]);
+    let c = fired(&household, NHS_A, "concurrent_sessions").expect("fires");
+    assert!(c.score < 45.0, "{c:?}");
+}
+
+#[test]
+fn a_device_seen_on_one_day_only_scores_as_a_one_off() {
+    // A work or library computer: two visits on one day, reading letters and consultations.
+    let mut p = with_habit();
+    for at in ["2026-11-16 10:00", "2026-11-16 14:00"] {
+        p.session(
+            NHS_A,
+            "acct-a",
+            "web-1",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Gecko/20100101 Firefox/132.0",
+            "90.9.9.9",
+            at,
+            &["letters", "consultations"],
+        );
+    }
+    let f = p.detect();
+    let u = fired(&f, NHS_A, "unfamiliar_device").expect("fires");
+    assert!(
+        u.score <= accesswatch::detect::config::UnfamiliarDevice::default().base_score,
+        "{u:?}"
+    );
+}

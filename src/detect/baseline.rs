@@ -327,8 +327,9 @@ impl PatientBaseline {
             .map_or(0.0, DeviceUse::watcher_share);
         let arc = core_arc(&hour_counts(ctx, &primary));
         let holder_prying = self.holder_prying;
-        // A device that takes over from the main one (first used after the main one's last use) at the holder's
-        // hours is the holder's next phone, whatever it reads.
+        // A device that takes over from the main one (first used after the main one's last use, three times or
+        // more) at the holder's hours is the holder's next phone, whatever it reads, unless it is another
+        // patient's own.
         let primary_last = primary.iter().map(|s| s.start).max();
         let mut at_core: HashMap<&str, (usize, usize)> = HashMap::new();
         for s in sessions {
@@ -348,7 +349,9 @@ impl PatientBaseline {
                     || (u.holder_sessions > 0 && u.watcher_share() <= 0.7 && 10 * core >= 7 * n)
                     || (arc.is_some()
                         && primary_last.is_some_and(|last| u.first > last)
-                        && 10 * core >= 7 * n)
+                        && u.sessions >= 3
+                        && 10 * core >= 7 * n
+                        && !nhs.is_some_and(|n| ctx.someone_elses_device(n, d).is_some()))
             })
             .map(|(d, _)| d.clone())
             .collect();

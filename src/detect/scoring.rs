@@ -8,8 +8,8 @@
 //! finding's, with each further finding adding 35% of what it would add on its own:
 //! group = 1 - (1 - s1) x (1 - 0.35 s2) x (1 - 0.35 s3) ... (scores as fractions, strongest first).
 //! Foreign hours on devices with no other evidence against them form one group for the patient, whatever the
-//! device: they are all judged against one model of the holder's hours, so one mistake in that model would show on
-//! every device.
+//! device, scored as its strongest finding: they are all judged against one model of the holder's hours, so one
+//! mistake in that model would show on every device, and hours alone stay below medium.
 //! Different groups (another device, another kind of evidence) corroborate each other and combine as independent
 //! evidence: risk = 100 x (1 - product over groups of (1 - group/100)).
 //! Evidence that stopped before the recent window still counts, at `detect.stale_factor` of its score, so a
@@ -82,6 +82,45 @@ pub fn group_score(mut scores: Vec<f64>) -> f64 {
     combine(std::iter::once(first).chain(it.map(|s| s * SAME_GROUP_WEIGHT)))
 }
 
+/// One patient's risk from their findings: evidence groups scored, then combined as independent witnesses. Evidence
+/// that ended before `recent_start` counts at `stale_factor`.
+pub fn patient_risk(fs: &[&Finding], recent_start: i64, stale_factor: f64) -> f64 {
+    // Devices with evidence of what they are, beyond their hours.
+    let described: std::collections::BTreeSet<&str> = fs
+        .iter()
+        .filter(|f| f.rule_id != rules::unusual_hour::ID)
+        .filter(|f| group_of(f).0 == EvidenceKind::Device)
+        .filter_map(|f| f.device_id.as_deref())
+        .collect();
+    let mut groups: BTreeMap<(EvidenceKind, String), Vec<f64>> = BTreeMap::new();
+    for f in fs {
+        let weight = if f.last_at >= recent_start {
+            1.0
+        } else {
+            stale_factor
+        };
+        // Foreign hours are judged against one model of the holder's hours: on devices with no other
+        // evidence, they are one witness however many devices show them (a holder whose hours the model
+        // reads too narrowly shows them on every device they own).
+        let key = if f.rule_id == rules::unusual_hour::ID
+            && !f.device_id.as_deref().is_some_and(|d| described.contains(d))
+        {
+            (EvidenceKind::Device, HOURS_GROUP.to_string())
+        } else {
+            group_of(f)
+        };
+        groups.entry(key).or_default().push(f.score * weight);
+    }
+    combine(groups.into_iter().map(|((_, device), scores)| {
+        if device == HOURS_GROUP {
+            // Repetition of one doubtful model adds nothing: the strongest showing stands for them all.
+            scores.into_iter().fold(0.0, f64::max)
+        } else {
+            group_score(scores)
+        }
+    }))
+}
+
 pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -> Vec<PatientRisk> {
     let mut by_patient: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
     for f in findings {
@@ -90,33 +129,7 @@ pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -
     let mut out: Vec<PatientRisk> = by_patient
         .into_iter()
         .map(|(nhs, fs)| {
-            // Devices with evidence of what they are, beyond their hours.
-            let described: std::collections::BTreeSet<&str> = fs
-                .iter()
-                .filter(|f| f.rule_id != rules::unusual_hour::ID)
-                .filter(|f| group_of(f).0 == EvidenceKind::Device)
-                .filter_map(|f| f.device_id.as_deref())
-                .collect();
-            let mut groups: BTreeMap<(EvidenceKind, String), Vec<f64>> = BTreeMap::new();
-            for f in &fs {
-                let weight = if f.last_at >= ctx.recent_start {
-                    1.0
-                } else {
-                    cfg.stale_factor
-                };
-                // Foreign hours are judged against one model of the holder's hours: on devices with no other
-                // evidence, they are one witness however many devices show them (a holder whose hours the model
-                // reads too narrowly shows them on every device they own).
-                let key = if f.rule_id == rules::unusual_hour::ID
-                    && !f.device_id.as_deref().is_some_and(|d| described.contains(d))
-                {
-                    (EvidenceKind::Device, HOURS_GROUP.to_string())
-                } else {
-                    group_of(f)
-                };
-                groups.entry(key).or_default().push(f.score * weight);
-            }
-            let risk = combine(groups.into_values().map(group_score)).round();
+            let risk = patient_risk(&fs, ctx.recent_start, cfg.stale_factor).round();
             let mut by_rule: BTreeMap<&'static str, (f64, i64)> = BTreeMap::new();
             for f in &fs {
                 let e = by_rule.entry(f.rule_id).or_insert((0.0, f.first_at));
@@ -170,6 +183,25 @@ mod tests {
         assert_eq!(level(44.9, &cfg), "low");
         assert_eq!(level(45.0, &cfg), "medium");
         assert_eq!(level(70.0, &cfg), "high");
+    }
+
+    fn finding(rule: &'static str, score: f64, device: &str) -> Finding {
+        Finding::new("9990000000", rule, score, &[], Some(device), String::new())
+    }
+
+    #[test]
+    fn foreign_hours_on_several_undescribed_devices_are_one_witness() {
+        let hours = rules::unusual_hour::ID;
+        let (a, b) = (finding(hours, 40.0, "phone"), finding(hours, 30.0, "tablet"));
+        // Two devices, each with foreign hours and nothing else: one group, below medium.
+        let two = patient_risk(&[&a, &b], 0, 1.0);
+        assert!((two - 40.0).abs() < 1e-9, "{two}");
+        // Once the tablet is also described as not the holder's, its hours belong to that device's witness, which
+        // corroborates the phone's hours as a separate one.
+        let u = finding(rules::unfamiliar_device::ID, 35.0, "tablet");
+        let three = patient_risk(&[&a, &b, &u], 0, 1.0);
+        let expected = combine([40.0, group_score(vec![35.0, 30.0])]);
+        assert!((three - expected).abs() < 1e-9, "{three} vs {expected}");
     }
 
     #[test]

@@ -244,6 +244,11 @@ pub fn generate(spec: &PracticeSpec, catalogue: &SensitiveCatalogue) -> Practice
     };
     g.run();
     let mut p = g.practice;
+    // The export ends at midnight after the last day: a watcher's read a day after an entry, or the tail of a
+    // session that runs past midnight, is not in it yet.
+    let end = at_local(spec.timezone, spec.as_of + Duration::days(1), 0.0);
+    p.audit.retain(|a| a.at < end);
+    p.entries.retain(|e| e.recorded_at < end);
     p.audit.sort_by(|a, b| {
         (a.at, &a.nhs_number, &a.session_id).cmp(&(b.at, &b.nhs_number, &b.session_id))
     });
