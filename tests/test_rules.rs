@@ -1320,8 +1320,24 @@ fn two_devices_at_once_count_only_when_one_reads_the_way_a_watcher_does() {
     // more on its own in the small hours.
     let practice = |first: &[&str], second: &[&str]| {
         let mut p = with_habit();
-        p.session(NHS_A, "acct-a", "tablet-x", TABLET, HOME_A, "2026-10-01 19:22", first);
-        p.session(NHS_A, "acct-a", "tablet-x", TABLET, HOME_A, "2026-10-15 03:00", second);
+        p.session(
+            NHS_A,
+            "acct-a",
+            "tablet-x",
+            TABLET,
+            HOME_A,
+            "2026-10-01 19:22",
+            first,
+        );
+        p.session(
+            NHS_A,
+            "acct-a",
+            "tablet-x",
+            TABLET,
+            HOME_A,
+            "2026-10-15 03:00",
+            second,
+        );
         p.detect()
     };
     let watcher = practice(&["consultations", "problems"], &["letters"]);

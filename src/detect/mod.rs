@@ -196,14 +196,13 @@ pub fn detect(
         None
     };
     for batch in 0..batches {
-        let mut frame = sessions::session_frame(store, lookback_start, end, (batch, batches))?;
-        let (sessions, events) = sessions::sessions_from(&frame)?;
+        let (sessions, events) =
+            sessions::batch_sessions(store, lookback_start, end, (batch, batches))?;
         if let Some(spill) = &spill {
             if batch + 1 < batches {
-                spill.write(batch, &mut frame)?;
+                spill.write(batch, &mut sessions::sessions_frame(&sessions)?)?;
             }
         }
-        drop(frame);
         stats.audit_events += events;
         baseline::add_device_histories(&mut devices, &sessions, recent_start, |s| {
             ctx.is_formal_proxy(s)

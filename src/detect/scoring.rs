@@ -103,7 +103,10 @@ pub fn patient_risk(fs: &[&Finding], recent_start: i64, stale_factor: f64) -> f6
         // evidence, they are one witness however many devices show them (a holder whose hours the model
         // reads too narrowly shows them on every device they own).
         let key = if f.rule_id == rules::unusual_hour::ID
-            && !f.device_id.as_deref().is_some_and(|d| described.contains(d))
+            && !f
+                .device_id
+                .as_deref()
+                .is_some_and(|d| described.contains(d))
         {
             (EvidenceKind::Device, HOURS_GROUP.to_string())
         } else {
@@ -192,7 +195,10 @@ mod tests {
     #[test]
     fn foreign_hours_on_several_undescribed_devices_are_one_witness() {
         let hours = rules::unusual_hour::ID;
-        let (a, b) = (finding(hours, 40.0, "phone"), finding(hours, 30.0, "tablet"));
+        let (a, b) = (
+            finding(hours, 40.0, "phone"),
+            finding(hours, 30.0, "tablet"),
+        );
         // Two devices, each with foreign hours and nothing else: one group, below medium.
         let two = patient_risk(&[&a, &b], 0, 1.0);
         assert!((two - 40.0).abs() < 1e-9, "{two}");

@@ -1,5 +1,7 @@
-//! From audit events to sessions: one lazy polars plan per batch of patients that collapses the look-back's events
-//! into one row per login session, and the window's figures (how many events, how much of each optional field).
+//! From audit events to sessions: one lazy polars plan per batch of patients decodes the look-back's events with
+//! what a session sums up, and one pass over them, sorted by (patient, device, account) and time, cuts them into
+//! login sessions (see [`batch_sessions`]); and the window's figures (how many events, how much of each optional
+//! field).
 //!
 //! A session is rebuilt from the events of one patient, device and account: a login, or a gap of more than
 //! [`SESSION_GAP_MINUTES`] without activity, starts a new one. The source's `session_id` is not used, even where an
@@ -12,6 +14,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, NaiveDate};
 use polars::prelude::*;
+use rayon::slice::ParallelSliceMut;
 
 use super::model::*;
 use crate::schema::*;
@@ -85,13 +88,18 @@ fn one_of(c: &str, name: &str, values: &[&str]) -> Expr {
     col(c).is_in(lit(Series::new(name.into(), values)).implode(false), false)
 }
 
-/// The plan that collapses a batch's audit events into one row per session, collected.
-pub fn session_frame(
+/// A batch's sessions, per patient in time order, and the audit events they hold.
+///
+/// One lazy plan decodes the batch's events with what a session sums up (keys, flags, time); the sessions are then
+/// cut in one pass over the events sorted by (patient, device, account) number and time, and summed straight into
+/// [`Session`]s. Only those three keys and the time are sorted; every other column is read in place by row, so no
+/// string column is ever reordered or grouped.
+pub fn batch_sessions(
     store: &Path,
     start: i64,
     end: i64,
     (batch, batches): (u32, u32),
-) -> PolarsResult<DataFrame> {
+) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
     let t = time;
     let is_read = one_of(ACTION, "r", &READ_ACTIONS);
     let is_change = one_of(ACTION, "c", &ACCOUNT_CHANGES);
@@ -111,73 +119,230 @@ pub fn session_frame(
             .cast(DataType::UInt32);
         scan = scan.filter((last_two % lit(batches)).eq(lit(batch)));
     }
-    let keyed = scan
+    let base = scan
         .filter(in_window(start, end))
         // A failed login is not access to the record.
         .filter(col(OUTCOME).eq(lit("success")))
+        .with_column(col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"));
+    // The device key: the device id; without one, the user agent with its version numbers masked (the regex runs
+    // only on the events that need it); without either, the unknown device.
+    let with_id = base
+        .clone()
+        .filter(col(DEVICE_ID).is_not_null())
+        .with_column(col(DEVICE_ID).alias("device_key"));
+    let without_id = base.filter(col(DEVICE_ID).is_null()).with_column(
+        coalesce(&[
+            concat_str(
+                [
+                    lit(UA_KEY),
+                    col(USER_AGENT)
+                        .str()
+                        .replace_all(lit(r"[0-9]+"), lit("#"), false),
+                ],
+                "",
+                false,
+            ),
+            lit(UNKNOWN_DEVICE),
+        ])
+        .alias("device_key"),
+    );
+    let keyed = concat([with_id, without_id], UnionArgs::default())?
+        // Per event, what the session sums up: simple sums, minima and maxima group fast.
         .with_columns([
-            coalesce(&[
-                col(DEVICE_ID),
-                concat_str(
-                    [
-                        lit(UA_KEY),
-                        col(USER_AGENT)
-                            .str()
-                            .replace_all(lit(r"[0-9]+"), lit("#"), false),
-                    ],
-                    "",
-                    false,
-                ),
-                lit(UNKNOWN_DEVICE),
-            ])
-            .alias("device_key"),
-            col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"),
+            is_read.clone().cast(DataType::UInt32).alias("is_read"),
+            is_prying.cast(DataType::UInt32).alias("is_prying"),
+            is_broad.cast(DataType::UInt32).alias("is_broad"),
+            is_owner.cast(DataType::UInt32).alias("is_owner"),
+            when(is_change.clone())
+                .then(t())
+                .otherwise(lit(NULL).cast(DataType::Int64))
+                .alias("change_t"),
+            when(is_change)
+                .then(col(ACTION))
+                .otherwise(lit(NULL).cast(DataType::String))
+                .alias("change_action"),
         ]);
-    // Sorted by patient, device, account and time, a session starts where any key changes, at a login, or after a
-    // gap: plain shifts over the sorted frame (a window function per group costs several times more).
-    let gap = lit(SESSION_GAP_MINUTES * 60_000_000);
-    let changed = |c: &str| col(c).neq_missing(col(c).shift(lit(1)));
-    let starts = changed(NHS_NUMBER)
-        .or(changed("device_key"))
-        .or(changed("account_key"))
-        .or((t() - t().shift(lit(1))).gt(gap).fill_null(lit(true)))
-        .or(col(ACTION).eq(lit("login")));
-    let keyed = keyed
-        .sort(
-            [NHS_NUMBER, "device_key", "account_key", OCCURRED_AT],
-            Default::default(),
-        )
-        .with_column(
-            starts
-                .cast(DataType::UInt64)
-                .cum_sum(false)
-                .alias("session_key"),
-        );
-    let df = keyed
-        .group_by([
+    let events = keyed
+        .select([
             col(NHS_NUMBER),
-            col("session_key"),
             col("device_key"),
             col("account_key"),
+            t().alias("t"),
+            col(ACTION).eq(lit("login")).alias("is_login"),
+            col(ACTOR_ROLE),
+            col(IP_ADDRESS),
+            col(USER_AGENT),
+            col("is_read"),
+            col("is_prying"),
+            col("is_broad"),
+            col("is_owner"),
+            col("change_t"),
+            col("change_action"),
         ])
-        .agg([
-            t().min().alias("start"),
-            t().max().alias("end"),
-            col(ACTOR_ROLE).first().alias("role"),
-            col(IP_ADDRESS).drop_nulls().first().alias("ip"),
-            col(USER_AGENT).drop_nulls().first().alias("ua"),
-            len().alias("events"),
-            is_read.cast(DataType::UInt32).sum().alias("reads"),
-            is_prying.cast(DataType::UInt32).sum().alias("prying"),
-            is_broad.cast(DataType::UInt32).sum().alias("broad"),
-            is_owner.cast(DataType::UInt32).sum().alias("owner"),
-            t().filter(is_change.clone()).min().alias("change_at"),
-            col(ACTION).filter(is_change).first().alias("change"),
-        ])
-        .sort(["nhs_number", "start", "session_key"], Default::default());
-    // The streaming engine holds less of the look-back at once (about a quarter less at 1M events).
-    // One plan with one sink always gives a single frame, so this cannot panic on any input.
-    Ok(df.collect_with_engine(Engine::Streaming)?.unwrap_single())
+        .collect()?;
+    let mut events = events;
+    events.rechunk_mut_par();
+    let text = |c: &str| -> PolarsResult<&StringChunked> { events.column(c)?.str() };
+    let (nhs, device, account) = (text(NHS_NUMBER)?, text("device_key")?, text("account_key")?);
+    let (role, ip, ua, change) = (
+        text(ACTOR_ROLE)?,
+        text(IP_ADDRESS)?,
+        text(USER_AGENT)?,
+        text("change_action")?,
+    );
+    let times = events.column("t")?.i64()?;
+    let change_t = events.column("change_t")?.i64()?;
+    let login = events.column("is_login")?.bool()?;
+    let flag = |c: &str| -> PolarsResult<&UInt32Chunked> { events.column(c)?.u32() };
+    let (read, prying, broad, owner) = (
+        flag("is_read")?,
+        flag("is_prying")?,
+        flag("is_broad")?,
+        flag("is_owner")?,
+    );
+
+    // Each (patient, device, account) gets a number; the events, as (number, time, row), sorted on both cores.
+    let mut key_of: PlHashMap<(&str, &str, &str), u32> = PlHashMap::new();
+    let mut keys: Vec<(&str, &str, &str)> = Vec::new();
+    let mut order: Vec<(u32, i64, u32)> = Vec::with_capacity(events.height());
+    for (row, (((n, d), a), t)) in nhs
+        .iter()
+        .zip(device.iter())
+        .zip(account.iter())
+        .zip(times.iter())
+        .enumerate()
+    {
+        let (Some(n), Some(t)) = (n, t) else { continue };
+        let key = (n, d.unwrap_or(UNKNOWN_DEVICE), a.unwrap_or("-"));
+        let id = *key_of.entry(key).or_insert_with(|| {
+            keys.push(key);
+            (keys.len() - 1) as u32
+        });
+        order.push((id, t, row as u32));
+    }
+    order.par_sort_unstable();
+
+    // One pass: a session starts where the number changes, at a login, or after a gap.
+    let gap = SESSION_GAP_MINUTES * 60_000_000;
+    let mut out: BTreeMap<String, Vec<Session>> = BTreeMap::new();
+    let mut total = 0u64;
+    let mut current: Option<(u32, Session)> = None;
+    let owned = |c: &StringChunked, row: usize| c.get(row).map(str::to_string);
+    for &(id, t, row) in &order {
+        let r = row as usize;
+        let starts = match &current {
+            None => true,
+            Some((cid, s)) => *cid != id || t - s.end > gap || login.get(r).unwrap_or(false),
+        };
+        if starts {
+            if let Some((_, s)) = current.take() {
+                out.entry(s.nhs_number.clone()).or_default().push(s);
+            }
+            let (n, d, a) = keys[id as usize];
+            current = Some((
+                id,
+                Session {
+                    nhs_number: n.to_string(),
+                    start: t,
+                    end: t,
+                    device: d.to_string(),
+                    account: a.to_string(),
+                    role: role.get(r).unwrap_or("patient").to_string(),
+                    ip: None,
+                    user_agent: None,
+                    events: 0,
+                    reads: 0,
+                    prying_reads: 0,
+                    broad_reads: 0,
+                    owner_actions: 0,
+                    account_change_at: None,
+                    account_change: None,
+                },
+            ));
+        }
+        if let Some((_, s)) = current.as_mut() {
+            // The session's address and user agent: the first its events carry; its account change: the first.
+            s.end = t;
+            s.events += 1;
+            total += 1;
+            s.reads += read.get(r).unwrap_or(0);
+            s.prying_reads += prying.get(r).unwrap_or(0);
+            s.broad_reads += broad.get(r).unwrap_or(0);
+            s.owner_actions += owner.get(r).unwrap_or(0);
+            if s.ip.is_none() {
+                s.ip = owned(ip, r);
+            }
+            if s.user_agent.is_none() {
+                s.user_agent = owned(ua, r);
+            }
+            if s.account_change_at.is_none() {
+                if let Some(at) = change_t.get(r) {
+                    s.account_change_at = Some(at);
+                    s.account_change = owned(change, r);
+                }
+            }
+        }
+    }
+    if let Some((_, s)) = current.take() {
+        out.entry(s.nhs_number.clone()).or_default().push(s);
+    }
+    for list in out.values_mut() {
+        list.sort_by(|a, b| {
+            (a.start, &a.device, &a.account, a.end).cmp(&(b.start, &b.device, &b.account, b.end))
+        });
+    }
+    Ok((out, total))
+}
+
+/// Sessions as a frame, for the spill between detection's passes ([`sessions_from`] reads it back).
+pub fn sessions_frame(sessions: &BTreeMap<String, Vec<Session>>) -> PolarsResult<DataFrame> {
+    let all: Vec<&Session> = sessions.values().flatten().collect();
+    let height = all.len();
+    let s = |name: &str, v: Vec<Option<&str>>| Column::new(name.into(), v);
+    let n = |name: &str, v: Vec<u32>| Column::new(name.into(), v);
+    DataFrame::new(
+        height,
+        vec![
+            s(
+                NHS_NUMBER,
+                all.iter().map(|x| Some(x.nhs_number.as_str())).collect(),
+            ),
+            s(
+                "device_key",
+                all.iter().map(|x| Some(x.device.as_str())).collect(),
+            ),
+            s(
+                "account_key",
+                all.iter().map(|x| Some(x.account.as_str())).collect(),
+            ),
+            Column::new(
+                "start".into(),
+                all.iter().map(|x| x.start).collect::<Vec<i64>>(),
+            ),
+            Column::new(
+                "end".into(),
+                all.iter().map(|x| x.end).collect::<Vec<i64>>(),
+            ),
+            s("role", all.iter().map(|x| Some(x.role.as_str())).collect()),
+            s("ip", all.iter().map(|x| x.ip.as_deref()).collect()),
+            s("ua", all.iter().map(|x| x.user_agent.as_deref()).collect()),
+            n("events", all.iter().map(|x| x.events).collect()),
+            n("reads", all.iter().map(|x| x.reads).collect()),
+            n("prying", all.iter().map(|x| x.prying_reads).collect()),
+            n("broad", all.iter().map(|x| x.broad_reads).collect()),
+            n("owner", all.iter().map(|x| x.owner_actions).collect()),
+            Column::new(
+                "change_at".into(),
+                all.iter()
+                    .map(|x| x.account_change_at)
+                    .collect::<Vec<Option<i64>>>(),
+            ),
+            s(
+                "change",
+                all.iter().map(|x| x.account_change.as_deref()).collect(),
+            ),
+        ],
+    )
 }
 
 pub(crate) fn micros(c: &Column) -> PolarsResult<Vec<Option<i64>>> {

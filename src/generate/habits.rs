@@ -359,14 +359,7 @@ impl Generator<'_> {
                     .collect();
                 let admin = self.owner_action * role.admin;
                 self.session_reading(
-                    &h.nhs,
-                    &h.account,
-                    "patient",
-                    &device,
-                    &ip,
-                    at,
-                    &views,
-                    admin,
+                    &h.nhs, &h.account, "patient", &device, &ip, at, &views, admin,
                 );
             }
         }

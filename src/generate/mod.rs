@@ -43,7 +43,6 @@ pub struct PracticeSpec {
     pub intensity: Intensity,
 }
 
-
 #[derive(Debug, Clone)]
 pub struct Device {
     pub id: String,
@@ -507,7 +506,6 @@ impl Generator<'_> {
             self.benign(nhs, Persona::Ordinary, &mut std::iter::empty());
         }
     }
-
 }
 
 /// A local wall-clock time on a day, as a UTC instant (a time in the spring-forward gap moves an hour on).

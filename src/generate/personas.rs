@@ -43,7 +43,12 @@ impl Persona {
 }
 
 impl Generator<'_> {
-    pub(super) fn benign(&mut self, nhs: String, persona: Persona, queue: &mut dyn Iterator<Item = String>) {
+    pub(super) fn benign(
+        &mut self,
+        nhs: String,
+        persona: Persona,
+        queue: &mut dyn Iterator<Item = String>,
+    ) {
         let mut h = self.habits(nhs.clone());
         self.ordinary_entries(&nhs);
         let appts = self.appointments(&nhs, 0.8);
@@ -112,14 +117,7 @@ impl Generator<'_> {
                     let sections = h.sections;
                     let start = at + Duration::minutes(self.rng.gen_range(1..20));
                     self.session(
-                        &nhs,
-                        &h.account,
-                        "patient",
-                        &new_phone,
-                        &ip,
-                        start,
-                        views,
-                        sections,
+                        &nhs, &h.account, "patient", &new_phone, &ip, start, views, sections,
                     );
                 }
             }
@@ -139,7 +137,12 @@ impl Generator<'_> {
                         let to = from + Duration::days(nights - 1);
                         self.ordinary_use(&h, &|_, _| 0, from, to.min(last));
                         let back = to + Duration::days(block_days);
-                        self.ordinary_use(&days_habits, &|_, _| 0, to + Duration::days(1), back.min(last));
+                        self.ordinary_use(
+                            &days_habits,
+                            &|_, _| 0,
+                            to + Duration::days(1),
+                            back.min(last),
+                        );
                         from = back + Duration::days(1);
                     }
                 } else {
@@ -265,7 +268,9 @@ impl Generator<'_> {
                     let borrowed = self.device("web");
                     for _ in 0..self.rng.gen_range(1..3) {
                         let day = away_from
-                            + Duration::days(self.rng.gen_range(0..=(away_to - away_from).num_days()));
+                            + Duration::days(
+                                self.rng.gen_range(0..=(away_to - away_from).num_days()),
+                            );
                         let hour = self.local_hour(&away.peaks);
                         let at = at_local(self.spec.timezone, day, hour);
                         let views: Vec<&'static str> = (0..self.rng.gen_range(1..4))

@@ -80,9 +80,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // most likely their own: it still counts, at `own_phone_factor`. So is a new device that takes over from
         // the old ones without reading the way a watcher does: a replacement phone, set up with a new password.
         let own_phone = new_devices.iter().all(|d| p.baseline.is_holders(d));
-        let prying = new_devices
-            .iter()
-            .any(|d| p.baseline.reads_like_watcher(d));
+        let prying = new_devices.iter().any(|d| p.baseline.reads_like_watcher(d));
         let replacement = locked_out && !prying;
         let mut score = (cfg.base_score
             + if sessions.len() > 2 { 5.0 } else { 0.0 }

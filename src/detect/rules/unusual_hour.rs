@@ -75,7 +75,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let blind = !crate::detect::is_known_device(device) && rare.len() >= 5 && share(rare.len());
         // The night run must read the way a watcher does: a night-shift worker manages their care at night too.
         let reads_otherwise = prying as f64 >= WATCHER_SHARE * rare.len() as f64;
-        let night_run = 5 * night >= 3 * rare.len() && night >= 4 && share(night) && reads_otherwise;
+        let night_run =
+            5 * night >= 3 * rare.len() && night >= 4 && share(night) && reads_otherwise;
         let cap = if night_run || blind {
             cfg.night_max_score
         } else {
