@@ -351,7 +351,7 @@ impl PatientBaseline {
                         && primary_last.is_some_and(|last| u.first > last)
                         && u.sessions >= 3
                         && 10 * core >= 7 * n
-                        && !nhs.is_some_and(|n| ctx.someone_elses_device(n, d).is_some()))
+                        && nhs.is_none_or(|n| ctx.someone_elses_device(n, d).is_none()))
             })
             .map(|(d, _)| d.clone())
             .collect();
