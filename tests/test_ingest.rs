@@ -676,9 +676,16 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
         // What is there reads cleanly and is a subset of the full result.
         let partial = read_kind(&store, "audit");
         assert!(partial.height() < clean_rows);
-        assert!(
-            !store.join("_manifest.json").exists(),
-            "the file is not recorded as ingested"
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(store.join("_manifest.json")).unwrap()).unwrap();
+        assert_eq!(
+            manifest["files"].as_array().map(Vec::len),
+            Some(0),
+            "the file is not recorded as ingested: {manifest}"
+        );
+        assert_eq!(
+            manifest["pending"][0]["seq"], 1,
+            "its sequence is taken: {manifest}"
         );
         // A reader beside the killed ingest sees the committed store (nothing yet), not the half-written file.
         if partial.height() > 0 {
@@ -722,6 +729,86 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
     assert!(
         readers_checked > 0,
         "a crash left rows for the reader to ignore"
+    );
+}
+
+/// Audit rows a reader sees in a store.
+fn visible_audit_rows(cfg: &str, store: &std::path::Path) -> String {
+    let q = run(&[
+        "--config",
+        cfg,
+        "query",
+        "--store",
+        store.to_str().unwrap(),
+        "--sql",
+        "SELECT COUNT(*) AS n FROM audit",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(q.code, 0, "{}", q.stderr);
+    q.stdout.trim().to_string()
+}
+
+#[test]
+fn a_killed_files_sequence_is_never_given_to_the_next_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data/audit.csv");
+    // B: another file that repeats A's first 400 rows, which A writes first.
+    let text = std::fs::read_to_string(a).unwrap();
+    let head: Vec<&str> = text.lines().take(401).collect();
+    let b = write(dir.path(), "audit-b.csv", &(head.join("\n") + "\n"));
+    let b = b.to_str().unwrap();
+    let cfg = write(dir.path(), "small.toml", "[ingest]\nbatch_rows = 500\n");
+    let cfg = cfg.to_str().unwrap();
+    let ingest = |store: &std::path::Path, file: &str| {
+        let r = run(&[
+            "--config",
+            cfg,
+            "ingest",
+            "--json",
+            "--store",
+            store.to_str().unwrap(),
+            file,
+        ]);
+        assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
+    };
+    // What B alone gives, and what A then B give, uninterrupted.
+    let alone = dir.path().join("alone");
+    ingest(&alone, b);
+    let both = dir.path().join("both");
+    ingest(&both, a);
+    ingest(&both, b);
+
+    // A is killed part-way (some of its rows are on disk, uncommitted); then B arrives.
+    let store = dir.path().join("store");
+    let r = run_env(
+        &[
+            "--config",
+            cfg,
+            "ingest",
+            "--json",
+            "--store",
+            store.to_str().unwrap(),
+            a,
+        ],
+        &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", "7")],
+    );
+    assert_eq!(r.code, -1, "the injected crash kills the process");
+    assert!(
+        read_kind(&store, "audit").height() > 0,
+        "A left rows behind"
+    );
+    ingest(&store, b);
+    // Readers see B, exactly as B alone: A's leftovers neither show, nor hide B's rows as their duplicates.
+    assert_eq!(
+        visible_audit_rows(cfg, &store),
+        visible_audit_rows(cfg, &alone)
+    );
+    // A sent again takes its own sequence back and completes: the store reads as A then B.
+    ingest(&store, a);
+    assert_eq!(
+        visible_audit_rows(cfg, &store),
+        visible_audit_rows(cfg, &both)
     );
 }
 

@@ -363,12 +363,17 @@ fn ingest_file(
             });
         }
     }
-    let seq = manifest.next_seq();
+    // The sequence is recorded before any row is written, so a kill or a failure never lets other content reuse it.
+    let seq = manifest.begin(&sha, kind);
+    manifest.save(store)?;
+    let mut visible = manifest.committed();
+    visible.insert(seq);
     let ctx = FileContext {
         store,
         config,
         kind,
         sha: &sha,
+        visible: &visible,
         provenance: Provenance {
             ingest_seq: seq,
             source_file: input.name.clone(),
@@ -414,7 +419,7 @@ fn ingest_file(
         FileStatus::Ingested
     };
     if status == FileStatus::Ingested {
-        manifest.files.push(ManifestEntry {
+        manifest.commit(ManifestEntry {
             seq,
             path: shown(path),
             sha256: sha.clone(),
@@ -464,6 +469,8 @@ struct FileContext<'a> {
     config: &'a Config,
     kind: Kind,
     sha: &'a str,
+    /// The sequences whose rows count for de-duplication: the committed ones and this file's own.
+    visible: &'a std::collections::BTreeSet<i64>,
     provenance: Provenance,
 }
 
@@ -649,7 +656,7 @@ fn flush<R: StoredRecord>(
         let seen = match seen.entry(date) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(ctx.store.existing_keys(R::KIND, date)?)
+                e.insert(ctx.store.existing_keys(R::KIND, date, ctx.visible)?)
             }
         };
         let before = rows.len();

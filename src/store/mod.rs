@@ -111,7 +111,12 @@ impl Store {
     }
 
     /// Digests of the de-duplication keys already stored in one partition (see [`key_digest`]).
-    pub fn existing_keys(&self, kind: Kind, date: NaiveDate) -> Result<KeySet> {
+    pub fn existing_keys(
+        &self,
+        kind: Kind,
+        date: NaiveDate,
+        visible: &std::collections::BTreeSet<i64>,
+    ) -> Result<KeySet> {
         let dir = self.partition_dir(kind, date);
         let mut keys = KeySet::default();
         for path in parquet_files(&dir)? {
@@ -119,21 +124,33 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
+            let read = |source| StoreError::Read {
+                path: path.clone(),
+                source,
+            };
             let df = ParquetReader::new(file)
-                .with_columns(Some(vec![kind.key_column().to_string()]))
+                .with_columns(Some(vec![
+                    kind.key_column().to_string(),
+                    crate::schema::INGEST_SEQ.to_string(),
+                ]))
                 .finish()
-                .map_err(|source| StoreError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                .map_err(read)?;
             let col = df
                 .column(kind.key_column())
                 .and_then(|c| c.str().cloned())
-                .map_err(|source| StoreError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-            keys.extend(col.iter().flatten().map(key_digest));
+                .map_err(read)?;
+            let seqs = df
+                .column(crate::schema::INGEST_SEQ)
+                .and_then(|c| c.i64().cloned())
+                .map_err(read)?;
+            // Rows of a file that was never committed (killed or failed) do not count: they are invisible.
+            keys.extend(
+                col.iter()
+                    .zip(seqs.iter())
+                    .filter(|(_, s)| s.is_some_and(|s| visible.contains(&s)))
+                    .filter_map(|(k, _)| k)
+                    .map(key_digest),
+            );
         }
         Ok(keys)
     }
