@@ -388,7 +388,8 @@ pub struct UnfamiliarDevice {
     pub base_score: f64,
     pub per_session: f64,
     pub max_sessions: usize,
-    /// Added when at least four in five of the device's sessions only read what a watcher reads.
+    /// Added when the device reads like a watcher against the holder's own reading
+    /// (`PatientBaseline::reads_like_watcher`).
     pub reads_only_score: f64,
     /// Added when the device first appeared in the recent window on a record with some history.
     pub new_score: f64,
