@@ -28,9 +28,6 @@ use super::config::DetectConfig;
 use super::rules::{self, EvidenceKind};
 use super::{Context, Finding};
 
-/// The evidence group of foreign hours on devices with no other evidence against them.
-const HOURS_GROUP: &str = "(hours)";
-
 /// How much a further finding in the same evidence group adds, relative to what it would add alone.
 pub const SAME_GROUP_WEIGHT: f64 = 0.35;
 #[derive(Debug, Clone, Serialize)]
@@ -93,35 +90,32 @@ pub fn patient_risk(fs: &[&Finding], recent_start: i64, stale_factor: f64) -> f6
         .filter_map(|f| f.device_id.as_deref())
         .collect();
     let mut groups: BTreeMap<(EvidenceKind, String), Vec<f64>> = BTreeMap::new();
+    // Foreign hours on undescribed devices: one witness, its strongest showing (see the module's notes).
+    let mut hours: f64 = 0.0;
     for f in fs {
         let weight = if f.last_at >= recent_start {
             1.0
         } else {
             stale_factor
         };
-        // Foreign hours are judged against one model of the holder's hours: on devices with no other
-        // evidence, they are one witness however many devices show them (a holder whose hours the model
-        // reads too narrowly shows them on every device they own).
-        let key = if f.rule_id == rules::unusual_hour::ID
+        let score = f.score * weight;
+        if f.rule_id == rules::unusual_hour::ID
             && !f
                 .device_id
                 .as_deref()
                 .is_some_and(|d| described.contains(d))
         {
-            (EvidenceKind::Device, HOURS_GROUP.to_string())
+            hours = hours.max(score);
         } else {
-            group_of(f)
-        };
-        groups.entry(key).or_default().push(f.score * weight);
-    }
-    combine(groups.into_iter().map(|((_, device), scores)| {
-        if device == HOURS_GROUP {
-            // Repetition of one doubtful model adds nothing: the strongest showing stands for them all.
-            scores.into_iter().fold(0.0, f64::max)
-        } else {
-            group_score(scores)
+            groups.entry(group_of(f)).or_default().push(score);
         }
-    }))
+    }
+    combine(
+        groups
+            .into_values()
+            .map(group_score)
+            .chain(std::iter::once(hours)),
+    )
 }
 
 pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -> Vec<PatientRisk> {

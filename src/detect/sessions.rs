@@ -146,10 +146,18 @@ pub fn batch_sessions(
         ])
         .alias("device_key"),
     );
-    let keyed = concat([with_id, without_id], UnionArgs::default())?
-        // Per event, what the session sums up: simple sums, minima and maxima group fast.
-        .with_columns([
-            is_read.clone().cast(DataType::UInt32).alias("is_read"),
+    // Per event, only what a session sums up.
+    let mut events = concat([with_id, without_id], UnionArgs::default())?
+        .select([
+            col(NHS_NUMBER),
+            col("device_key"),
+            col("account_key"),
+            t().alias("t"),
+            col(ACTION).eq(lit("login")).alias("is_login"),
+            col(ACTOR_ROLE),
+            col(IP_ADDRESS),
+            col(USER_AGENT),
+            is_read.cast(DataType::UInt32).alias("is_read"),
             is_prying.cast(DataType::UInt32).alias("is_prying"),
             is_broad.cast(DataType::UInt32).alias("is_broad"),
             is_owner.cast(DataType::UInt32).alias("is_owner"),
@@ -161,26 +169,8 @@ pub fn batch_sessions(
                 .then(col(ACTION))
                 .otherwise(lit(NULL).cast(DataType::String))
                 .alias("change_action"),
-        ]);
-    let events = keyed
-        .select([
-            col(NHS_NUMBER),
-            col("device_key"),
-            col("account_key"),
-            t().alias("t"),
-            col(ACTION).eq(lit("login")).alias("is_login"),
-            col(ACTOR_ROLE),
-            col(IP_ADDRESS),
-            col(USER_AGENT),
-            col("is_read"),
-            col("is_prying"),
-            col("is_broad"),
-            col("is_owner"),
-            col("change_t"),
-            col("change_action"),
         ])
         .collect()?;
-    let mut events = events;
     events.rechunk_mut_par();
     let text = |c: &str| -> PolarsResult<&StringChunked> { events.column(c)?.str() };
     let (nhs, device, account) = (text(NHS_NUMBER)?, text("device_key")?, text("account_key")?);
