@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Builds codelists/sensitive_codes.csv (code,term,category,source) from the public lists in ../shared/codelists/.
+"""Builds codelists/sensitive_codes.csv (code,term,category,source) from the public lists in ../shared/codelists/
+and in codelists/sources/.
 
 Run from the repository root:  python3 codelists/build_catalogue.py ../shared/codelists
 The output is committed; the binary embeds it. PROVENANCE.md beside this file says where each list comes from,
 its licence, and how its codes were mapped to the contract's categories.
 """
 import csv
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +39,29 @@ OPENSAFELY = [
      "opencodelists:user/S_Walter/alcohol-misuse-complexity-factor/02843e6c"),
     ("opensafely/user-S_Walter-drug-misuse-complexity-factor.csv", "substance_misuse",
      "opencodelists:user/S_Walter/drug-misuse-complexity-factor/2f3da4ea"),
+]
+# Lists kept inside this repository (codelists/sources/), with their licence beside them: (file, category, source
+# label, a term filter or None). The HIV list carries one row about pregnancy complications, which the filter drops.
+UOM = "sources/uom_pregnancy_tx_pathways/"
+UOM_AT = "@f14231ab"
+LOCAL = [
+    (UOM + "user-VickiPalin-pregnancy_top_snomed.csv", "pregnancy",
+     "opencodelists:user/VickiPalin/pregnancy_top_snomed/7cdd6afb" + UOM_AT, None),
+    (UOM + "user-VickiPalin-pregnancy_top-probable_snomed.csv", "pregnancy",
+     "opencodelists:user/VickiPalin/pregnancy_top-probable_snomed/3deab1f4" + UOM_AT, None),
+    (UOM + "user-VickiPalin-pregnancy_miscarriage_snomed.csv", "pregnancy",
+     "opencodelists:user/VickiPalin/pregnancy_miscarriage_snomed/6d56d868" + UOM_AT, None),
+    (UOM + "user-VickiPalin-pregnancy_ectopic_snomed.csv", "pregnancy",
+     "opencodelists:user/VickiPalin/pregnancy_ectopic_snomed/16382619" + UOM_AT, None),
+    (UOM + "user-VickiPalin-pregnancy_molar_snomed.csv", "pregnancy",
+     "opencodelists:user/VickiPalin/pregnancy_molar_snomed/54476533" + UOM_AT, None),
+    (UOM + "user-VickiPalin-pregnancy_blighted_ovum_snomed.csv", "pregnancy",
+     "opencodelists:user/VickiPalin/pregnancy_blighted_ovum_snomed/48570c83" + UOM_AT, None),
+    (UOM + "user-VickiPalin-pregnancy_antenatal_snomed.csv", "pregnancy",
+     "opencodelists:user/VickiPalin/pregnancy_antenatal_snomed/61667fb8" + UOM_AT, None),
+    (UOM + "user-yayang-charlson10_hiv.csv", "sexual_health",
+     "opencodelists:user/yayang/charlson10_hiv/17e13cc7" + UOM_AT,
+     re.compile(r"HIV|AIDS|immunodeficiency|immune deficiency", re.I)),
 ]
 ACES = "acesinehrs/IPV_2025ACEsinEHRs.csv"
 ACES_SOURCE = "acesinehrs:IPV_2025ACEsinEHRs@2b5eed23"
@@ -73,6 +98,14 @@ def main(shared):
         with open(shared / rel, newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
                 add(r["code"], r["term"], category, source)
+    here = Path(__file__).parent
+    for rel, category, source, keep in LOCAL:
+        with open(here / rel, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                if keep is None or keep.search(r["term"]):
+                    add(r["code"], r["term"], category, source)
+                else:
+                    dropped.append((source, r["code"]))
     with open(shared / ACES, newline="", encoding="utf-8", errors="replace") as f:
         for r in csv.DictReader(f):
             if not r["SnomedCTConceptId"]:
@@ -86,7 +119,7 @@ def main(shared):
         w.writerow(["code", "term", "category", "source"])
         for (code, category), (term, source) in sorted(rows.items(), key=lambda kv: (kv[0][1], int(kv[0][0]))):
             w.writerow([code, term, category, source])
-    print(f"{len(rows)} codes written to {out}; {len(dropped)} dropped as not valid SNOMED CT ids")
+    print(f"{len(rows)} codes written to {out}; {len(dropped)} dropped (not valid SNOMED CT ids, or off-topic)")
     for source, code in dropped:
         print(f"  dropped {code} from {source}")
 

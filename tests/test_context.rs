@@ -153,6 +153,41 @@ fn sensitive_entries_by_code_and_keyword_without_redacted_or_restricted_ones() {
 }
 
 #[test]
+fn pregnancy_and_hiv_codes_are_sensitive_in_an_export_without_terms() {
+    // Codes only: an export that carries no terms must still show a termination of pregnancy, a miscarriage and
+    // an HIV diagnosis, from the shipped public lists rather than from keywords.
+    let dir = tempfile::tempdir().unwrap();
+    let e = format!(
+        "{ENTRIES_HEADER}\
+         T1,{NHS_A},2026-01-02T10:00:00Z,176849008,,consultations,true\n\
+         T2,{NHS_A},2026-01-03T10:00:00Z,156072005,,problems,true\n\
+         T3,{NHS_A},2026-01-04T10:00:00Z,165816005,,problems,true\n\
+         T4,{NHS_A},2026-01-05T10:00:00Z,22298006,,problems,true\n"
+    );
+    let store = store_with(dir.path(), &[("e.csv", e)]);
+    let catalogue = SensitiveCatalogue::default_catalogue().unwrap();
+    let s = views::sensitive_entries(&store, &catalogue)
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert_eq!(
+        strings(&s, "entry_id"),
+        vec![Some("T1".into()), Some("T2".into()), Some("T3".into())]
+    );
+    assert_eq!(
+        strings(&s, "category"),
+        vec![
+            Some("pregnancy".into()),
+            Some("pregnancy".into()),
+            Some("sexual_health".into())
+        ]
+    );
+    assert!(strings(&s, "matched_by")
+        .iter()
+        .all(|m| m.as_deref() == Some("code")));
+}
+
+#[test]
 fn practice_lists_and_keywords_extend_the_catalogue() {
     let dir = tempfile::tempdir().unwrap();
     write(
