@@ -878,3 +878,88 @@ fn usage_errors_exit_2() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("ingest"));
 }
+
+#[test]
+fn a_file_cut_short_while_it_is_read_is_not_recorded_and_its_whole_resend_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n";
+    let mut whole = String::from(header);
+    let rows = 150_000;
+    for i in 0..rows {
+        let at = format!(
+            "2026-03-01T{:02}:{:02}:{:02}Z",
+            i / 3600 % 24,
+            i / 60 % 60,
+            i % 60
+        );
+        whole.push_str(&audit_row(&format!("E{i}"), &at, NHS_A, "view"));
+    }
+    let file = write(dir.path(), "audit.csv", &whole);
+    let cfg = write(dir.path(), "small.toml", "[ingest]\nbatch_rows = 1000\n");
+    let cfg = cfg.to_str().unwrap();
+    let store = dir.path().join("store");
+    let marker = dir.path().join("paused");
+    // The ingest pauses after its third write, far from the end of the file; the file is cut to half meanwhile.
+    let child = std::process::Command::new(BIN)
+        .args([
+            "--config",
+            cfg,
+            "ingest",
+            "--json",
+            "--store",
+            store.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ])
+        .env(
+            "ACCESSWATCH_TEST_PAUSE_AFTER_WRITES",
+            format!("3:{}", marker.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(started.elapsed().as_secs() < 120, "no pause at write 3");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let cut = whole[..whole.len() / 2].rfind('\n').unwrap() + 1;
+    std::fs::write(&file, &whole[..cut]).unwrap();
+    std::fs::remove_file(&marker).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let j = json(&r);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(j["files"][0]["status"], "failed", "{j}");
+    assert!(
+        j["files"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed while it was being read"),
+        "{j}"
+    );
+    assert_eq!(
+        visible_audit_rows(cfg, &store),
+        "n\n0",
+        "nothing of it is visible"
+    );
+
+    // The whole file is sent again: it is read (not "already ingested"), and every row is stored.
+    std::fs::write(&file, &whole).unwrap();
+    let again = run(&[
+        "--config",
+        cfg,
+        "ingest",
+        "--json",
+        "--store",
+        store.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert_eq!(json(&again)["files"][0]["status"], "ingested");
+    assert_eq!(visible_audit_rows(cfg, &store), format!("n\n{rows}"));
+}

@@ -16,7 +16,7 @@ use crate::schema::Kind;
 /// `counter` is told how many (compressed) bytes have been read, for the progress bar.
 pub fn open_maybe_gzip(
     path: &Path,
-    counter: impl FnMut(u64) + Send + 'static,
+    counter: impl FnMut(&[u8]) + Send + 'static,
 ) -> io::Result<Box<dyn Read + Send>> {
     let file = File::open(path)?;
     let mut buffered = BufReader::with_capacity(
@@ -42,10 +42,10 @@ struct CountingReader<R, F> {
     counter: F,
 }
 
-impl<R: Read, F: FnMut(u64)> Read for CountingReader<R, F> {
+impl<R: Read, F: FnMut(&[u8])> Read for CountingReader<R, F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        (self.counter)(n as u64);
+        (self.counter)(&buf[..n]);
         Ok(n)
     }
 }
@@ -128,7 +128,7 @@ fn parser(input: MeteredReader) -> csv::Reader<MeteredReader> {
 }
 
 impl CsvSource {
-    pub fn open(path: &Path, counter: impl FnMut(u64) + Send + 'static) -> io::Result<CsvSource> {
+    pub fn open(path: &Path, counter: impl FnMut(&[u8]) + Send + 'static) -> io::Result<CsvSource> {
         Self::from_reader(open_maybe_gzip(path, counter)?, MAX_RECORD_BYTES)
     }
 

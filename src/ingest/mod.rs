@@ -12,8 +12,9 @@ pub mod validate;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ::csv::ByteRecord;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
@@ -305,7 +306,19 @@ fn ingest_file(
     let fail = |kind, message| Ok(refused(path, kind, Some(sha.clone()), message));
     let progress = progress_bar(path, opts.progress);
     let counter = progress.clone();
-    let on_read = move |n| counter.inc(n);
+    // Every byte the readers take from the file is hashed as it goes by, so what is recorded under `sha` is what
+    // was read (a file rewritten or cut short while it is read is caught before the manifest commits it).
+    let digest = Arc::new(Mutex::new(ReadDigest::default()));
+    let on_read = {
+        let digest = digest.clone();
+        move |bytes: &[u8]| {
+            counter.inc(bytes.len() as u64);
+            if let Ok(mut d) = digest.lock() {
+                d.hasher.update(bytes);
+                d.bytes += bytes.len() as u64;
+            }
+        }
+    };
 
     // FHIR or CSV, by content.
     let layout = match sniff_fhir(path) {
@@ -413,6 +426,10 @@ fn ingest_file(
         }
     };
     progress.finish_and_clear();
+    let failure = match failure {
+        Some(f) => Some(f),
+        None => read_matches(path, &sha, &digest).err(),
+    };
     let status = if failure.is_some() {
         FileStatus::Failed
     } else {
@@ -757,6 +774,49 @@ pub fn utc_date(micros: i64) -> NaiveDate {
     DateTime::from_timestamp_micros(micros)
         .map(|t| t.date_naive())
         .unwrap_or_default()
+}
+
+/// The SHA-256 of the bytes the readers took from a file, and how many.
+#[derive(Default)]
+struct ReadDigest {
+    hasher: Sha256,
+    bytes: u64,
+}
+
+/// Whether the bytes read are the file whose hash was taken before reading. A reader that stopped short of the end
+/// (a parser that had what it needed) has the rest hashed from where it stopped.
+fn read_matches(path: &Path, sha: &str, digest: &Mutex<ReadDigest>) -> Result<(), String> {
+    let changed = |why: String| {
+        format!(
+            "the file changed while it was being read ({why}): nothing from it is recorded; send it again once it is \
+             complete"
+        )
+    };
+    let Ok(mut d) = digest.lock() else {
+        return Err(changed("its reading was interrupted".into()));
+    };
+    let mut rest =
+        File::open(path).map_err(|e| changed(format!("it can no longer be opened: {e}")))?;
+    rest.seek(io::SeekFrom::Start(d.bytes))
+        .map_err(|e| changed(e.to_string()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = rest.read(&mut buf).map_err(|e| changed(e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        d.hasher.update(&buf[..n]);
+        d.bytes += n as u64;
+    }
+    let read = hex::encode(std::mem::take(&mut d.hasher).finalize());
+    if read == sha {
+        Ok(())
+    } else {
+        Err(changed(format!(
+            "{} bytes were read, and they do not match the SHA-256 taken when it was opened",
+            d.bytes
+        )))
+    }
 }
 
 pub fn sha256_file(path: &Path) -> io::Result<String> {

@@ -37,7 +37,8 @@ const LOCK_FILE: &str = ".lock";
 /// README; has no other effect.
 pub const CRASH_AFTER_WRITES_ENV: &str = "ACCESSWATCH_TEST_CRASH_AFTER_WRITES";
 /// Fault injection for the kill tests: when set to `N:FILE`, the process creates FILE right after its N-th durable
-/// write and then waits there for ever, so a test can send a real SIGKILL knowing the run is part way through.
+/// write and then waits there until FILE is removed, so a test can send a real SIGKILL knowing the run is part way
+/// through, or change an input under it and let it go on.
 pub const PAUSE_AFTER_WRITES_ENV: &str = "ACCESSWATCH_TEST_PAUSE_AFTER_WRITES";
 
 #[derive(Debug, thiserror::Error)]
@@ -244,8 +245,8 @@ pub fn fault_point() {
     if let Ok(spec) = std::env::var(PAUSE_AFTER_WRITES_ENV) {
         if let Some((at, marker)) = spec.split_once(':') {
             if at.trim().parse::<usize>().ok() == Some(n) && fs::write(marker, b"paused").is_ok() {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                while Path::new(marker).exists() {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             }
         }
