@@ -16,8 +16,12 @@ pub struct Provenance {
 /// A validated row of some kind, ready for the store.
 pub trait StoredRecord: Sized {
     const KIND: Kind;
-    /// The value the store de-duplicates on.
+    /// The row's own key: names its file and orders rows that tie on patient and time.
     fn key(&self) -> &str;
+    /// What the store de-duplicates on: the key itself, except for audit events (see [`access_identity`]).
+    fn identity(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(self.key())
+    }
     /// UTC microseconds of the row's partitioning time.
     fn time(&self) -> i64;
     fn nhs_number(&self) -> &str;
@@ -167,6 +171,38 @@ impl ProxyLink {
 
 /// SHA-256 over the fields, each marked present or absent so that `None` and `""` differ and no two field lists
 /// run together; 128 bits of it in hex.
+/// One access, whatever format reported it: the instant, the patient, the account, the device, the action and the
+/// section. A CSV row and its FHIR twin (whose `event_id` is derived from content, and which may lack the session,
+/// address or user agent the CSV carries) are one event; so are two rows of one export that differ only in
+/// `event_id`. The fields are length-prefixed, so no two different tuples give the same text.
+pub fn access_identity(
+    occurred_at: i64,
+    nhs_number: &str,
+    account_id: Option<&str>,
+    device_id: Option<&str>,
+    action: &str,
+    section: Option<&str>,
+) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(96);
+    let _ = write!(s, "{occurred_at}");
+    for f in [
+        Some(nhs_number),
+        account_id,
+        device_id,
+        Some(action),
+        section,
+    ] {
+        match f {
+            Some(v) => {
+                let _ = write!(s, "|{}:{v}", v.len());
+            }
+            None => s.push_str("|-"),
+        }
+    }
+    s
+}
+
 fn content_hash(prefix: &str, fields: &[Option<&str>]) -> String {
     let mut h = Sha256::new();
     for f in fields {
@@ -220,6 +256,16 @@ impl StoredRecord for AuditEvent {
     const KIND: Kind = Kind::Audit;
     fn key(&self) -> &str {
         &self.event_id
+    }
+    fn identity(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Owned(access_identity(
+            self.occurred_at,
+            &self.nhs_number,
+            self.account_id.as_deref(),
+            self.device_id.as_deref(),
+            self.action,
+            self.section,
+        ))
     }
     fn time(&self) -> i64 {
         self.occurred_at

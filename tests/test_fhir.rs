@@ -340,8 +340,19 @@ fn a_generated_practice_gives_the_same_patients_from_csv_and_from_fhir() {
         .cloned()
         .chain([data.join("fhir/audit.ndjson")])
         .collect();
+    // The same practice sent both ways into one store: one access, one event.
+    let both_files: Vec<_> = csv_files
+        .iter()
+        .cloned()
+        .chain([data.join("fhir/audit.ndjson")])
+        .collect();
     let mut outputs = Vec::new();
-    for (name, files) in [("csv", csv_files), ("fhir", fhir_files)] {
+    let mut stored = Vec::new();
+    for (name, files) in [
+        ("csv", csv_files),
+        ("fhir", fhir_files),
+        ("both", both_files),
+    ] {
         let store = dir.path().join(format!("store-{name}"));
         let reports = dir.path().join(format!("reports-{name}"));
         let mut args = vec!["ingest", "--json", "--store", store.to_str().unwrap()];
@@ -359,6 +370,17 @@ fn a_generated_practice_gives_the_same_patients_from_csv_and_from_fhir() {
             reports.to_str().unwrap(),
         ]);
         assert_eq!(r.code, 0);
+        let q = run(&[
+            "query",
+            "--store",
+            store.to_str().unwrap(),
+            "--sql",
+            "SELECT COUNT(*) AS n FROM audit",
+            "--format",
+            "csv",
+        ]);
+        assert_eq!(q.code, 0, "{}", q.stderr);
+        stored.push(q.stdout);
         outputs.push((
             std::fs::read_to_string(reports.join("2026-11-22/patients.csv")).unwrap(),
             std::fs::read_to_string(reports.join("2026-11-22/findings.csv")).unwrap(),
@@ -375,5 +397,14 @@ fn a_generated_practice_gives_the_same_patients_from_csv_and_from_fhir() {
     assert_eq!(
         outputs[0].1, outputs[1].1,
         "findings.csv from CSV and from FHIR"
+    );
+    assert_eq!(stored[0], stored[1], "audit rows from CSV and from FHIR");
+    assert_eq!(
+        stored[2], stored[0],
+        "audit rows from CSV and FHIR together"
+    );
+    assert_eq!(
+        outputs[2].0, outputs[0].0,
+        "patients.csv from CSV and FHIR together"
     );
 }

@@ -678,7 +678,7 @@ fn flush<R: StoredRecord>(
         };
         let before = rows.len();
         // The first copy of a key in file order wins; later copies, and keys already stored, are duplicates.
-        rows.retain(|r| seen.insert(crate::store::key_digest(r.key())));
+        rows.retain(|r| seen.insert(crate::store::key_digest(&r.identity())));
         counts.duplicates += (before - rows.len()) as u64;
         if rows.is_empty() {
             continue;

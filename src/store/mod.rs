@@ -120,6 +120,12 @@ impl Store {
     ) -> Result<KeySet> {
         let dir = self.partition_dir(kind, date);
         let mut keys = KeySet::default();
+        if kind == Kind::Audit {
+            for path in parquet_files(&dir)? {
+                access_identities(&path, visible, &mut keys)?;
+            }
+            return Ok(keys);
+        }
         for path in parquet_files(&dir)? {
             let file = File::open(&path).map_err(|source| StoreError::Io {
                 path: path.clone(),
@@ -251,6 +257,73 @@ pub fn fault_point() {
             }
         }
     }
+}
+
+/// Adds the digests of the audit events' identities ([`crate::records::access_identity`]) stored in one file.
+fn access_identities(
+    path: &Path,
+    visible: &std::collections::BTreeSet<i64>,
+    keys: &mut KeySet,
+) -> Result<()> {
+    use crate::schema::{
+        ACCOUNT_ID, ACTION, DEVICE_ID, INGEST_SEQ, NHS_NUMBER, OCCURRED_AT, SECTION,
+    };
+    let read = |source| StoreError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let columns = [
+        OCCURRED_AT,
+        NHS_NUMBER,
+        ACCOUNT_ID,
+        DEVICE_ID,
+        ACTION,
+        SECTION,
+        INGEST_SEQ,
+    ];
+    let df = ParquetReader::new(file)
+        .with_columns(Some(columns.iter().map(|c| c.to_string()).collect()))
+        .finish()
+        .map_err(read)?;
+    let text = |name: &str| df.column(name).and_then(|c| c.str().cloned()).map_err(read);
+    let at = df
+        .column(OCCURRED_AT)
+        .and_then(|c| c.datetime().map(|d| d.phys.clone()))
+        .map_err(read)?;
+    let seqs = df
+        .column(INGEST_SEQ)
+        .and_then(|c| c.i64().cloned())
+        .map_err(read)?;
+    let (nhs, account, device, action, section) = (
+        text(NHS_NUMBER)?,
+        text(ACCOUNT_ID)?,
+        text(DEVICE_ID)?,
+        text(ACTION)?,
+        text(SECTION)?,
+    );
+    for i in 0..df.height() {
+        // Rows of a file that was never committed (killed or failed) do not count: they are invisible.
+        if !seqs.get(i).is_some_and(|s| visible.contains(&s)) {
+            continue;
+        }
+        let (Some(at), Some(nhs), Some(action)) = (at.get(i), nhs.get(i), action.get(i)) else {
+            continue;
+        };
+        let id = crate::records::access_identity(
+            at,
+            nhs,
+            account.get(i),
+            device.get(i),
+            action,
+            section.get(i),
+        );
+        keys.insert(key_digest(&id));
+    }
+    Ok(())
 }
 
 /// A 128-bit digest of a de-duplication key: two SipHash passes. Held in memory for one ingest only (never
