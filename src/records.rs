@@ -18,9 +18,9 @@ pub trait StoredRecord: Sized {
     const KIND: Kind;
     /// The row's own key: names its file and orders rows that tie on patient and time.
     fn key(&self) -> &str;
-    /// What the store de-duplicates on: the key itself, except for audit events (see [`access_identity`]).
-    fn identity(&self) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Borrowed(self.key())
+    /// For a row that may have a twin reported in another form (only audit events: see [`Twin`]).
+    fn twin(&self) -> Option<Twin> {
+        None
     }
     /// UTC microseconds of the row's partitioning time.
     fn time(&self) -> i64;
@@ -57,7 +57,7 @@ impl AuditEvent {
     pub fn derived_id(&self) -> String {
         let occurred = self.occurred_at.to_string();
         content_hash(
-            "derived-",
+            DERIVED_ID_PREFIX,
             &[
                 Some(occurred.as_str()),
                 Some(self.nhs_number.as_str()),
@@ -173,8 +173,8 @@ impl ProxyLink {
 /// run together; 128 bits of it in hex.
 /// One access, whatever format reported it: the instant, the patient, the account, the device, the action and the
 /// section. A CSV row and its FHIR twin (whose `event_id` is derived from content, and which may lack the session,
-/// address or user agent the CSV carries) are one event; so are two rows of one export that differ only in
-/// `event_id`. The fields are length-prefixed, so no two different tuples give the same text.
+/// address or user agent the CSV carries) are one event. The fields are length-prefixed, so no two different tuples
+/// give the same text.
 pub fn access_identity(
     occurred_at: i64,
     nhs_number: &str,
@@ -201,6 +201,33 @@ pub fn access_identity(
         }
     }
     s
+}
+
+/// The prefix of an `event_id` derived from content (FHIR, which carries no event id of the practice's system).
+pub const DERIVED_ID_PREFIX: &str = "derived-";
+
+/// How an audit event meets its twins: rows that report the same access (one [`access_identity`]) in another form.
+///
+/// A row with the source's own `event_id` is one event per id, as the source says (two CSV rows with different
+/// ids are two events, however alike), but it is the twin of any row whose id was derived from content: FHIR, or a
+/// CSV row that carried no id. A derived row is the twin of any row of the same identity: its CSV form, or the
+/// other half of a client/server (IHE BALP) pair whose addresses differ.
+pub struct Twin {
+    /// `any|identity`: set by every row.
+    pub any: String,
+    /// `derived|identity`: set by rows whose id was derived.
+    pub derived: String,
+    pub is_derived: bool,
+}
+
+impl Twin {
+    pub fn new(event_id: &str, identity: &str) -> Twin {
+        Twin {
+            any: format!("any|{identity}"),
+            derived: format!("derived|{identity}"),
+            is_derived: event_id.starts_with(DERIVED_ID_PREFIX),
+        }
+    }
 }
 
 fn content_hash(prefix: &str, fields: &[Option<&str>]) -> String {
@@ -257,14 +284,17 @@ impl StoredRecord for AuditEvent {
     fn key(&self) -> &str {
         &self.event_id
     }
-    fn identity(&self) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Owned(access_identity(
-            self.occurred_at,
-            &self.nhs_number,
-            self.account_id.as_deref(),
-            self.device_id.as_deref(),
-            self.action,
-            self.section,
+    fn twin(&self) -> Option<Twin> {
+        Some(Twin::new(
+            &self.event_id,
+            &access_identity(
+                self.occurred_at,
+                &self.nhs_number,
+                self.account_id.as_deref(),
+                self.device_id.as_deref(),
+                self.action,
+                self.section,
+            ),
         ))
     }
     fn time(&self) -> i64 {

@@ -678,7 +678,27 @@ fn flush<R: StoredRecord>(
         };
         let before = rows.len();
         // The first copy of a key in file order wins; later copies, and keys already stored, are duplicates.
-        rows.retain(|r| seen.insert(crate::store::key_digest(&r.identity())));
+        rows.retain(|r| {
+            let own = crate::store::key_digest(r.key());
+            match r.twin() {
+                None => seen.insert(own),
+                Some(twin) => {
+                    let any = crate::store::key_digest(&twin.any);
+                    let derived = crate::store::key_digest(&twin.derived);
+                    let twin_seen = if twin.is_derived {
+                        seen.contains(&any)
+                    } else {
+                        seen.contains(&derived)
+                    };
+                    let fresh = seen.insert(own) && !twin_seen;
+                    seen.insert(any);
+                    if twin.is_derived {
+                        seen.insert(derived);
+                    }
+                    fresh
+                }
+            }
+        });
         counts.duplicates += (before - rows.len()) as u64;
         if rows.is_empty() {
             continue;

@@ -259,14 +259,15 @@ pub fn fault_point() {
     }
 }
 
-/// Adds the digests of the audit events' identities ([`crate::records::access_identity`]) stored in one file.
+/// Adds the digests of the audit events stored in one file: their `event_id`s, and their identities as twins
+/// ([`crate::records::Twin`]).
 fn access_identities(
     path: &Path,
     visible: &std::collections::BTreeSet<i64>,
     keys: &mut KeySet,
 ) -> Result<()> {
     use crate::schema::{
-        ACCOUNT_ID, ACTION, DEVICE_ID, INGEST_SEQ, NHS_NUMBER, OCCURRED_AT, SECTION,
+        ACCOUNT_ID, ACTION, DEVICE_ID, EVENT_ID, INGEST_SEQ, NHS_NUMBER, OCCURRED_AT, SECTION,
     };
     let read = |source| StoreError::Read {
         path: path.to_path_buf(),
@@ -277,6 +278,7 @@ fn access_identities(
         source,
     })?;
     let columns = [
+        EVENT_ID,
         OCCURRED_AT,
         NHS_NUMBER,
         ACCOUNT_ID,
@@ -298,7 +300,8 @@ fn access_identities(
         .column(INGEST_SEQ)
         .and_then(|c| c.i64().cloned())
         .map_err(read)?;
-    let (nhs, account, device, action, section) = (
+    let (ids, nhs, account, device, action, section) = (
+        text(EVENT_ID)?,
         text(NHS_NUMBER)?,
         text(ACCOUNT_ID)?,
         text(DEVICE_ID)?,
@@ -310,10 +313,14 @@ fn access_identities(
         if !seqs.get(i).is_some_and(|s| visible.contains(&s)) {
             continue;
         }
+        let Some(id) = ids.get(i) else {
+            continue;
+        };
+        keys.insert(key_digest(id));
         let (Some(at), Some(nhs), Some(action)) = (at.get(i), nhs.get(i), action.get(i)) else {
             continue;
         };
-        let id = crate::records::access_identity(
+        let identity = crate::records::access_identity(
             at,
             nhs,
             account.get(i),
@@ -321,7 +328,11 @@ fn access_identities(
             action,
             section.get(i),
         );
-        keys.insert(key_digest(&id));
+        let twin = crate::records::Twin::new(id, &identity);
+        keys.insert(key_digest(&twin.any));
+        if twin.is_derived {
+            keys.insert(key_digest(&twin.derived));
+        }
     }
     Ok(())
 }
