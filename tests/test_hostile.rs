@@ -334,3 +334,158 @@ fn fuzz_regressions_replay_without_a_crash() {
     }
     assert!(replayed >= 12, "{replayed}");
 }
+
+/// Runs `ingest --json` under a 1.5 GB address-space limit and gives its output and peak resident memory (bytes).
+fn ingest_measured(store: &Path, input: &Path) -> (serde_json::Value, i32, u64) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args([
+        "ingest",
+        "--json",
+        "--store",
+        store.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ])
+    .env_remove("ACCESSWATCH_CONFIG")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null());
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1_500_000_000,
+                rlim_max: 1_500_000_000,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    // wait4 gives this child's own peak RSS, whatever other tests run beside it.
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    (json, code, usage.ru_maxrss as u64 * 1024)
+}
+
+#[test]
+fn big_fhir_documents_are_read_in_memory_bounded_by_their_size() {
+    // The worst shapes seen: one AuditEvent holding a long array of numbers, one holding a great many empty XML
+    // elements (each took over 100 times its size as a tree), and plain Bundles of many events whose Patients come
+    // last, in JSON and XML. 48 MiB each; the bound is a fixed allowance plus three times the file.
+    let dir = tempfile::tempdir().unwrap();
+    let target = 48usize << 20;
+    let write_big =
+        |name: &str, head: &str, mut piece: Box<dyn FnMut(usize) -> String>, tail: &str| {
+            let path = dir.path().join(name);
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+            f.write_all(head.as_bytes()).unwrap();
+            let (mut size, mut n) = (head.len(), 0);
+            while size < target {
+                let p = piece(n);
+                f.write_all(p.as_bytes()).unwrap();
+                size += p.len();
+                n += 1;
+            }
+            f.write_all(tail.as_bytes()).unwrap();
+            (path, n)
+        };
+    let numbers = ",1234567".repeat(10_000);
+    let (numbers, _) = write_big(
+        "numbers.json",
+        "{\"resourceType\":\"AuditEvent\",\"extra\":[0",
+        Box::new(move |_| numbers.clone()),
+        "]}",
+    );
+    let empties = "<a/>".repeat(10_000);
+    let (empties, _) = write_big(
+        "empty.xml",
+        "<AuditEvent xmlns=\"http://hl7.org/fhir\">",
+        Box::new(move |_| empties.clone()),
+        "</AuditEvent>",
+    );
+    let patient_json = format!(
+        ",{{\"resource\":{{\"resourceType\":\"Patient\",\"id\":\"p1\",\"identifier\":[{{\"system\":\"https://fhir.nhs.uk/Id/nhs-number\",\"value\":\"{NHS_A}\"}}]}}}}]}}"
+    );
+    let (bundle_json, events_json) = write_big(
+        "bundle.json",
+        "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":[{\"resource\":{\"resourceType\":\"Basic\"}}",
+        Box::new(|n| {
+            let mut e: serde_json::Value = serde_json::from_str(&event(&format!("e{n}"), 0)).unwrap();
+            e["recorded"] = format!(
+                "2026-03-{:02}T{:02}:{:02}:{:02}Z",
+                1 + n / 86400,
+                n / 3600 % 24,
+                n / 60 % 60,
+                n % 60
+            )
+            .into();
+            e["entity"][0]["what"] = serde_json::json!({ "reference": "Patient/p1" });
+            format!(",{{\"resource\":{e}}}")
+        }),
+        &patient_json,
+    );
+    let (bundle_xml, events_xml) = write_big(
+        "bundle.xml",
+        "<Bundle xmlns=\"http://hl7.org/fhir\"><type value=\"collection\"/>",
+        Box::new(|n| {
+            format!(
+                "<entry><resource><AuditEvent><id value=\"x{n}\"/><type><system value=\"http://terminology.hl7.org/CodeSystem/audit-event-type\"/><code value=\"rest\"/></type><action value=\"R\"/><recorded value=\"2026-03-{:02}T{:02}:{:02}:{:02}Z\"/><outcome value=\"0\"/><agent><who><identifier><value value=\"acct-1\"/></identifier></who><requestor value=\"true\"/></agent><entity><what><reference value=\"Patient/p1\"/></what><role><system value=\"http://terminology.hl7.org/CodeSystem/object-role\"/><code value=\"1\"/></role></entity></AuditEvent></resource></entry>",
+                1 + n / 86400,
+                n / 3600 % 24,
+                n / 60 % 60,
+                n % 60
+            )
+        }),
+        &format!("<entry><resource><Patient><id value=\"p1\"/><identifier><system value=\"https://fhir.nhs.uk/Id/nhs-number\"/><value value=\"{NHS_A}\"/></identifier></Patient></resource></entry></Bundle>"),
+    );
+    for (path, stored, quarantined) in [
+        (numbers, 0, 1),
+        (empties, 0, 1),
+        (bundle_json, events_json, 0),
+        (bundle_xml, events_xml, 0),
+    ] {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let size = std::fs::metadata(&path).unwrap().len();
+        let (j, code, peak) = ingest_measured(&dir.path().join(format!("store-{name}")), &path);
+        assert!(code == 0 || code == 3, "{name}: exit {code}, {j}");
+        assert_eq!(j["totals"]["stored"], stored as u64, "{name}: {j}");
+        assert_eq!(
+            j["totals"]["quarantined"], quarantined as u64,
+            "{name}: {j}"
+        );
+        let bound = (200 << 20) + 3 * size;
+        assert!(
+            peak <= bound,
+            "{name}: peak RSS {} MiB for a {} MiB file (bound {} MiB)",
+            peak >> 20,
+            size >> 20,
+            bound >> 20
+        );
+        if quarantined > 0 {
+            let q = quarantined_reasons(&dir.path().join(format!("store-{name}")));
+            assert!(
+                q.iter().any(|r| r.contains("larger than 4 MiB")),
+                "{name}: {q:?}"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+fn quarantined_reasons(store: &Path) -> Vec<String> {
+    quarantined(store)
+        .into_iter()
+        .map(|(_, _, reason)| reason)
+        .collect()
+}

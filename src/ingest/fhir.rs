@@ -24,15 +24,39 @@ pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
 pub const MAX_DEPTH: usize = 64;
 /// The longest NDJSON line (one resource) read: an AuditEvent is a few KiB; a longer line is quarantined.
 pub const MAX_LINE_BYTES: usize = 4 << 20;
-/// The largest single JSON or XML document (a resource or a Bundle) read whole; bigger feeds must be NDJSON,
-/// which is streamed line by line.
+/// The largest single JSON or XML document (a resource or a Bundle). Its text is held once, and only one resource
+/// at a time becomes a tree, so reading one takes about its size in memory; bigger feeds must be NDJSON, which is
+/// streamed line by line.
 pub const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
+/// The largest resource in a document (a lone resource, or one Bundle entry's) made into a tree; a bigger one is
+/// quarantined with that reason and reading goes on at the next entry. An AuditEvent is a few KiB.
+pub const MAX_RESOURCE_BYTES: usize = MAX_LINE_BYTES;
 
 fn too_big() -> String {
     format!(
         "the document is larger than {} MiB: send big feeds as NDJSON (one resource per line), which is streamed",
         MAX_DOCUMENT_BYTES >> 20
     )
+}
+
+fn resource_too_big() -> String {
+    format!(
+        "the resource is larger than {} MiB (an AuditEvent is a few KiB); reading went on at the next one",
+        MAX_RESOURCE_BYTES >> 20
+    )
+}
+
+/// The whole document's bytes, refused past [`MAX_DOCUMENT_BYTES`].
+fn read_document(reader: Box<dyn Read + Send>) -> Result<Vec<u8>, FileError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("the file could not be read: {e}"))?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
 }
 
 /// One resource out of a FHIR file, with its position (NDJSON line, or entry number in a Bundle).
@@ -122,27 +146,164 @@ pub fn for_each_resource(
             Ok(())
         }
         Layout::Json => {
-            let mut text = String::new();
-            BufReader::new(reader)
-                .take(MAX_DOCUMENT_BYTES + 1)
-                .read_to_string(&mut text)
-                .map_err(|e| format!("not UTF-8 text: {e}"))?;
-            if text.len() as u64 > MAX_DOCUMENT_BYTES {
-                return Err(too_big());
-            }
-            let value: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
-                .map_err(|e| format!("not a FHIR JSON resource: {e}"))?;
-            unwrap_bundle(checked_depth(value)?, each)
+            let bytes = read_document(reader)?;
+            let text = std::str::from_utf8(&bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+            json_document(text.trim_start_matches('\u{feff}'), each)
         }
         Layout::Xml => {
-            // Reading the byte past the limit (the `Take` used up) proves the document is larger than it.
-            let mut limited = reader.take(MAX_DOCUMENT_BYTES + 1);
-            let value = xml_to_json(BufReader::new(&mut limited));
-            if limited.limit() == 0 {
-                return Err(too_big());
-            }
-            unwrap_bundle(value?, each)
+            let bytes = read_document(reader)?;
+            xml_document(&bytes, each)
         }
+    }
+}
+
+/// What a JSON document's top level says about it: its type, and a Bundle's entries as slices of the text.
+/// Everything else is skipped without being built.
+#[derive(serde::Deserialize)]
+struct DocumentHead<'a> {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<String>,
+    #[serde(borrow)]
+    entry: Option<Vec<&'a serde_json::value::RawValue>>,
+}
+
+#[derive(serde::Deserialize)]
+struct EntryHead<'a> {
+    #[serde(borrow)]
+    resource: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResourceHead {
+    #[serde(rename = "resourceType")]
+    resource_type: Option<String>,
+}
+
+fn json_resource(text: &str) -> Result<Value, String> {
+    if text.len() > MAX_RESOURCE_BYTES {
+        return Err(resource_too_big());
+    }
+    serde_json::from_str::<Value>(text)
+        .map_err(|e| format!("not JSON: {e}"))
+        .and_then(checked_depth)
+}
+
+/// A Bundle entry's resource: its type and its text, or why it cannot be read.
+fn json_entry_resource(
+    entry: &serde_json::value::RawValue,
+) -> Result<(Option<String>, &str), String> {
+    let head: EntryHead = serde_json::from_str(entry.get())
+        .map_err(|e| format!("the Bundle entry is not a JSON object: {e}"))?;
+    let resource = head
+        .resource
+        .ok_or_else(|| "Bundle entry has no resource".to_string())?;
+    if resource.get().len() > MAX_RESOURCE_BYTES {
+        return Err(resource_too_big());
+    }
+    let kind: ResourceHead = serde_json::from_str(resource.get())
+        .map_err(|e| format!("not a FHIR JSON resource: {e}"))?;
+    Ok((kind.resource_type, resource.get()))
+}
+
+/// A JSON document: a lone resource, or a Bundle read entry by entry (one entry's tree at a time).
+fn json_document(
+    text: &str,
+    each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
+) -> Result<(), FileError> {
+    let head: DocumentHead = serde_json::from_str(text).map_err(|e| {
+        if e.to_string().contains("recursion limit") {
+            format!("nested more than {MAX_DEPTH} levels deep")
+        } else {
+            format!("not a FHIR JSON resource: {e}")
+        }
+    })?;
+    match head.resource_type.as_deref() {
+        Some("Bundle") => {}
+        Some("AuditEvent") | None => {
+            // Too big to be an AuditEvent: quarantined; nested too deep: the file is refused.
+            if text.len() > MAX_RESOURCE_BYTES {
+                return each(1, Err(resource_too_big()));
+            }
+            let v = json_resource(text)?;
+            return each(1, Ok(v));
+        }
+        // A lone Patient, Device, ...: supporting material, not an event.
+        Some(other) => return Err(format!("{NOT_AN_EVENT}{other}")),
+    }
+    let entries = head.entry.unwrap_or_default();
+    // First the Bundle's Patients (an event may name one that comes after it), then its events.
+    let mut patients = BundlePatients::default();
+    for entry in &entries {
+        if let Ok((Some(t), text)) = json_entry_resource(entry) {
+            if t == "Patient" {
+                if let Ok(v) = json_resource(text) {
+                    patients.add(&v);
+                }
+            }
+        }
+    }
+    for (i, entry) in entries.iter().enumerate() {
+        let position = i as i64 + 1;
+        match json_entry_resource(entry) {
+            Err(reason) => each(position, Err(reason))?,
+            // Patients and other supporting resources are context, not events.
+            Ok((t, _)) if t.as_deref() != Some("AuditEvent") => {}
+            Ok((_, text)) => each(position, json_resource(text).map(|v| patients.attach(v)))?,
+        }
+    }
+    Ok(())
+}
+
+/// A Bundle's Patients, by reference (`Patient/<id>`), each kept as no more than its NHS number identifier.
+#[derive(Default)]
+struct BundlePatients(Map<String, Value>);
+
+impl BundlePatients {
+    fn add(&mut self, patient: &Value) {
+        let Some(id) = patient.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        let nhs: Vec<Value> = list(patient.get("identifier"))
+            .into_iter()
+            .filter(|i| s(i.get("system")) == Some(NHS_NUMBER_SYSTEM))
+            .take(1)
+            .cloned()
+            .collect();
+        let mut kept = Map::new();
+        kept.insert("identifier".into(), Value::Array(nhs));
+        self.0.insert(format!("Patient/{id}"), Value::Object(kept));
+    }
+
+    /// Gives the event the Bundle's Patients it refers to (`_bundlePatients`), for resolving its patient.
+    fn attach(&self, mut event: Value) -> Value {
+        fn references<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+            match v {
+                Value::Object(o) => {
+                    for (k, x) in o {
+                        match (k.as_str(), x) {
+                            ("reference", Value::String(r)) => out.push(r),
+                            _ => references(x, out),
+                        }
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| references(x, out)),
+                _ => {}
+            }
+        }
+        if self.0.is_empty() {
+            return event;
+        }
+        let mut named = Vec::new();
+        references(&event, &mut named);
+        let found: Map<String, Value> = named
+            .into_iter()
+            .map(|r| r.rsplit_once("/_history/").map(|(a, _)| a).unwrap_or(r))
+            .filter_map(|r| self.0.get(r).map(|p| (r.to_string(), p.clone())))
+            .collect();
+        if let (false, Some(o)) = (found.is_empty(), event.as_object_mut()) {
+            o.insert("_bundlePatients".into(), Value::Object(found));
+        }
+        event
     }
 }
 
@@ -160,97 +321,54 @@ fn checked_depth(v: Value) -> Result<Value, String> {
     Ok(v)
 }
 
-/// A Bundle gives its entries' resources, with the Bundle's Patients available for resolving references; a lone
-/// resource is itself.
-fn unwrap_bundle(
-    value: Value,
-    each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
-) -> Result<(), FileError> {
-    match value.get("resourceType").and_then(Value::as_str) {
-        Some("Bundle") => {}
-        Some("AuditEvent") | None => return each(1, Ok(value)),
-        // A lone Patient, Device, ...: supporting material, not an event.
-        Some(other) => return Err(format!("{NOT_AN_EVENT}{other}")),
-    }
-    let entries = list(value.get("entry"));
-    let patients: Map<String, Value> = entries
-        .iter()
-        .filter_map(|e| e.get("resource"))
-        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Patient"))
-        .filter_map(|r| {
-            let id = r.get("id").and_then(Value::as_str)?;
-            Some((format!("Patient/{id}"), r.clone()))
-        })
-        .collect();
-    for (i, e) in entries.iter().enumerate() {
-        let Some(resource) = e.get("resource") else {
-            each(i as i64 + 1, Err("Bundle entry has no resource".into()))?;
-            continue;
-        };
-        if resource.get("resourceType").and_then(Value::as_str) != Some("AuditEvent") {
-            continue; // Patients and other supporting resources are context, not events.
-        }
-        let mut r = resource.clone();
-        if let Some(obj) = r.as_object_mut() {
-            obj.insert("_bundlePatients".into(), Value::Object(patients.clone()));
-        }
-        each(i as i64 + 1, Ok(r))?;
-    }
-    Ok(())
-}
-
 /// How many resources a file yields that are not AuditEvents (Patients in a Bundle are not counted as rows).
 pub fn is_audit_event(v: &Value) -> bool {
     v.get("resourceType").and_then(Value::as_str) == Some("AuditEvent")
 }
 
-/// FHIR XML to the JSON shape: an element with a `value` attribute is a primitive; repeated elements become arrays;
-/// a `<resource>` wrapper's child names the resource type; the narrative `div` is dropped.
-pub fn xml_to_json(reader: impl BufRead) -> Result<Value, String> {
-    let mut xml = quick_xml::Reader::from_reader(reader);
-    xml.config_mut().trim_text(true);
-    let mut buf = Vec::new();
-    // Each open element: its name and the children collected so far.
-    let mut stack: Vec<(String, Map<String, Value>, Option<String>)> = Vec::new();
-    let mut root: Option<Value> = None;
-    let mut skip_depth = 0usize;
-    loop {
-        let event = xml
-            .read_event_into(&mut buf)
-            .map_err(|e| format!("not well-formed XML: {e}"))?;
+/// FHIR XML to the JSON shape, one element's tree: an element with a `value` attribute is a primitive; repeated
+/// elements become arrays; a `<resource>` wrapper's child names the resource type; the narrative `div` is dropped.
+#[derive(Default)]
+struct TreeBuilder {
+    /// Each open element: its name, the children collected so far, and its `value` attribute.
+    stack: Vec<(String, Map<String, Value>, Option<String>)>,
+    root: Option<Value>,
+    skip_depth: usize,
+}
+
+impl TreeBuilder {
+    fn event(&mut self, event: &Event) -> Result<(), String> {
         match event {
             // Inside the XHTML narrative: count its elements to find where it ends.
-            Event::Start(_) if skip_depth > 0 => skip_depth += 1,
-            Event::Empty(_) if skip_depth > 0 => {}
+            Event::Start(_) if self.skip_depth > 0 => self.skip_depth += 1,
+            Event::Empty(_) if self.skip_depth > 0 => {}
             Event::Start(e) => {
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).to_string();
                 if name == "div" {
-                    skip_depth = 1;
-                    buf.clear();
-                    continue;
+                    self.skip_depth = 1;
+                    return Ok(());
                 }
-                if stack.len() >= MAX_DEPTH {
+                if self.stack.len() >= MAX_DEPTH {
                     return Err(format!("nested more than {MAX_DEPTH} levels deep"));
                 }
-                let value = attr_value(&e)?;
-                stack.push((name, Map::new(), value));
+                let value = attr_value(e)?;
+                self.stack.push((name, Map::new(), value));
             }
             Event::Empty(e) => {
                 let name = String::from_utf8_lossy(e.local_name().as_ref()).to_string();
-                let value = attr_value(&e)?;
-                let v = match value {
+                let v = match attr_value(e)? {
                     Some(s) => Value::String(s),
                     None => Value::Object(Map::new()),
                 };
-                match stack.last_mut() {
+                match self.stack.last_mut() {
                     Some((_, children, _)) => add_child(children, &name, v),
-                    None => root = Some(v),
+                    None => self.root = Some(named(v, name)),
                 }
             }
-            Event::End(_) if skip_depth > 0 => skip_depth -= 1,
+            Event::End(_) if self.skip_depth > 0 => self.skip_depth -= 1,
             Event::End(_) => {
-                let Some((name, children, value)) = stack.pop() else {
-                    continue;
+                let Some((name, children, value)) = self.stack.pop() else {
+                    return Ok(());
                 };
                 let v = if children.is_empty() {
                     value
@@ -259,35 +377,181 @@ pub fn xml_to_json(reader: impl BufRead) -> Result<Value, String> {
                 } else {
                     Value::Object(children)
                 };
-                match stack.last_mut() {
+                match self.stack.last_mut() {
                     Some((parent, siblings, _))
                         if parent == "resource" || parent == "contained" =>
                     {
                         // <resource><AuditEvent>...</AuditEvent></resource>: the child names the type.
-                        let mut v = v;
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("resourceType".into(), Value::String(name));
-                        }
-                        for (k, x) in v.as_object().cloned().unwrap_or_default() {
-                            siblings.insert(k, x);
+                        if let Value::Object(o) = named(v, name) {
+                            siblings.extend(o);
                         }
                     }
                     Some((_, siblings, _)) => add_child(siblings, &name, v),
-                    None => {
-                        let mut v = v;
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("resourceType".into(), Value::String(name));
-                        }
-                        root = Some(v);
-                    }
+                    None => self.root = Some(named(v, name)),
                 }
             }
-            Event::Eof => break,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Value, String> {
+        self.root
+            .ok_or_else(|| "the XML holds no element".to_string())
+    }
+}
+
+fn named(mut v: Value, name: String) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("resourceType".into(), Value::String(name));
+    }
+    v
+}
+
+/// A whole XML document as one tree (a lone resource; tests).
+pub fn xml_to_json(reader: impl BufRead) -> Result<Value, String> {
+    let mut xml = quick_xml::Reader::from_reader(reader);
+    xml.config_mut().trim_text(true);
+    let mut buf = Vec::new();
+    let mut tree = TreeBuilder::default();
+    loop {
+        let event = xml
+            .read_event_into(&mut buf)
+            .map_err(|e| format!("not well-formed XML: {e}"))?;
+        if matches!(event, Event::Eof) {
+            break;
+        }
+        tree.event(&event)?;
+        buf.clear();
+    }
+    tree.finish()
+}
+
+/// The name of the document's root element.
+fn xml_root(bytes: &[u8]) -> Result<String, FileError> {
+    let mut xml = quick_xml::Reader::from_reader(bytes);
+    let mut buf = Vec::new();
+    loop {
+        match xml
+            .read_event_into(&mut buf)
+            .map_err(|e| format!("not well-formed XML: {e}"))?
+        {
+            Event::Start(e) | Event::Empty(e) => {
+                return Ok(String::from_utf8_lossy(e.local_name().as_ref()).to_string())
+            }
+            Event::Eof => return Err("the XML holds no element".into()),
             _ => {}
         }
         buf.clear();
     }
-    root.ok_or_else(|| "the XML holds no element".to_string())
+}
+
+/// An XML document: a lone resource, or a Bundle read entry by entry (one entry's tree at a time).
+fn xml_document(
+    bytes: &[u8],
+    each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
+) -> Result<(), FileError> {
+    match xml_root(bytes)?.as_str() {
+        "Bundle" => {}
+        "AuditEvent" => {
+            // Too big to be an AuditEvent: quarantined; not XML, or nested too deep: the file is refused.
+            if bytes.len() > MAX_RESOURCE_BYTES {
+                return each(1, Err(resource_too_big()));
+            }
+            let v = xml_to_json(bytes)?;
+            return each(1, Ok(v));
+        }
+        other => return Err(format!("{NOT_AN_EVENT}{other}")),
+    }
+    let resource_of = |entry: Result<Value, String>| -> Result<Value, String> {
+        let mut entry = entry?;
+        entry
+            .get_mut("resource")
+            .map(Value::take)
+            .ok_or_else(|| "Bundle entry has no resource".to_string())
+    };
+    // First the Bundle's Patients (an event may name one that comes after it), then its events.
+    let mut patients = BundlePatients::default();
+    xml_entries(bytes, &mut |_, entry| {
+        if let Ok(r) = resource_of(entry) {
+            if r.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+                patients.add(&r);
+            }
+        }
+        Ok(())
+    })?;
+    xml_entries(bytes, &mut |position, entry| match resource_of(entry) {
+        Err(reason) => each(position, Err(reason)),
+        Ok(r) if !is_audit_event(&r) => Ok(()),
+        Ok(r) => each(position, Ok(patients.attach(r))),
+    })
+}
+
+/// Calls `each` with every `<entry>` of a Bundle as a tree, or the reason it cannot be one (bigger than
+/// [`MAX_RESOURCE_BYTES`], nested too deep, a bad attribute); the rest of a refused entry is passed over.
+fn xml_entries(
+    bytes: &[u8],
+    each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
+) -> Result<(), FileError> {
+    let mut xml = quick_xml::Reader::from_reader(bytes);
+    xml.config_mut().trim_text(true);
+    let mut buf = Vec::new();
+    let mut depth = 0usize;
+    let mut number = 0i64;
+    // The entry being read: its tree and where it started; `None` while passing over a refused one.
+    let mut current: Option<(TreeBuilder, u64)> = None;
+    let mut in_entry = false;
+    loop {
+        let event = xml
+            .read_event_into(&mut buf)
+            .map_err(|e| format!("not well-formed XML: {e}"))?;
+        let is_entry = |e: &quick_xml::events::BytesStart| e.local_name().as_ref() == b"entry";
+        match &event {
+            Event::Eof => break,
+            Event::Start(e) => {
+                depth += 1;
+                if depth > 4 * MAX_DEPTH {
+                    return Err(format!("nested more than {MAX_DEPTH} levels deep"));
+                }
+                if depth == 2 && is_entry(e) {
+                    number += 1;
+                    in_entry = true;
+                    current = Some((TreeBuilder::default(), xml.buffer_position()));
+                }
+            }
+            Event::Empty(e) if depth == 1 && is_entry(e) => {
+                number += 1;
+                each(number, Err("Bundle entry has no resource".into()))?;
+                buf.clear();
+                continue;
+            }
+            _ => {}
+        }
+        if let Some((tree, start)) = current.as_mut() {
+            let refused = match tree.event(&event) {
+                Err(reason) => Some(reason),
+                Ok(()) if xml.buffer_position() - *start > MAX_RESOURCE_BYTES as u64 => {
+                    Some(resource_too_big())
+                }
+                Ok(()) => None,
+            };
+            if let Some(reason) = refused {
+                current = None;
+                each(number, Err(reason))?;
+            }
+        }
+        if let Event::End(_) = &event {
+            if depth == 2 && in_entry {
+                in_entry = false;
+                if let Some((tree, _)) = current.take() {
+                    each(number, tree.finish())?;
+                }
+            }
+            depth = depth.saturating_sub(1);
+        }
+        buf.clear();
+    }
+    Ok(())
 }
 
 fn attr_value(e: &quick_xml::events::BytesStart) -> Result<Option<String>, String> {
