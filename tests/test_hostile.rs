@@ -336,6 +336,8 @@ fn fuzz_regressions_replay_without_a_crash() {
 }
 
 /// Runs `ingest --json` under a 1.5 GB address-space limit and gives its output and peak resident memory (bytes).
+/// The child is reaped by `wait4` (which gives its own rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn ingest_measured(store: &Path, input: &Path) -> (serde_json::Value, i32, u64) {
     use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(BIN);
