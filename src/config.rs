@@ -377,8 +377,6 @@ impl Config {
             - chrono::Duration::days(1)
     }
 
-    /// Output folders that exist and can be read by other users: each is a warning (the data is special-category
-    /// health data; accesswatch creates its own folders owner-only, but cannot fix a folder it did not create).
     /// The pseudonymiser for analyst outputs when they are to be pseudonymised; an error when they are and no
     /// usable key is configured (checked before any work is done).
     pub fn pseudonymiser(
@@ -391,13 +389,16 @@ impl Config {
             .map(Some)
     }
 
-    pub fn world_readable_outputs(&self) -> Vec<PathBuf> {
+    /// Output folders that exist and give any access to their group or to others: each is a warning (the data is
+    /// special-category health data; accesswatch creates its own folders owner-only, but leaves the permissions of a
+    /// folder it did not create to whoever made it). What is inside the store is made owner-only by ingest.
+    pub fn open_outputs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for dir in [&self.store, &self.reports] {
             #[cfg(unix)]
             if let Ok(meta) = std::fs::metadata(dir) {
                 use std::os::unix::fs::PermissionsExt;
-                if meta.permissions().mode() & 0o007 != 0 {
+                if meta.permissions().mode() & 0o077 != 0 {
                     out.push(dir.clone());
                 }
             }

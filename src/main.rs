@@ -15,7 +15,7 @@ fn main() -> ExitCode {
                     message = format!("{message}: {text}");
                 }
             }
-            eprintln!("accesswatch: error: {message}");
+            accesswatch::cli::report_error(&message);
             accesswatch::cli::Exit::Failure.into()
         }
     }

@@ -162,10 +162,18 @@ fn round3(x: f64) -> f64 {
 /// The whole nightly job.
 pub fn nightly(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<RunOutcome> {
     let started = Utc::now();
-    let _lock = RunLock::acquire(&config.store)?;
-    let result = nightly_locked(config, as_of);
+    // A run refused because another holds the lock is recorded too ("refused"), so the log shows every night.
+    let (result, locked) = match RunLock::acquire(&config.store) {
+        Ok(lock) => {
+            let result = nightly_locked(config, as_of);
+            drop(lock);
+            (result, true)
+        }
+        Err(e) => (Err(e), false),
+    };
     let (status, record) = match &result {
         Ok(o) => ("succeeded", Some(o)),
+        Err(_) if !locked => ("refused", None),
         Err(_) => ("failed", None),
     };
     let ingest_totals = record.map(|o| o.ingest.totals).unwrap_or_default();

@@ -850,6 +850,56 @@ fn outputs_are_owner_only_and_logs_carry_no_identifiers() {
 }
 
 #[test]
+fn group_readable_outputs_are_warned_about_and_opened_files_in_the_store_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data/audit.csv");
+    let r = run(&["ingest", "--store", store.to_str().unwrap(), sample]);
+    assert!(r.code == 0 || r.code == 3, "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let chmod = |p: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // Someone restores the store with their own umask: a part file 0644, its partition 0755, the store 0750.
+    let (part, _) = tree(&store)
+        .into_iter()
+        .find(|(p, _)| p.ends_with(".parquet") && p.starts_with("audit/"))
+        .unwrap();
+    let part = store.join(part);
+    let partition = part.parent().unwrap().to_path_buf();
+    chmod(&part, 0o644);
+    chmod(&partition, 0o755);
+    chmod(&store, 0o750);
+    let other = write(dir.path(), "b.csv", &format!(
+        "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n{}",
+        audit_row("NEW-1", "2026-03-01T10:00:00Z", NHS_A, "view")
+    ));
+    let r = run(&[
+        "ingest",
+        "--store",
+        store.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("can be read by other users of this machine (group or others)"),
+        "a group-readable store is warned about: {}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("2 file(s) or folder(s) inside the store"),
+        "{}",
+        r.stderr
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&part), 0o600);
+    assert_eq!(mode(&partition), 0o700);
+    // The store folder itself is the operator's: warned about, left as it is.
+    assert_eq!(mode(&store), 0o750);
+}
+
+#[test]
 fn the_table_output_states_the_row_identity() {
     let dir = tempfile::tempdir().unwrap();
     write(

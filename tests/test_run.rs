@@ -302,6 +302,38 @@ fn two_runs_cannot_overlap() {
         "{}",
         r.stderr
     );
+    // With JSON logs, every line on stderr is JSON, the refusal included.
+    let j = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "run",
+        "--as-of",
+        "2026-11-22",
+    ]);
+    assert_eq!(j.code, 1);
+    assert!(j.stderr.contains("in progress"), "{}", j.stderr);
+    for line in j.stderr.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON log line: {line}"
+        );
+    }
+    // Both refused runs are in the runs log.
+    let log = std::fs::read_to_string(dir.path().join("reports/runs.jsonl")).unwrap();
+    let refused: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(refused.len(), 2, "{log}");
+    for r in &refused {
+        assert_eq!(r["status"], "refused", "{log}");
+        assert!(
+            r["error"].as_str().unwrap().contains("in progress"),
+            "{log}"
+        );
+    }
     drop(lock);
     assert_eq!(
         nightly(&cfg, "2026-11-22", &[]).code,

@@ -75,11 +75,11 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
         .iter()
         .find(|c| !write::DROPPABLE_COLUMNS.contains(&c.as_str()))
     {
-        eprintln!(
-            "accesswatch: error: --drop-columns: '{}' is not an optional audit column (one of {})",
+        super::report_error(&format!(
+            "--drop-columns: '{}' is not an optional audit column (one of {})",
             bad.escape_debug(),
             write::DROPPABLE_COLUMNS.join(", ")
-        );
+        ));
         return Ok(Exit::Usage);
     }
     let spec = PracticeSpec {

@@ -128,18 +128,42 @@ pub fn load_config(
     overrides: &Overrides,
 ) -> anyhow::Result<Config> {
     let config = Config::load(file, overrides)?;
-    for dir in config.world_readable_outputs() {
-        tracing::warn!(folder = %dir.display(), "an output folder can be read by other users: make it owner-only");
-        eprintln!(
-            "accesswatch: warning: {} can be read by other users of this machine; it will hold special-category \
-             health data: make it owner-only (chmod 700)",
+    for dir in config.open_outputs() {
+        warn_user(&format!(
+            "{} can be read by other users of this machine (group or others); it will hold special-category health \
+             data: make it owner-only (chmod 700)",
             dir.display()
-        );
+        ));
     }
     Ok(config)
 }
 
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A warning for the person or job running the command: a plain line on stderr, or with `--log-format json` a JSON
+/// log line like every other, so a log collector never meets a line it cannot parse.
+pub fn warn_user(message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("accesswatch: warning: {message}");
+    }
+}
+
+/// The error that ends the command, as [`warn_user`] does warnings.
+pub fn report_error(message: &str) {
+    if JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("accesswatch: error: {message}");
+    }
+}
+
 fn init_logging(format: LogFormat, verbose: u8) {
+    JSON_LOGS.store(
+        format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let default = match verbose {
         0 => "warn",
         1 => "info",

@@ -88,6 +88,15 @@ impl Store {
                 })
             }
         }
+        // Files and folders inside the store that someone else made group- or world-readable (a copy, a restore, an
+        // old version) are made owner-only again, and the writer is told how many.
+        let opened = owner_only_tree(root);
+        if opened > 0 {
+            crate::cli::warn_user(&format!(
+                "{opened} file(s) or folder(s) inside the store {} could be read by other users: made owner-only",
+                root.display()
+            ));
+        }
         // Whatever is in _tmp was left by a writer that died: it was never renamed into place, so nothing refers to it.
         let tmp = root.join(TMP_DIR);
         if tmp.exists() {
@@ -256,6 +265,46 @@ pub fn fault_point() {
                 }
             }
         }
+    }
+}
+
+/// Removes group and other permissions from everything under `root` (symbolic links are not followed); gives how
+/// many entries had any.
+fn owner_only_tree(root: &Path) -> usize {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut changed = 0;
+        let mut pending = vec![root.to_path_buf()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.path().symlink_metadata() else {
+                    continue;
+                };
+                if meta.file_type().is_symlink() {
+                    continue;
+                }
+                let mode = meta.permissions().mode();
+                if mode & 0o077 != 0
+                    && fs::set_permissions(entry.path(), fs::Permissions::from_mode(mode & 0o7700))
+                        .is_ok()
+                {
+                    changed += 1;
+                }
+                if meta.is_dir() {
+                    pending.push(entry.path());
+                }
+            }
+        }
+        changed
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = root;
+        0
     }
 }
 
