@@ -491,3 +491,60 @@ fn quarantined_reasons(store: &Path) -> Vec<String> {
         .map(|(_, _, reason)| reason)
         .collect()
 }
+
+#[test]
+fn column_names_cannot_forge_summary_lines_and_wide_encodings_and_json_arrays_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // A header cell with a newline and a terminal escape sequence, ignored as an unknown column.
+    let evil = "x\nfake: 100 rows stored \u{1b}[31mred";
+    let csv = write(
+        dir.path(),
+        "evil.csv",
+        &format!(
+            "{AUDIT_HEADER},\"{evil}\"\n{},1\n",
+            row("c1", 1, "dev-1", "ua").trim_end()
+        ),
+    );
+    let store = dir.path().join("store");
+    let r = run(&[
+        "ingest",
+        "--store",
+        store.to_str().unwrap(),
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("x\\nfake"), "{}", r.stdout);
+    assert!(
+        !r.stdout.contains('\u{1b}'),
+        "an escape sequence reached the terminal"
+    );
+    assert!(
+        !r.stdout.lines().any(|l| l.starts_with("fake")),
+        "{}",
+        r.stdout
+    );
+
+    // UTF-16 (as Excel's "Unicode text" saves it): named as such, not "matches no input kind".
+    let mut wide = vec![0xff, 0xfe];
+    for unit in format!("{AUDIT_HEADER}\n{}", row("w1", 2, "dev-1", "ua")).encode_utf16() {
+        wide.extend_from_slice(&unit.to_le_bytes());
+    }
+    let wide_path = dir.path().join("wide.csv");
+    std::fs::write(&wide_path, wide).unwrap();
+    let (r, j) = ingest(&store, &[&wide_path]);
+    assert_eq!(r.code, 1);
+    assert_eq!(j["files"][0]["status"], "refused");
+    let msg = j["files"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("UTF-16") && msg.contains("UTF-8"), "{msg}");
+
+    // A JSON array of AuditEvents is FHIR, not a CSV header.
+    let array = write(
+        dir.path(),
+        "events.json",
+        &format!("[\n{},\n{}\n]\n", event("a1", 5), event("a2", 6)),
+    );
+    let (r, j) = ingest(&store, &[&array]);
+    assert_eq!(r.code, 0, "{j}");
+    assert_eq!(j["files"][0]["status"], "ingested", "{j}");
+    assert_eq!(j["totals"]["stored"], 2, "{j}");
+}

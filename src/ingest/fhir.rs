@@ -81,6 +81,10 @@ pub fn sniff(head: &[u8]) -> Option<Layout> {
     if t.starts_with('<') {
         return Some(Layout::Xml);
     }
+    // A JSON array of resources (what some exports give instead of a Bundle).
+    if t.starts_with('[') && t[1..].trim_start().starts_with('{') {
+        return Some(Layout::Json);
+    }
     if !t.starts_with('{') {
         return None;
     }
@@ -210,6 +214,9 @@ fn json_document(
     text: &str,
     each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
 ) -> Result<(), FileError> {
+    if text.trim_start().starts_with('[') {
+        return json_array(text, each);
+    }
     let head: DocumentHead = serde_json::from_str(text).map_err(|e| {
         if e.to_string().contains("recursion limit") {
             format!("nested more than {MAX_DEPTH} levels deep")
@@ -249,6 +256,45 @@ fn json_document(
             // Patients and other supporting resources are context, not events.
             Ok((t, _)) if t.as_deref() != Some("AuditEvent") => {}
             Ok((_, text)) => each(position, json_resource(text).map(|v| patients.attach(v)))?,
+        }
+    }
+    Ok(())
+}
+
+/// A JSON array of resources: read like a Bundle's entries, one resource's tree at a time.
+fn json_array(
+    text: &str,
+    each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
+) -> Result<(), FileError> {
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)
+        .map_err(|e| format!("not a JSON array of FHIR resources: {e}"))?;
+    let resource_type = |item: &serde_json::value::RawValue| -> Result<Option<String>, String> {
+        if item.get().len() > MAX_RESOURCE_BYTES {
+            return Err(resource_too_big());
+        }
+        serde_json::from_str::<ResourceHead>(item.get())
+            .map(|h| h.resource_type)
+            .map_err(|e| format!("not a FHIR JSON resource: {e}"))
+    };
+    let mut patients = BundlePatients::default();
+    for item in &items {
+        if let Ok(Some(t)) = resource_type(item) {
+            if t == "Patient" {
+                if let Ok(v) = json_resource(item.get()) {
+                    patients.add(&v);
+                }
+            }
+        }
+    }
+    for (i, item) in items.iter().enumerate() {
+        let position = i as i64 + 1;
+        match resource_type(item) {
+            Err(reason) => each(position, Err(reason))?,
+            Ok(t) if t.as_deref() != Some("AuditEvent") => {}
+            Ok(_) => each(
+                position,
+                json_resource(item.get()).map(|v| patients.attach(v)),
+            )?,
         }
     }
     Ok(())

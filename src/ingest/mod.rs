@@ -248,20 +248,21 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>, links: &mut Vec<PathBuf>) -> io::R
 /// A path as shown in summaries and logs: control characters (a newline in a file name could forge an output
 /// line) are written as escapes.
 pub fn shown(path: &Path) -> String {
-    let text = path.display().to_string();
-    if text.chars().any(char::is_control) {
-        text.chars()
-            .flat_map(|c| {
-                if c.is_control() {
-                    c.escape_default().collect::<Vec<_>>()
-                } else {
-                    vec![c]
-                }
-            })
-            .collect()
-    } else {
-        text
-    }
+    escape_controls(&path.display().to_string())
+}
+
+/// Text from a file (a file name, a header cell) made safe to print: control characters, which could forge an
+/// output line or drive the terminal (an escape sequence), are written as escapes.
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// Which file names a folder search picks up.
@@ -337,6 +338,14 @@ fn ingest_file(
             (Kind::Audit, Plan::Fhir(layout))
         }
         None => {
+            if let Some(encoding) = utf16_or_32(path) {
+                return fail(
+                    None,
+                    format!(
+                        "the file is {encoding} text, not UTF-8: export or save it as UTF-8 (CSV UTF-8) and send it again"
+                    ),
+                );
+            }
             let source = match CsvSource::open(path, on_read.clone()) {
                 Ok(s) => s,
                 Err(e) => return fail(None, format!("cannot read file: {e}")),
@@ -396,7 +405,7 @@ fn ingest_file(
     let (counts, failure) = match plan {
         Plan::Csv(csv_plan) => {
             let (mut source, index) = *csv_plan;
-            unknown_columns = index.unknown.clone();
+            unknown_columns = index.unknown.iter().map(|c| escape_controls(c)).collect();
             match kind {
                 Kind::Audit => load_rows(&ctx, &index, &mut source, rows::audit_event)?,
                 Kind::Entries => load_rows(&ctx, &index, &mut source, rows::record_entry)?,
@@ -479,6 +488,30 @@ fn sniff_fhir(path: &Path) -> io::Result<Option<fhir::Layout>> {
         filled += n;
     }
     Ok(fhir::sniff(&head[..filled]))
+}
+
+/// A wide text encoding, by its byte-order mark or by NUL bytes among the first characters (UTF-16 without a mark):
+/// text every reader here would misread, so it is named rather than mistaken for a header that matches nothing.
+fn utf16_or_32(path: &Path) -> Option<&'static str> {
+    let mut head = [0u8; 64];
+    let mut reader = csv::open_maybe_gzip(path, |_| {}).ok()?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match reader.read(&mut head[filled..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    let head = &head[..filled];
+    if head.starts_with(&[0xff, 0xfe, 0, 0]) || head.starts_with(&[0, 0, 0xfe, 0xff]) {
+        Some("UTF-32")
+    } else if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+        Some("UTF-16")
+    } else if head.len() >= 4 && head.contains(&0) {
+        Some("UTF-16 (no byte-order mark)")
+    } else {
+        None
+    }
 }
 
 struct FileContext<'a> {
