@@ -1013,3 +1013,55 @@ fn a_file_cut_short_while_it_is_read_is_not_recorded_and_its_whole_resend_is_rea
     assert_eq!(json(&again)["files"][0]["status"], "ingested");
     assert_eq!(visible_audit_rows(cfg, &store), format!("n\n{rows}"));
 }
+
+#[test]
+fn a_store_that_cannot_be_written_is_reported_with_its_path_and_the_files_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let header = "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n";
+    let a = write(
+        dir.path(),
+        "a.csv",
+        &format!(
+            "{header}{}",
+            audit_row("A1", "2026-03-01T10:00:00Z", NHS_A, "view")
+        ),
+    );
+    let b = write(
+        dir.path(),
+        "b.csv",
+        &format!(
+            "{header}{}",
+            audit_row("B1", "2026-03-02T10:00:00Z", NHS_A, "view")
+        ),
+    );
+    // B's partition cannot be made: a file stands where its folder would go (as a full disk or a lost mount
+    // would refuse the write; permissions cannot, the tests may run as root).
+    std::fs::create_dir_all(store.join("audit")).unwrap();
+    std::fs::write(store.join("audit/date=2026-03-02"), b"in the way").unwrap();
+    let (r, j) = ingest_json(&store, &[a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(j["files"][0]["status"], "ingested", "{j}");
+    assert_eq!(j["files"][1]["status"], "failed", "{j}");
+    let msg = j["files"][1]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("the store could not be written") && msg.contains("date=2026-03-02"),
+        "{msg}"
+    );
+
+    // query --output into a folder that does not exist names the path.
+    let out = dir.path().join("no-such-folder/out.csv");
+    let q = run(&[
+        "query",
+        "--store",
+        store.to_str().unwrap(),
+        "--sql",
+        "SELECT COUNT(*) AS n FROM audit",
+        "--format",
+        "csv",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(q.code, 1);
+    assert!(q.stderr.contains("no-such-folder/out.csv"), "{}", q.stderr);
+}

@@ -1,5 +1,6 @@
 //! `accesswatch query`: run a shipped query, a `.sql` file or inline SQL over the store, and print or export it.
 
+use anyhow::Context;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -95,9 +96,11 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     let bytes = encode(&mut df, args.format)?;
     match &args.output {
         Some(path) => {
-            let mut f = private_file(path, true)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
+            let mut f = private_file(path, true)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            f.write_all(&bytes)
+                .and_then(|_| f.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
             print(&format!(
                 "{} rows written to {}\n",
                 df.height(),

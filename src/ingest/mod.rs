@@ -142,7 +142,20 @@ pub fn ingest(
     let mut files = Vec::new();
     for input in expand_inputs(paths) {
         let report = match input {
-            Ok(input) => ingest_file(&store, &mut manifest, config, &input, opts)?,
+            Ok(input) => match ingest_file(&store, &mut manifest, config, &input, opts) {
+                Ok(report) => report,
+                // The store cannot be written (a full disk, a lost mount): this file fails, naming what could not
+                // be written, and no further file is tried; the report of the files before it still stands.
+                Err(e) => {
+                    let mut failed = refused(&input.path, None, None, format!("{e}"));
+                    failed.status = FileStatus::Failed;
+                    failed.message = Some(format!(
+                        "the store could not be written, so this and any later files were not ingested: {e}"
+                    ));
+                    files.push(failed);
+                    break;
+                }
+            },
             Err((path, message)) => refused(&path, None, None, message),
         };
         tracing::info!(
