@@ -208,12 +208,7 @@ impl Store {
             source,
         };
         let mut file = private_file(&tmp_path, true).map_err(write_err)?;
-        parquet_writer(&mut file)
-            .finish(df)
-            .map_err(|source| StoreError::Parquet {
-                path: tmp_path.clone(),
-                source,
-            })?;
+        write_parquet(&mut file, df, &tmp_path)?;
         file.sync_all().map_err(write_err)?;
         drop(file);
         fs::rename(&tmp_path, &final_path).map_err(|source| StoreError::Write {
@@ -265,6 +260,44 @@ pub fn fault_point() {
                 }
             }
         }
+    }
+}
+
+/// Writes a frame as Parquet to `w`. When the writer itself failed (a full disk), the error is that I/O error with
+/// the path, not the encoder's own account of it ("Invalid thrift: transport error").
+fn write_parquet<W: io::Write>(w: W, df: &mut DataFrame, path: &Path) -> Result<()> {
+    struct Remembering<W> {
+        inner: W,
+        failed: Option<(io::ErrorKind, String)>,
+    }
+    impl<W: io::Write> io::Write for Remembering<W> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.inner.write(buf).inspect_err(|e| {
+                self.failed = Some((e.kind(), e.to_string()));
+            })
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.inner.flush().inspect_err(|e| {
+                self.failed = Some((e.kind(), e.to_string()));
+            })
+        }
+    }
+    let mut w = Remembering {
+        inner: w,
+        failed: None,
+    };
+    match parquet_writer(&mut w).finish(df) {
+        Ok(_) => Ok(()),
+        Err(source) => Err(match w.failed.take() {
+            Some((kind, message)) => StoreError::Write {
+                path: path.to_path_buf(),
+                source: io::Error::new(kind, message),
+            },
+            None => StoreError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            },
+        }),
     }
 }
 
@@ -515,6 +548,22 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_is_reported_as_such_with_the_path() {
+        // /dev/full refuses every write with ENOSPC, as a full disk does.
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let mut df = df!("x" => (0..100_000i64).collect::<Vec<_>>()).unwrap();
+        let e = write_parquet(full, &mut df, Path::new("/store/_tmp/part.tmp"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/store/_tmp/part.tmp") && e.contains("No space left on device"),
+            "{e}"
+        );
+        assert!(!e.contains("thrift"), "{e}");
+    }
 
     #[test]
     fn part_names_are_deterministic_and_content_addressed() {
