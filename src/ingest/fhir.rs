@@ -237,28 +237,13 @@ fn json_document(
         // A lone Patient, Device, ...: supporting material, not an event.
         Some(other) => return Err(format!("{NOT_AN_EVENT}{other}")),
     }
-    let entries = head.entry.unwrap_or_default();
-    // First the Bundle's Patients (an event may name one that comes after it), then its events.
-    let mut patients = BundlePatients::default();
-    for entry in &entries {
-        if let Ok((Some(t), text)) = json_entry_resource(entry) {
-            if t == "Patient" {
-                if let Ok(v) = json_resource(text) {
-                    patients.add(&v);
-                }
-            }
-        }
-    }
-    for (i, entry) in entries.iter().enumerate() {
-        let position = i as i64 + 1;
-        match json_entry_resource(entry) {
-            Err(reason) => each(position, Err(reason))?,
-            // Patients and other supporting resources are context, not events.
-            Ok((t, _)) if t.as_deref() != Some("AuditEvent") => {}
-            Ok((_, text)) => each(position, json_resource(text).map(|v| patients.attach(v)))?,
-        }
-    }
-    Ok(())
+    let resources = head
+        .entry
+        .unwrap_or_default()
+        .into_iter()
+        .map(json_entry_resource)
+        .collect();
+    json_resources(resources, each)
 }
 
 /// A JSON array of resources: read like a Bundle's entries, one resource's tree at a time.
@@ -268,33 +253,43 @@ fn json_array(
 ) -> Result<(), FileError> {
     let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)
         .map_err(|e| format!("not a JSON array of FHIR resources: {e}"))?;
-    let resource_type = |item: &serde_json::value::RawValue| -> Result<Option<String>, String> {
-        if item.get().len() > MAX_RESOURCE_BYTES {
-            return Err(resource_too_big());
-        }
-        serde_json::from_str::<ResourceHead>(item.get())
-            .map(|h| h.resource_type)
-            .map_err(|e| format!("not a FHIR JSON resource: {e}"))
-    };
-    let mut patients = BundlePatients::default();
-    for item in &items {
-        if let Ok(Some(t)) = resource_type(item) {
-            if t == "Patient" {
-                if let Ok(v) = json_resource(item.get()) {
-                    patients.add(&v);
-                }
+    let resources = items
+        .into_iter()
+        .map(|item| {
+            if item.get().len() > MAX_RESOURCE_BYTES {
+                return Err(resource_too_big());
             }
+            serde_json::from_str::<ResourceHead>(item.get())
+                .map(|h| (h.resource_type, item.get()))
+                .map_err(|e| format!("not a FHIR JSON resource: {e}"))
+        })
+        .collect();
+    json_resources(resources, each)
+}
+
+/// The resources of a Bundle or an array, each its type and text or why it cannot be read: first the Patients are
+/// collected (an event may name one that comes after it), then each AuditEvent is made a tree, one at a time.
+fn json_resources(
+    resources: Vec<Result<(Option<String>, &str), String>>,
+    each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
+) -> Result<(), FileError> {
+    let mut patients = BundlePatients::default();
+    for (_, text) in resources
+        .iter()
+        .flatten()
+        .filter(|(t, _)| t.as_deref() == Some("Patient"))
+    {
+        if let Ok(v) = json_resource(text) {
+            patients.add(&v);
         }
     }
-    for (i, item) in items.iter().enumerate() {
+    for (i, resource) in resources.into_iter().enumerate() {
         let position = i as i64 + 1;
-        match resource_type(item) {
+        match resource {
             Err(reason) => each(position, Err(reason))?,
-            Ok(t) if t.as_deref() != Some("AuditEvent") => {}
-            Ok(_) => each(
-                position,
-                json_resource(item.get()).map(|v| patients.attach(v)),
-            )?,
+            // Patients and other supporting resources are context, not events.
+            Ok((t, _)) if t.as_deref() != Some("AuditEvent") => {}
+            Ok((_, text)) => each(position, json_resource(text).map(|v| patients.attach(v)))?,
         }
     }
     Ok(())
