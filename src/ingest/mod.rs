@@ -335,10 +335,11 @@ fn ingest_file(
     };
 
     // FHIR or CSV, by content.
-    let layout = match sniff_fhir(path) {
-        Ok(l) => l,
+    let head = match read_head(path) {
+        Ok(h) => h,
         Err(e) => return fail(None, format!("cannot read file: {e}")),
     };
+    let layout = fhir::sniff(&head);
     let (kind, plan) = match layout {
         Some(layout) => {
             if opts.kind.is_some_and(|k| k != Kind::Audit) {
@@ -351,7 +352,7 @@ fn ingest_file(
             (Kind::Audit, Plan::Fhir(layout))
         }
         None => {
-            if let Some(encoding) = utf16_or_32(path) {
+            if let Some(encoding) = wide_encoding(&head) {
                 return fail(
                     None,
                     format!(
@@ -488,8 +489,9 @@ enum Plan {
     Fhir(fhir::Layout),
 }
 
-/// FHIR content (JSON, NDJSON, XML), by the file's first bytes after any gzip; `None` for anything else (CSV).
-fn sniff_fhir(path: &Path) -> io::Result<Option<fhir::Layout>> {
+/// The file's first 64 KiB after any gzip: enough to recognise FHIR content (JSON, NDJSON, XML) or a wide text
+/// encoding; anything else is read as CSV.
+fn read_head(path: &Path) -> io::Result<Vec<u8>> {
     let mut head = vec![0u8; 64 * 1024];
     let mut reader = csv::open_maybe_gzip(path, |_| {})?;
     let mut filled = 0;
@@ -500,27 +502,19 @@ fn sniff_fhir(path: &Path) -> io::Result<Option<fhir::Layout>> {
         }
         filled += n;
     }
-    Ok(fhir::sniff(&head[..filled]))
+    head.truncate(filled);
+    Ok(head)
 }
 
 /// A wide text encoding, by its byte-order mark or by NUL bytes among the first characters (UTF-16 without a mark):
 /// text every reader here would misread, so it is named rather than mistaken for a header that matches nothing.
-fn utf16_or_32(path: &Path) -> Option<&'static str> {
-    let mut head = [0u8; 64];
-    let mut reader = csv::open_maybe_gzip(path, |_| {}).ok()?;
-    let mut filled = 0;
-    while filled < head.len() {
-        match reader.read(&mut head[filled..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
-        }
-    }
-    let head = &head[..filled];
-    if head.starts_with(&[0xff, 0xfe, 0, 0]) || head.starts_with(&[0, 0, 0xfe, 0xff]) {
+fn wide_encoding(head: &[u8]) -> Option<&'static str> {
+    let start = &head[..head.len().min(64)];
+    if start.starts_with(&[0xff, 0xfe, 0, 0]) || start.starts_with(&[0, 0, 0xfe, 0xff]) {
         Some("UTF-32")
-    } else if head.starts_with(&[0xff, 0xfe]) || head.starts_with(&[0xfe, 0xff]) {
+    } else if start.starts_with(&[0xff, 0xfe]) || start.starts_with(&[0xfe, 0xff]) {
         Some("UTF-16")
-    } else if head.len() >= 4 && head.contains(&0) {
+    } else if start.len() >= 4 && start.contains(&0) {
         Some("UTF-16 (no byte-order mark)")
     } else {
         None
