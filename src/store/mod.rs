@@ -136,21 +136,11 @@ impl Store {
             return Ok(keys);
         }
         for path in parquet_files(&dir)? {
-            let file = File::open(&path).map_err(|source| StoreError::Io {
-                path: path.clone(),
-                source,
-            })?;
             let read = |source| StoreError::Read {
                 path: path.clone(),
                 source,
             };
-            let df = ParquetReader::new(file)
-                .with_columns(Some(vec![
-                    kind.key_column().to_string(),
-                    crate::schema::INGEST_SEQ.to_string(),
-                ]))
-                .finish()
-                .map_err(read)?;
+            let df = read_part_columns(&path, &[kind.key_column(), crate::schema::INGEST_SEQ])?;
             let col = df
                 .column(kind.key_column())
                 .and_then(|c| c.str().cloned())
@@ -341,6 +331,21 @@ fn owner_only_tree(root: &Path) -> usize {
     }
 }
 
+/// Some columns of one stored Parquet file.
+fn read_part_columns(path: &Path, columns: &[&str]) -> Result<DataFrame> {
+    let file = File::open(path).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetReader::new(file)
+        .with_columns(Some(columns.iter().map(|c| c.to_string()).collect()))
+        .finish()
+        .map_err(|source| StoreError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// Adds the digests of the audit events stored in one file: their `event_id`s, and their identities as twins
 /// ([`crate::records::Twin`]).
 fn access_identities(
@@ -355,24 +360,19 @@ fn access_identities(
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(|source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let columns = [
-        EVENT_ID,
-        OCCURRED_AT,
-        NHS_NUMBER,
-        ACCOUNT_ID,
-        DEVICE_ID,
-        ACTION,
-        SECTION,
-        INGEST_SEQ,
-    ];
-    let df = ParquetReader::new(file)
-        .with_columns(Some(columns.iter().map(|c| c.to_string()).collect()))
-        .finish()
-        .map_err(read)?;
+    let df = read_part_columns(
+        path,
+        &[
+            EVENT_ID,
+            OCCURRED_AT,
+            NHS_NUMBER,
+            ACCOUNT_ID,
+            DEVICE_ID,
+            ACTION,
+            SECTION,
+            INGEST_SEQ,
+        ],
+    )?;
     let text = |name: &str| df.column(name).and_then(|c| c.str().cloned()).map_err(read);
     let at = df
         .column(OCCURRED_AT)
