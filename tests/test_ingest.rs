@@ -690,7 +690,7 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
         // A reader beside the killed ingest sees the committed store (nothing yet), not the half-written file.
         if partial.height() > 0 {
             assert_eq!(
-                visible_audit_rows(cfg, &store),
+                visible_audit_rows(&store),
                 "n\n0",
                 "uncommitted rows are not visible"
             );
@@ -722,23 +722,6 @@ fn a_crash_between_writes_leaves_a_readable_store_that_a_rerun_completes_exactly
         readers_checked > 0,
         "a crash left rows for the reader to ignore"
     );
-}
-
-/// Audit rows a reader sees in a store.
-fn visible_audit_rows(cfg: &str, store: &std::path::Path) -> String {
-    let q = run(&[
-        "--config",
-        cfg,
-        "query",
-        "--store",
-        store.to_str().unwrap(),
-        "--sql",
-        "SELECT COUNT(*) AS n FROM audit",
-        "--format",
-        "csv",
-    ]);
-    assert_eq!(q.code, 0, "{}", q.stderr);
-    q.stdout.trim().to_string()
 }
 
 #[test]
@@ -792,16 +775,10 @@ fn a_killed_files_sequence_is_never_given_to_the_next_file() {
     );
     ingest(&store, b);
     // Readers see B, exactly as B alone: A's leftovers neither show, nor hide B's rows as their duplicates.
-    assert_eq!(
-        visible_audit_rows(cfg, &store),
-        visible_audit_rows(cfg, &alone)
-    );
+    assert_eq!(visible_audit_rows(&store), visible_audit_rows(&alone));
     // A sent again takes its own sequence back and completes: the store reads as A then B.
     ingest(&store, a);
-    assert_eq!(
-        visible_audit_rows(cfg, &store),
-        visible_audit_rows(cfg, &both)
-    );
+    assert_eq!(visible_audit_rows(&store), visible_audit_rows(&both));
 }
 
 #[test]
@@ -993,7 +970,7 @@ fn a_file_cut_short_while_it_is_read_is_not_recorded_and_its_whole_resend_is_rea
         "{j}"
     );
     assert_eq!(
-        visible_audit_rows(cfg, &store),
+        visible_audit_rows(&store),
         "n\n0",
         "nothing of it is visible"
     );
@@ -1011,7 +988,7 @@ fn a_file_cut_short_while_it_is_read_is_not_recorded_and_its_whole_resend_is_rea
     ]);
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
     assert_eq!(json(&again)["files"][0]["status"], "ingested");
-    assert_eq!(visible_audit_rows(cfg, &store), format!("n\n{rows}"));
+    assert_eq!(visible_audit_rows(&store), format!("n\n{rows}"));
 }
 
 #[test]

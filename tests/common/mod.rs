@@ -192,3 +192,18 @@ pub fn read_csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, Strin
         })
         .collect()
 }
+
+/// Audit rows a reader sees in a store (`query`, as `COUNT(*)` in CSV: `n` and the count).
+pub fn visible_audit_rows(store: &Path) -> String {
+    let q = run(&[
+        "query",
+        "--store",
+        store.to_str().unwrap(),
+        "--sql",
+        "SELECT COUNT(*) AS n FROM audit",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(q.code, 0, "{}", q.stderr);
+    q.stdout.trim().to_string()
+}
