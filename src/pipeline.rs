@@ -163,9 +163,11 @@ fn round3(x: f64) -> f64 {
 pub fn nightly(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<RunOutcome> {
     let started = Utc::now();
     // A run refused because another holds the lock is recorded too ("refused"), so the log shows every night.
+    // What ingest did, kept for the runs log even when a later step fails.
+    let mut ingested = None;
     let (result, locked) = match RunLock::acquire(&config.store) {
         Ok(lock) => {
-            let result = nightly_locked(config, as_of);
+            let result = nightly_locked(config, as_of, &mut ingested);
             drop(lock);
             (result, true)
         }
@@ -176,16 +178,16 @@ pub fn nightly(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<RunO
         Err(_) if !locked => ("refused", None),
         Err(_) => ("failed", None),
     };
-    let ingest_totals = record.map(|o| o.ingest.totals).unwrap_or_default();
+    let ingest_report = record.map(|o| &o.ingest).or(ingested.as_ref());
+    let ingest_totals = ingest_report.map(|i| i.totals).unwrap_or_default();
     let rec = RunRecord {
         started_at: started.to_rfc3339_opts(SecondsFormat::Secs, true),
         finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         status,
         as_of: record.map(|o| o.as_of).or(as_of),
-        files_read: record
-            .map(|o| {
-                o.ingest
-                    .files
+        files_read: ingest_report
+            .map(|i| {
+                i.files
                     .iter()
                     .filter(|f| f.status == ingest::FileStatus::Ingested)
                     .count() as u64
@@ -204,7 +206,11 @@ pub fn nightly(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<RunO
     result
 }
 
-fn nightly_locked(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<RunOutcome> {
+fn nightly_locked(
+    config: &Config,
+    as_of: Option<NaiveDate>,
+    ingested: &mut Option<IngestReport>,
+) -> anyhow::Result<RunOutcome> {
     if !config.inbox.is_dir() {
         anyhow::bail!("the inbox {} is not a folder", config.inbox.display());
     }
@@ -215,6 +221,11 @@ fn nightly_locked(config: &Config, as_of: Option<NaiveDate>) -> anyhow::Result<R
         std::slice::from_ref(&config.inbox),
         &IngestOptions::default(),
     )?;
+    *ingested = Some(ingest.clone());
+    // A store that could not be written stops the night here: a report on a half-written store would look whole.
+    if let Some(e) = &ingest.store_error {
+        anyhow::bail!("the store could not be written, so the run stopped before detection: {e}");
+    }
     let as_of = resolve_as_of(config, as_of)?;
     let (run_dir, summary) = detect_and_report(config, as_of, pseudonymiser.as_ref())?;
     let pruned = prune(&config.reports, as_of, config.run.keep_days)?;

@@ -510,3 +510,101 @@ fn a_pseudonymising_night_without_its_key_stops_before_ingesting() {
         "{patients}"
     );
 }
+
+/// A nightly run whose files may grow to `max_bytes` at most: past it a write fails with EFBIG, as a full disk fails
+/// one with ENOSPC (SIGXFSZ is ignored so that the write returns the error rather than killing the process).
+fn nightly_on_a_small_disk(config: &Path, max_bytes: u64) -> Run {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_accesswatch"));
+    cmd.args([
+        "--config",
+        config.to_str().unwrap(),
+        "run",
+        "--as-of",
+        "2026-11-22",
+    ])
+    .env_remove("ACCESSWATCH_CONFIG");
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: max_bytes,
+                rlim_max: max_bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn last_run_record(dir: &Path) -> serde_json::Value {
+    let log = std::fs::read_to_string(dir.join("reports/runs.jsonl")).unwrap();
+    serde_json::from_str(log.lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn a_full_disk_stops_the_run_with_the_path_and_leaves_the_last_good_report() {
+    let clean = tempfile::tempdir().unwrap();
+    let clean_cfg = practice(clean.path(), "");
+    assert_eq!(nightly(&clean_cfg, "2026-11-22", &[]).code, 3);
+
+    // 1. The store fills up while the audit file is stored: the run stops before detection, names the file it could
+    //    not write, writes no report, and the runs log records the failure with the rows read before it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = practice(dir.path(), "");
+    let r = nightly_on_a_small_disk(&cfg, 12_000);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let store = dir.path().join("store").display().to_string();
+    assert!(
+        r.stderr.contains("the store could not be written")
+            && r.stderr
+                .contains(&format!("cannot write {store}/_tmp/part-")),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("reports/2026-11-22").exists());
+    let rec = last_run_record(dir.path());
+    assert_eq!(rec["status"], "failed", "{rec}");
+    assert!(rec["rows_read"].as_u64().unwrap() > 0, "{rec}");
+    assert!(rec["error"].as_str().unwrap().contains(&store), "{rec}");
+
+    // 2. With room again, the same night completes and equals a clean run (exit 0: the files with quarantined rows
+    //    were stored by the first run, before the disk filled).
+    let r = nightly(&cfg, "2026-11-22", &[]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(
+        outputs(dir.path(), "2026-11-22"),
+        outputs(clean.path(), "2026-11-22")
+    );
+
+    // 3. The disk fills while the report is written: the error names the report file, the last good report is
+    //    untouched, and no half-built folder is left beside it.
+    let r = nightly_on_a_small_disk(&cfg, 20_000);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let reports = dir.path().join("reports").display().to_string();
+    assert!(
+        r.stderr
+            .contains(&format!("cannot write {reports}/.2026-11-22.tmp-")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        outputs(dir.path(), "2026-11-22"),
+        outputs(clean.path(), "2026-11-22")
+    );
+    let debris: Vec<_> = std::fs::read_dir(dir.path().join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(debris.is_empty(), "{debris:?}");
+    assert_eq!(last_run_record(dir.path())["status"], "failed");
+}

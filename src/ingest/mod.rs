@@ -113,6 +113,10 @@ pub struct IngestReport {
     pub totals: Counts,
     /// `read = stored + duplicates + quarantined` over every file that was read to the end.
     pub balanced: bool,
+    /// Set when the store itself could not be written (a full disk, a lost mount): ingest stopped at that file, and
+    /// a nightly run must stop too rather than report on a store it could not finish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
 }
 
 impl IngestReport {
@@ -140,6 +144,7 @@ pub fn ingest(
     let store = Store::open_for_write(&config.store)?;
     let mut manifest = Manifest::load(store.root())?;
     let mut files = Vec::new();
+    let mut store_error = None;
     for input in expand_inputs(paths) {
         let report = match input {
             Ok(input) => match ingest_file(&store, &mut manifest, config, &input, opts) {
@@ -153,6 +158,7 @@ pub fn ingest(
                         "the store could not be written, so this and any later files were not ingested: {e}"
                     ));
                     files.push(failed);
+                    store_error = Some(e.to_string());
                     break;
                 }
             },
@@ -183,6 +189,7 @@ pub fn ingest(
         files,
         totals,
         balanced,
+        store_error,
     })
 }
 

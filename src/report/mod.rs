@@ -22,7 +22,7 @@ use crate::detect::scoring::PatientRisk;
 use crate::detect::{rules, short_device, Detection, DetectionStats, Finding};
 use crate::pseudonym::Pseudonymiser;
 use crate::records::{instants, text};
-use crate::store::{create_private_dir, fault_point, parquet_writer, private_file};
+use crate::store::{create_private_dir, fault_point, private_file, write_parquet};
 
 pub const PATIENTS_CSV: &str = "patients.csv";
 pub const FINDINGS_CSV: &str = "findings.csv";
@@ -198,18 +198,35 @@ pub fn write_run(
     clear_debris(reports, &name)?;
     let tmp = reports.join(format!(".{name}.tmp-{}", std::process::id()));
     create_private_dir(&tmp)?;
-    write_patients(&tmp.join(PATIENTS_CSV), &exports.patients)?;
-    fault_point();
-    write_findings_csv(&tmp.join(FINDINGS_CSV), &exports.findings)?;
-    fault_point();
-    write_findings_parquet(&tmp.join(FINDINGS_PARQUET), &exports.findings)?;
-    fault_point();
-    write_html_and_charts(&tmp, as_of, d, summary, tz)?;
-    fault_point();
-    let mut f = private_file(&tmp.join(SUMMARY_JSON), true)?;
-    f.write_all(serde_json::to_string_pretty(summary)?.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
+    let fill = || -> anyhow::Result<()> {
+        // Every file names its path when it cannot be written (a full disk says only "File too large" otherwise).
+        let named = |path: PathBuf, write: &dyn Fn(&Path) -> anyhow::Result<()>| {
+            write(&path).with_context(|| format!("cannot write {}", path.display()))
+        };
+        named(tmp.join(PATIENTS_CSV), &|p| {
+            write_patients(p, &exports.patients)
+        })?;
+        fault_point();
+        named(tmp.join(FINDINGS_CSV), &|p| {
+            write_findings_csv(p, &exports.findings)
+        })?;
+        fault_point();
+        named(tmp.join(FINDINGS_PARQUET), &|p| {
+            write_findings_parquet(p, &exports.findings)
+        })?;
+        fault_point();
+        write_html_and_charts(&tmp, as_of, d, summary, tz)?;
+        fault_point();
+        let mut text = serde_json::to_string_pretty(summary)?;
+        text.push('\n');
+        write_text(&tmp.join(SUMMARY_JSON), &text)?;
+        Ok(())
+    };
+    // A folder that could not be filled (a full disk) is removed, not left for the next run to clear.
+    if let Err(e) = fill() {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     // Swap the new folder in: the old one (a previous run of the same day) moves aside first.
     let old = reports.join(format!(".{name}.old-{}", std::process::id()));
     if final_dir.exists() {
@@ -227,11 +244,12 @@ pub fn write_run(
 pub const CHARTS_DIR: &str = "charts";
 
 fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
-    let mut f =
-        private_file(path, true).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
+    let write = || -> std::io::Result<()> {
+        let mut f = private_file(path, true)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Draws every chart, writes them to `charts/` and inlines them in `report.html`.
@@ -306,7 +324,7 @@ fn clear_debris(reports: &Path, name: &str) -> anyhow::Result<()> {
 }
 
 fn csv_file(path: &Path) -> anyhow::Result<csv::Writer<fs::File>> {
-    let f = private_file(path, true).with_context(|| format!("cannot write {}", path.display()))?;
+    let f = private_file(path, true)?;
     Ok(csv::WriterBuilder::new()
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(f))
@@ -395,7 +413,7 @@ pub fn findings_frame(findings: &[Finding]) -> PolarsResult<DataFrame> {
 fn write_findings_parquet(path: &Path, findings: &[Finding]) -> anyhow::Result<()> {
     let mut df = findings_frame(findings)?;
     let mut f = private_file(path, true)?;
-    parquet_writer(&mut f).finish(&mut df)?;
+    write_parquet(&mut f, &mut df, path)?;
     f.sync_all()?;
     Ok(())
 }

@@ -255,7 +255,7 @@ pub fn fault_point() {
 
 /// Writes a frame as Parquet to `w`. When the writer itself failed (a full disk), the error is that I/O error with
 /// the path, not the encoder's own account of it ("Invalid thrift: transport error").
-fn write_parquet<W: io::Write>(w: W, df: &mut DataFrame, path: &Path) -> Result<()> {
+pub fn write_parquet<W: io::Write>(w: W, df: &mut DataFrame, path: &Path) -> Result<()> {
     struct Remembering<W> {
         inner: W,
         failed: Option<(io::ErrorKind, String)>,
