@@ -3,6 +3,7 @@
 //! Data flows one way: [`ingest`] (CSV and, later, FHIR readers) -> [`store`] (partitioned Parquet) -> detection
 //! -> reports. The binary in `main.rs` is a thin shell over [`cli`]; tests and benchmarks use the same code.
 
+pub mod cases;
 pub mod cli;
 pub mod config;
 pub mod context;

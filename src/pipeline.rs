@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, NaiveDate, SecondsFormat, Utc};
 use polars::prelude::*;
 use serde::Serialize;
 
+use crate::cases;
 use crate::config::Config;
 use crate::context::catalogue::SensitiveCatalogue;
 use crate::detect;
@@ -122,7 +123,7 @@ pub fn detect_and_report(
 ) -> anyhow::Result<(PathBuf, RunSummary)> {
     let started = Instant::now();
     let catalogue = SensitiveCatalogue::for_config(config)?;
-    let d = detect::detect(
+    let mut d = detect::detect(
         &config.store,
         &config.detect,
         &config.allowlist,
@@ -140,7 +141,10 @@ pub fn detect_and_report(
         duplicates: manifest.files.iter().map(|f| f.duplicates).sum(),
         quarantined: manifest.files.iter().map(|f| f.quarantined).sum(),
     };
+    let case_counts = follow_cases(config, as_of, &mut d)?;
     let mut summary = report::summarise(&d, as_of, &config.hash, input, seconds);
+    summary.cases = case_counts;
+    summary.thresholds = (config.detect.medium, config.detect.high);
     summary.pseudonymised = pseudonymiser.is_some();
     let exports = report::Exports::new(&d, pseudonymiser);
     let dir = report::write_run(
@@ -153,6 +157,40 @@ pub fn detect_and_report(
     )?;
     tracing::info!(as_of = %as_of, patients = d.stats.patients_analysed, findings = d.findings.len(), "detection done");
     Ok((dir, summary))
+}
+
+/// Tonight's cases: appends the night to the store's case table, gives each flagged patient their case, and puts the
+/// patients (and their charts) in the report's order; gives the count of cases by status.
+fn follow_cases(
+    config: &Config,
+    as_of: NaiveDate,
+    d: &mut detect::Detection,
+) -> anyhow::Result<BTreeMap<&'static str, u64>> {
+    let cfg = &config.detect.case;
+    let reviews = cases::store::read_reviews(&config.store)?;
+    // Enough nights for the gap that continues a case and for the 30-night chart.
+    let back = Duration::days(i64::from(cfg.gap_days.max(29)) + 1);
+    let earlier = cases::store::read_nights(&config.store, as_of - back, as_of)?;
+    let tonight = cases::assign(as_of, &d.patients, &d.findings, &earlier, &reviews, cfg);
+    cases::store::write_night(&config.store, as_of, &tonight)?;
+    crate::store::fault_point();
+    let views = cases::views(&tonight, &earlier, &reviews);
+    for p in &mut d.patients {
+        p.case = views.get(&p.nhs_number).cloned();
+    }
+    // A stable sort: most urgent first within each status.
+    d.patients
+        .sort_by_key(|p| cases::report_rank(p.case.as_ref()));
+    let rank: std::collections::HashMap<&str, usize> = d
+        .patients
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.nhs_number.as_str(), i))
+        .collect();
+    d.charts
+        .patients
+        .sort_by_key(|c| rank.get(c.nhs_number.as_str()).copied());
+    Ok(cases::count_by_status(&views))
 }
 
 fn round3(x: f64) -> f64 {

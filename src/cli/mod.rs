@@ -7,6 +7,7 @@
 //! - 3: success, but some rows were quarantined: look at the quarantine.
 //! - 4: (`run`) success, and a patient is at or above the level named by `run.fail_on` / `--fail-on`.
 
+pub mod cases;
 pub mod codes;
 pub mod detect;
 pub mod evaluate;
@@ -67,6 +68,10 @@ pub enum Command {
     Generate(generate::Args),
     /// Score a detection run against a truth file.
     Evaluate(evaluate::Args),
+    /// Record the safeguarding lead's decision on a patient's case (appended to the store's review log).
+    Review(cases::ReviewArgs),
+    /// List cases: open ones (on the report), reviewed ones, or all, with their last review.
+    Cases(cases::CasesArgs),
 }
 
 /// The documented exit codes.
@@ -96,6 +101,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Codes(args) => codes::run(cli.config.as_deref(), args),
         Command::Generate(args) => generate::run(cli.config.as_deref(), args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Review(args) => cases::review(cli.config.as_deref(), args),
+        Command::Cases(args) => cases::cases(cli.config.as_deref(), args),
     }
 }
 

@@ -41,6 +41,8 @@ pub struct DetectConfig {
     pub access_despite_restriction: DespiteRestriction,
     pub account_change_then_new_device: AccountChange,
     pub monitoring_cadence: Cadence,
+    /// `[detect.case]`: cases across nights (see [`crate::cases`]).
+    pub case: crate::cases::CaseConfig,
 }
 
 impl Default for DetectConfig {
@@ -65,6 +67,7 @@ impl Default for DetectConfig {
             access_despite_restriction: Default::default(),
             account_change_then_new_device: Default::default(),
             monitoring_cadence: Default::default(),
+            case: Default::default(),
         }
     }
 }
@@ -122,6 +125,8 @@ impl DetectConfig {
         bounded(o, "high", self.high, 0.0, 100.0);
         bounded(o, "medium", self.medium, 0.0, self.high.clamp(0.0, 100.0));
         bounded(o, "stale_factor", self.stale_factor, 0.0, 1.0);
+        bounded(o, "case.gap_days", self.case.gap_days, 0, 3650);
+        bounded(o, "case.rise", self.case.rise, 1, 100);
         let scores: [(&str, f64); 27] = [
             (
                 "unfamiliar_device.base_score",

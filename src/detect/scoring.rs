@@ -37,6 +37,9 @@ pub struct PatientRisk {
     pub risk_level: &'static str,
     pub rules: Vec<&'static str>,
     pub summary: String,
+    /// The patient's case across nights, when flagged (filled in by the nightly run, see [`crate::cases`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case: Option<crate::cases::CaseView>,
 }
 
 impl PatientRisk {
@@ -149,6 +152,7 @@ pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -
                 risk_level: level(risk, cfg),
                 rules: best.iter().map(|b| b.0).collect(),
                 summary: summary.join("; ") + ".",
+                case: None,
             }
         })
         .collect();

@@ -1,10 +1,11 @@
 //! The report's charts, drawn with plotters as SVG text: readable in greyscale (shapes and fills, not colours,
 //! carry the meaning), with labelled axes. Each chart comes with a text alternative for the page.
 
-use chrono::DateTime;
+use chrono::{DateTime, Datelike, NaiveDate};
 use chrono_tz::Tz;
 use plotters::prelude::*;
 
+use crate::cases::CaseView;
 use crate::detect::{short_device, PatientChart, RunCharts};
 
 const DAY: f64 = 86_400_000_000.0;
@@ -374,6 +375,99 @@ pub fn events_per_day(runs: &RunCharts) -> DrawResult<Chart> {
         points.len(),
         total as u64,
         max as u64
+    );
+    Ok(Chart { svg, alt })
+}
+
+/// A patient's risk score over the last 30 nights that have a case file, with the medium and high thresholds as
+/// dashed lines and each review as a labelled mark on its night.
+pub fn patient_nights(case: &CaseView, medium: f64, high: f64) -> DrawResult<Chart> {
+    let x = |d: NaiveDate| d.num_days_from_ce() as f64;
+    let (first, last) = match (case.scores.first(), case.scores.last()) {
+        (Some(a), Some(b)) => (x(a.0), x(b.0)),
+        _ => (0.0, 1.0),
+    };
+    let (x0, x1) = (first - 0.5, last.max(first + 1.0) + 0.5);
+    let points: Vec<(f64, f64)> = case
+        .scores
+        .iter()
+        .map(|(d, s)| (x(*d), *s as f64))
+        .collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (860, 220)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Risk score on each night", ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x0..x1, 0f64..100f64)?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&|v| {
+                NaiveDate::from_num_days_from_ce_opt(v.round() as i32)
+                    .map(|d| d.format("%-d %b").to_string())
+                    .unwrap_or_default()
+            })
+            .y_desc("risk score")
+            .draw()?;
+        for (level, name) in [(medium, "medium"), (high, "high")] {
+            chart.draw_series(DashedLineSeries::new(
+                [(x0, level), (x1, level)],
+                4,
+                3,
+                BLACK.mix(0.5).stroke_width(1),
+            ))?;
+            chart.draw_series(std::iter::once(Text::new(
+                name,
+                (x0 + 0.1, level + 2.0),
+                ("sans-serif", 11),
+            )))?;
+        }
+        chart.draw_series(LineSeries::new(
+            points.iter().copied(),
+            BLACK.stroke_width(2),
+        ))?;
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, BLACK.filled())))?;
+        if let Some(r) = &case.last_review {
+            let rx = x(r.night);
+            if rx >= x0 && rx <= x1 {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(rx, 0.0), (rx, 100.0)],
+                    BLACK.stroke_width(1),
+                )))?;
+                chart.draw_series(std::iter::once(Text::new(
+                    format!("reviewed: {}", r.outcome.name().replace('_', " ")),
+                    (rx + 0.1, 95.0),
+                    ("sans-serif", 11),
+                )))?;
+            }
+        }
+        root.present()?;
+    }
+    let flagged_nights = case
+        .scores
+        .iter()
+        .filter(|(_, s)| *s as f64 >= medium)
+        .count();
+    let review = case
+        .last_review
+        .as_ref()
+        .map(|r| {
+            format!(
+                " Last review on {}: {}.",
+                r.night.format("%-d %b"),
+                r.outcome.name().replace('_', " ")
+            )
+        })
+        .unwrap_or_default();
+    let alt = format!(
+        "Risk score over {} nights: flagged on {} of them, tonight {}.{review}",
+        case.scores.len(),
+        flagged_nights,
+        case.scores.last().map(|s| s.1).unwrap_or(0),
     );
     Ok(Chart { svg, alt })
 }

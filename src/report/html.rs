@@ -8,6 +8,8 @@ use chrono_tz::Tz;
 
 use super::charts::Chart;
 use super::{RunSummary, FINDINGS_CSV, FINDINGS_PARQUET, PATIENTS_CSV, SUMMARY_JSON};
+use crate::cases::CaseView;
+use crate::detect::scoring::PatientRisk;
 use crate::detect::{rules, short_device, Detection};
 
 /// Escapes text for HTML content and attribute values.
@@ -35,10 +37,18 @@ pub fn spaced_nhs(n: &str) -> String {
     }
 }
 
-/// The charts for the page: per flagged patient (timeline, hours) in the order of `d.charts.patients`, then the
-/// run's two.
+/// The patients the page lists, in its order: flagged, except cases reviewed as benign with nothing new since
+/// (those are counted, not listed).
+pub fn listed(d: &Detection) -> Vec<&PatientRisk> {
+    d.patients
+        .iter()
+        .filter(|p| p.flagged() && !p.case.as_ref().is_some_and(|c| c.suppressed))
+        .collect()
+}
+
+/// The charts for the page: per listed patient (see [`listed`]) each chart with its file name, then the run's two.
 pub struct PageCharts<'a> {
-    pub patients: Vec<(&'a Chart, &'a Chart)>,
+    pub patients: Vec<Vec<(&'a Chart, &'a str)>>,
     pub findings_per_rule: &'a Chart,
     pub events_per_day: &'a Chart,
 }
@@ -73,9 +83,14 @@ pub fn render(
     as_of: NaiveDate,
 ) -> String {
     let mut o = String::new();
-    let flagged: Vec<_> = d.patients.iter().filter(|p| p.flagged()).collect();
-    let high = flagged.iter().filter(|p| p.risk_level == "high").count();
-    let medium = flagged.len() - high;
+    let all_flagged: Vec<_> = d.patients.iter().filter(|p| p.flagged()).collect();
+    let high = all_flagged
+        .iter()
+        .filter(|p| p.risk_level == "high")
+        .count();
+    let medium = all_flagged.len() - high;
+    let flagged = listed(d);
+    let set_aside = all_flagged.len() - flagged.len();
     let _ = write!(
         o,
         r#"<!doctype html>
@@ -119,6 +134,10 @@ figcaption {{ font-size: 0.9em; color: #333; }}
 <tr><th scope="row">Patients whose record was used in that time</th><td class="num">{analysed}</td></tr>
 <tr><th scope="row">Patients flagged: high</th><td class="num">{high}</td></tr>
 <tr><th scope="row">Patients flagged: medium</th><td class="num">{medium}</td></tr>
+<tr><th scope="row">Cases new tonight</th><td class="num">{new}</td></tr>
+<tr><th scope="row">Cases reviewed, with new evidence since</th><td class="num">{new_evidence}</td></tr>
+<tr><th scope="row">Cases flagged before, not yet reviewed</th><td class="num">{continuing}</td></tr>
+<tr><th scope="row">Cases reviewed, nothing new since</th><td class="num">{reviewed}</td></tr>
 <tr><th scope="row">Input rows read (all time)</th><td class="num">{rows}</td></tr>
 <tr><th scope="row">Rows quarantined (all time)</th><td class="num">{quarantined}</td></tr>
 <tr><th scope="row">Findings</th><td class="num">{findings}</td></tr>
@@ -137,6 +156,10 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         rows = s.input.rows_read,
         quarantined = s.input.quarantined,
         findings = d.findings.len(),
+        new = s.cases.get("new").copied().unwrap_or(0),
+        new_evidence = s.cases.get("new_evidence").copied().unwrap_or(0),
+        continuing = s.cases.get("continuing").copied().unwrap_or(0),
+        reviewed = s.cases.get("reviewed").copied().unwrap_or(0),
     );
     if !s.detection.rules_not_run.is_empty() {
         o.push_str(
@@ -155,23 +178,30 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         o.push_str("</ul>\n</section>\n");
     }
 
-    o.push_str("<nav aria-labelledby=\"flagged-heading\">\n<h2 id=\"flagged-heading\">Flagged patients, most urgent first</h2>\n");
+    o.push_str("<nav aria-labelledby=\"flagged-heading\">\n<h2 id=\"flagged-heading\">Flagged patients: new cases first, then cases with new evidence since a review, then the rest; most urgent first within each</h2>\n");
     if flagged.is_empty() {
         o.push_str("<p>No patient was flagged in this run.</p>\n");
     } else {
-        o.push_str("<table>\n<thead><tr><th scope=\"col\">#</th><th scope=\"col\">NHS number</th><th scope=\"col\">Risk</th><th scope=\"col\">Score</th><th scope=\"col\">Why, in brief</th></tr></thead>\n<tbody>\n");
+        o.push_str("<table>\n<thead><tr><th scope=\"col\">#</th><th scope=\"col\">NHS number</th><th scope=\"col\">Case</th><th scope=\"col\">Risk</th><th scope=\"col\">Score</th><th scope=\"col\">Why, in brief</th></tr></thead>\n<tbody>\n");
         for (i, p) in flagged.iter().enumerate() {
             let _ = writeln!(
                 o,
-                "<tr><td class=\"num\">{n}</td><td class=\"nhs\"><a href=\"#patient-{n}\">{nhs}</a></td><td><span class=\"level-{lvl}\">{lvl}</span></td><td class=\"num\">{score}</td><td>{summary}</td></tr>",
+                "<tr><td class=\"num\">{n}</td><td class=\"nhs\"><a href=\"#patient-{n}\">{nhs}</a></td><td>{case}</td><td><span class=\"level-{lvl}\">{lvl}</span></td><td class=\"num\">{score}</td><td>{summary}</td></tr>",
                 n = i + 1,
                 nhs = escape(&spaced_nhs(&p.nhs_number)),
+                case = p.case.as_ref().map(case_brief).unwrap_or_default(),
                 lvl = p.risk_level,
                 score = p.risk_score,
                 summary = escape(&p.summary),
             );
         }
         o.push_str("</tbody>\n</table>\n");
+    }
+    if set_aside > 0 {
+        let _ = writeln!(
+            o,
+            "<p>{set_aside} more flagged patient(s) are not listed: their cases were reviewed as benign and nothing new has appeared since. They come back as soon as something does.</p>"
+        );
     }
     o.push_str("</nav>\n");
 
@@ -213,19 +243,12 @@ figcaption {{ font-size: 0.9em; color: #333; }}
             );
         }
         o.push_str("</ul>\n");
-        if let Some((timeline, hours)) = charts.patients.get(i) {
-            figure(
-                &mut o,
-                timeline,
-                &format!("patient-{n}-timeline"),
-                &format!("patient-{n:02}-timeline.svg"),
-            );
-            figure(
-                &mut o,
-                hours,
-                &format!("patient-{n}-hours"),
-                &format!("patient-{n:02}-hours.svg"),
-            );
+        if let Some(c) = &p.case {
+            case_details(&mut o, c);
+        }
+        for (chart, file) in charts.patients.get(i).into_iter().flatten() {
+            let id = file.trim_end_matches(".svg");
+            figure(&mut o, chart, id, file);
         }
         o.push_str("</section>\n");
     }
@@ -248,4 +271,47 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         "</section>\n<section class=\"files\" aria-labelledby=\"files-heading\">\n<h2 id=\"files-heading\">Files for other tools</h2>\n<ul>\n<li><a href=\"{PATIENTS_CSV}\">{PATIENTS_CSV}</a>: one row per patient with a finding (including low risk)</li>\n<li><a href=\"{FINDINGS_CSV}\">{FINDINGS_CSV}</a> and <a href=\"{FINDINGS_PARQUET}\">{FINDINGS_PARQUET}</a>: every finding</li>\n<li><a href=\"{SUMMARY_JSON}\">{SUMMARY_JSON}</a>: the run's figures</li>\n<li><a href=\"charts/\">charts/</a>: the charts as SVG files</li>\n</ul>\n</section>\n</main>\n</body>\n</html>\n"
     );
     o
+}
+
+/// "New tonight" / "Flagged since 3 Nov (12 nights)": the case in brief, for the list.
+fn case_brief(c: &CaseView) -> String {
+    let since = match c.status {
+        crate::cases::CaseStatus::New => "new tonight".to_string(),
+        _ => format!(
+            "{}: flagged since {} ({} nights)",
+            c.status.words(),
+            c.first_flagged.format("%-d %b"),
+            c.nights_flagged
+        ),
+    };
+    escape(&since)
+}
+
+/// The case's story on the patient's section: since when, and the last review in full.
+fn case_details(o: &mut String, c: &CaseView) {
+    let _ = writeln!(
+        o,
+        "<h3>Case {id}</h3>\n<p>{brief}. First flagged on {first}.</p>",
+        id = escape(&c.case_id),
+        brief = case_brief(c),
+        first = c.first_flagged.format("%A %-d %B %Y"),
+    );
+    match &c.last_review {
+        Some(r) => {
+            let _ = writeln!(
+                o,
+                "<p>Last review: <strong>{outcome}</strong> by {by} on {night} (score {score} then){note}.</p>",
+                outcome = r.outcome.name().replace('_', " "),
+                by = escape(&r.by),
+                night = r.night.format("%-d %B %Y"),
+                score = r.score,
+                note = if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": \u{201c}{}\u{201d}", escape(&r.note))
+                },
+            );
+        }
+        None => o.push_str("<p>Not reviewed yet.</p>\n"),
+    }
 }

@@ -41,6 +41,11 @@ pub struct RunSummary {
     pub detection: DetectionStats,
     pub patients_flagged: BTreeMap<&'static str, u64>,
     pub findings_per_rule: BTreeMap<&'static str, u64>,
+    /// Flagged patients' cases by status: `new`, `new_evidence`, `continuing`, `reviewed`.
+    pub cases: BTreeMap<&'static str, u64>,
+    /// The medium and high thresholds the run used.
+    #[serde(skip)]
+    pub thresholds: (f64, f64),
     pub seconds: BTreeMap<&'static str, f64>,
     /// Whether `patients.csv`, `findings.csv` and `findings.parquet` carry pseudonyms instead of identifiers.
     pub pseudonymised: bool,
@@ -97,6 +102,11 @@ pub fn summarise(
         detection: d.stats.clone(),
         patients_flagged: flagged,
         findings_per_rule: per_rule,
+        cases: BTreeMap::new(),
+        thresholds: {
+            let dc = crate::detect::config::DetectConfig::default();
+            (dc.medium, dc.high)
+        },
         seconds,
         pseudonymised: false,
     }
@@ -265,20 +275,36 @@ fn write_html_and_charts(
     let draw = |r: Result<charts::Chart, Box<dyn std::error::Error>>| {
         r.map_err(|e| anyhow::anyhow!("cannot draw a chart: {e}"))
     };
-    let mut patient_charts = Vec::new();
-    for (i, p) in d.charts.patients.iter().enumerate() {
-        let timeline = draw(charts::patient_timeline(p, &d.charts, tz))?;
-        let hours = draw(charts::patient_hours(p, tz))?;
-        // Chart files are named by rank, never by NHS number.
-        write_text(
-            &charts_dir.join(format!("patient-{:02}-timeline.svg", i + 1)),
-            &timeline.svg,
-        )?;
-        write_text(
-            &charts_dir.join(format!("patient-{:02}-hours.svg", i + 1)),
-            &hours.svg,
-        )?;
-        patient_charts.push((timeline, hours));
+    // One set of charts per patient listed on the page (flagged, and not a case reviewed as benign), in page order.
+    // Chart files are named by rank, never by NHS number.
+    let mut patient_charts: Vec<Vec<(charts::Chart, String)>> = Vec::new();
+    for (i, p) in html::listed(d).into_iter().enumerate() {
+        let mut drawn = Vec::new();
+        if let Some(c) = d
+            .charts
+            .patients
+            .iter()
+            .find(|c| c.nhs_number == p.nhs_number)
+        {
+            drawn.push((
+                draw(charts::patient_timeline(c, &d.charts, tz))?,
+                "timeline",
+            ));
+            drawn.push((draw(charts::patient_hours(c, tz))?, "hours"));
+        }
+        if let Some(case) = &p.case {
+            drawn.push((
+                draw(charts::patient_nights(case, s.thresholds.0, s.thresholds.1))?,
+                "nights",
+            ));
+        }
+        let mut named = Vec::new();
+        for (chart, what) in drawn {
+            let file = format!("patient-{:02}-{what}.svg", i + 1);
+            write_text(&charts_dir.join(&file), &chart.svg)?;
+            named.push((chart, file));
+        }
+        patient_charts.push(named);
     }
     let per_rule: Vec<(&str, u64)> = s.findings_per_rule.iter().map(|(k, v)| (*k, *v)).collect();
     let findings_chart = draw(charts::findings_per_rule(&per_rule))?;
@@ -292,7 +318,10 @@ fn write_html_and_charts(
         &events_chart.svg,
     )?;
     let page = html::PageCharts {
-        patients: patient_charts.iter().map(|(a, b)| (a, b)).collect(),
+        patients: patient_charts
+            .iter()
+            .map(|v| v.iter().map(|(c, f)| (c, f.as_str())).collect())
+            .collect(),
         findings_per_rule: &findings_chart,
         events_per_day: &events_chart,
     };
@@ -332,14 +361,29 @@ fn csv_file(path: &Path) -> anyhow::Result<csv::Writer<fs::File>> {
 
 fn write_patients(path: &Path, patients: &[PatientRisk]) -> anyhow::Result<()> {
     let mut w = csv_file(path)?;
-    w.write_record(["nhs_number", "risk_score", "risk_level", "rules", "summary"])?;
+    w.write_record([
+        "nhs_number",
+        "risk_score",
+        "risk_level",
+        "rules",
+        "summary",
+        "case_id",
+        "case_status",
+        "first_flagged",
+    ])?;
     for p in patients {
+        let case = p.case.as_ref();
         w.write_record([
             csv_safe(&p.nhs_number),
             p.risk_score.to_string(),
             p.risk_level.to_string(),
             p.rules.join(";"),
             csv_safe(&p.summary),
+            case.map(|c| c.case_id.clone()).unwrap_or_default(),
+            case.map(|c| c.status.name().to_string())
+                .unwrap_or_default(),
+            case.map(|c| c.first_flagged.to_string())
+                .unwrap_or_default(),
         ])?;
     }
     w.flush()?;
