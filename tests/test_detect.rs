@@ -72,7 +72,16 @@ fn detect_writes_the_contracts_run_folder() {
     let (h, patients) = read_csv(&run_dir.join("patients.csv"));
     assert_eq!(
         h,
-        ["nhs_number", "risk_score", "risk_level", "rules", "summary"]
+        [
+            "nhs_number",
+            "risk_score",
+            "risk_level",
+            "rules",
+            "summary",
+            "case_id",
+            "case_status",
+            "first_flagged"
+        ]
     );
     assert!(!patients.is_empty());
     let scores: Vec<u32> = patients.iter().map(|p| p[1].parse().unwrap()).collect();
@@ -84,6 +93,14 @@ fn detect_writes_the_contracts_run_folder() {
             "every patient has a plain summary"
         );
         assert!(accesswatch::ingest::validate::nhs_number(&p[0]).is_ok());
+        // The first night the store has seen: every flagged patient opens a new case; low risk opens none.
+        let flagged = p[2] != "low";
+        assert_eq!(!p[5].is_empty(), flagged, "a case for each flagged patient: {p:?}");
+        if flagged {
+            assert_eq!((p[6].as_str(), p[7].as_str()), ("new", "2026-11-22"), "{p:?}");
+        } else {
+            assert_eq!((p[6].as_str(), p[7].as_str()), ("", ""), "{p:?}");
+        }
     }
     let (h, findings) = read_csv(&run_dir.join("findings.csv"));
     assert_eq!(

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod query;
 pub mod rules;
 pub mod run;
+pub mod serve;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ pub enum Command {
     Review(cases::ReviewArgs),
     /// List cases: open ones (on the report), reviewed ones, or all, with their last review.
     Cases(cases::CasesArgs),
+    /// Serve the latest report and the case list, with a review form per case, on a local address (loopback and a
+    /// token by default).
+    Serve(serve::Args),
 }
 
 /// The documented exit codes.
@@ -103,6 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Evaluate(args) => evaluate::run(args),
         Command::Review(args) => cases::review(cli.config.as_deref(), args),
         Command::Cases(args) => cases::cases(cli.config.as_deref(), args),
+        Command::Serve(args) => serve::run(cli.config.as_deref(), args),
     }
 }
 

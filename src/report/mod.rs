@@ -371,7 +371,11 @@ fn write_patients(path: &Path, patients: &[PatientRisk]) -> anyhow::Result<()> {
         "case_status",
         "first_flagged",
     ])?;
-    for p in patients {
+    // The contract's order: risk score descending (the page, not this file, follows the case order). The sort is
+    // stable, so equal scores keep the case order.
+    let mut order: Vec<&PatientRisk> = patients.iter().collect();
+    order.sort_by_key(|p| std::cmp::Reverse(p.risk_score));
+    for p in order {
         let case = p.case.as_ref();
         w.write_record([
             csv_safe(&p.nhs_number),
