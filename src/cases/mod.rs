@@ -103,6 +103,7 @@ pub enum Outcome {
     /// A concern: the case stays listed, with this review shown.
     Concern,
     /// Something was done (access restricted, the patient contacted safely): stays listed, with this review shown.
+    #[value(name = "action_taken", alias = "action-taken")]
     ActionTaken,
 }
 

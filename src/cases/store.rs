@@ -211,7 +211,12 @@ pub fn append_review(store: &Path, review: &Review) -> anyhow::Result<PathBuf> {
     let path = dir.join(format!("review-{stamp}-{}.json", review.review_id));
     let mut text = serde_json::to_string_pretty(review)?;
     text.push('\n');
-    write_atomically(&path, |f, _| Ok(f.write_all(text.as_bytes())?))?;
+    write_atomically(&path, |f, _| {
+        f.write_all(text.as_bytes())?;
+        // A kill here leaves only a hidden temporary file, which readers skip.
+        crate::store::fault_point();
+        Ok(())
+    })?;
     Ok(path)
 }
 
