@@ -5,7 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Context;
+use chrono::{Duration, NaiveDate};
 use serde::Serialize;
+
+use crate::cases::{self, NightRow};
+use crate::config::Config;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Evaluation {
@@ -46,6 +50,8 @@ struct Truth {
     monitored: bool,
     scenario: String,
     persona: String,
+    /// When the watching began, where the truth file says (an optional `watch_from` column).
+    watch_from: Option<NaiveDate>,
 }
 
 struct Reported {
@@ -85,6 +91,7 @@ fn open_with_columns(
 fn read_truth(path: &Path) -> anyhow::Result<HashMap<String, Truth>> {
     let (mut r, ix) = open_with_columns(path, &["nhs_number", "label", "scenario", "persona"])?;
     let (n, l, s, p) = (ix[0], ix[1], ix[2], ix[3]);
+    let w = r.headers()?.iter().position(|h| h == "watch_from");
     let mut out = HashMap::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
@@ -102,6 +109,12 @@ fn read_truth(path: &Path) -> anyhow::Result<HashMap<String, Truth>> {
                 monitored: label == "monitored",
                 scenario: rec.get(s).unwrap_or_default().to_string(),
                 persona: rec.get(p).unwrap_or_default().to_string(),
+                watch_from: match w.and_then(|w| rec.get(w)).filter(|v| !v.is_empty()) {
+                    None => None,
+                    Some(v) => Some(NaiveDate::parse_from_str(v, "%Y-%m-%d").with_context(
+                        || format!("{}: line {}: watch_from is not a date", path.display(), i + 2),
+                    )?),
+                },
             },
         );
     }
@@ -222,6 +235,196 @@ fn score(truth: &HashMap<String, Truth>, mut reported: Vec<Reported>) -> Evaluat
     }
 }
 
+/// A practice replayed night by night: what a safeguarding lead would have lived with.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NightsEvaluation {
+    pub nights: u32,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// Monitored patients being watched on some replayed night (the watching began by the last night).
+    pub monitored: usize,
+    /// Of those, flagged (medium or high) on at least one night.
+    pub monitored_flagged: usize,
+    /// Of those, how many have a `watch_from` in the truth file; for the rest the delay counts from the first
+    /// replayed night (the first night the tool could have flagged a watcher already there).
+    pub watch_from_known: usize,
+    /// Nights from the later of the watcher's first day and the first replayed night to the first flag, over the
+    /// monitored patients who were flagged.
+    pub nights_to_flag: Spread,
+    /// How many monitored patients were first flagged after 0, 1, 2, … nights (key: nights).
+    pub nights_to_flag_counts: BTreeMap<i64, usize>,
+    /// Distinct benign patients flagged on any night: the review load.
+    pub benign_flagged: usize,
+    /// Benign cases opened over the nights (a case that lapses and opens again counts twice).
+    pub benign_cases_opened: usize,
+    /// Benign cases opened per night, on average.
+    pub benign_cases_per_night: f64,
+    /// The usual scores for the last night alone.
+    pub last_night: Evaluation,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Spread {
+    pub median: Option<i64>,
+    pub p90: Option<i64>,
+    pub max: Option<i64>,
+    pub mean: Option<f64>,
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Detection for each of the `nights` days ending `to`, in memory (nothing is written to the store or the reports),
+/// with cases followed across nights as the nightly run would (without reviews), scored against the truth.
+pub fn replay(
+    config: &Config,
+    truth_path: &Path,
+    to: NaiveDate,
+    nights: u32,
+) -> anyhow::Result<NightsEvaluation> {
+    anyhow::ensure!(nights >= 1, "--nights must be at least 1");
+    let truth = read_truth(truth_path)?;
+    let catalogue = crate::context::catalogue::SensitiveCatalogue::for_config(config)?;
+    let from = to - Duration::days(i64::from(nights) - 1);
+    let mut history: Vec<NightRow> = Vec::new();
+    let mut last = Vec::new();
+    for k in 0..nights {
+        let night = from + Duration::days(i64::from(k));
+        let d = crate::detect::detect(
+            &config.store,
+            &config.detect,
+            &config.allowlist,
+            &catalogue,
+            config.timezone,
+            night,
+        )?;
+        let rows = cases::assign(night, &d.patients, &d.findings, &history, &[], &config.detect.case);
+        history.extend(rows);
+        tracing::info!(night = %night, night_no = k + 1, nights, "replayed");
+        if night == to {
+            last = d
+                .patients
+                .iter()
+                .map(|p| Reported {
+                    nhs: p.nhs_number.clone(),
+                    score: f64::from(p.risk_score),
+                    flagged: p.flagged(),
+                    rules: p.rules.iter().map(|r| r.to_string()).collect(),
+                })
+                .collect();
+        }
+    }
+    Ok(score_nights(&truth, &history, from, to, score(&truth, last)))
+}
+
+fn score_nights(
+    truth: &HashMap<String, Truth>,
+    history: &[NightRow],
+    from: NaiveDate,
+    to: NaiveDate,
+    last_night: Evaluation,
+) -> NightsEvaluation {
+    let nights = u32::try_from((to - from).num_days() + 1).unwrap_or(0);
+    let mut first_flag: HashMap<&str, NaiveDate> = HashMap::new();
+    let mut opened: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
+    for row in history {
+        let Some(mark) = &row.case else { continue };
+        first_flag
+            .entry(row.nhs_number.as_str())
+            .and_modify(|d| *d = (*d).min(row.night))
+            .or_insert(row.night);
+        opened.insert((row.nhs_number.as_str(), mark.case_id.as_str()));
+    }
+    let is_monitored = |nhs: &str| truth.get(nhs).is_some_and(|t| t.monitored);
+    let mut delays = Vec::new();
+    let mut monitored = 0;
+    let mut known = 0;
+    for (nhs, t) in truth.iter().filter(|(_, t)| t.monitored) {
+        if t.watch_from.is_some_and(|w| w > to) {
+            continue;
+        }
+        monitored += 1;
+        known += usize::from(t.watch_from.is_some());
+        let start = t.watch_from.map_or(from, |w| w.max(from));
+        if let Some(f) = first_flag.get(nhs.as_str()) {
+            // A flag before the watching began (possible only when the truth's date is late) counts as on time.
+            delays.push((*f - start).num_days().max(0));
+        }
+    }
+    delays.sort_unstable();
+    let mut counts = BTreeMap::new();
+    for d in &delays {
+        *counts.entry(*d).or_insert(0) += 1;
+    }
+    let benign_flagged = first_flag.keys().filter(|n| !is_monitored(n)).count();
+    let benign_cases_opened = opened.iter().filter(|(n, _)| !is_monitored(n)).count();
+    NightsEvaluation {
+        nights,
+        from,
+        to,
+        monitored,
+        monitored_flagged: delays.len(),
+        watch_from_known: known,
+        nights_to_flag: Spread {
+            median: percentile(&delays, 0.5),
+            p90: percentile(&delays, 0.9),
+            max: delays.last().copied(),
+            mean: (!delays.is_empty())
+                .then(|| delays.iter().sum::<i64>() as f64 / delays.len() as f64),
+        },
+        nights_to_flag_counts: counts,
+        benign_flagged,
+        benign_cases_opened,
+        benign_cases_per_night: ratio(benign_cases_opened, nights as usize),
+        last_night,
+    }
+}
+
+/// The human summary of a replay.
+pub fn render_nights(e: &NightsEvaluation) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "{} nights replayed, {} to {}", e.nights, e.from, e.to);
+    let _ = writeln!(
+        s,
+        "monitored patients being watched {}  flagged on some night {} ({:.3})",
+        e.monitored,
+        e.monitored_flagged,
+        ratio(e.monitored_flagged, e.monitored)
+    );
+    let n = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    let _ = writeln!(
+        s,
+        "nights to first flag: median {}  90th percentile {}  max {}  (from the watcher's first day where the truth \
+         gives it ({} of {}), else from the first replayed night)",
+        n(e.nights_to_flag.median),
+        n(e.nights_to_flag.p90),
+        n(e.nights_to_flag.max),
+        e.watch_from_known,
+        e.monitored
+    );
+    let counts: Vec<String> = e
+        .nights_to_flag_counts
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect();
+    let _ = writeln!(s, "  first flagged after N nights (N:patients) {}", counts.join(" "));
+    let _ = writeln!(
+        s,
+        "review load: {} distinct benign patients flagged, {} benign cases opened ({:.1} a night)",
+        e.benign_flagged, e.benign_cases_opened, e.benign_cases_per_night
+    );
+    let _ = writeln!(s, "\nthe last night alone ({}):", e.to);
+    s.push_str(&render(&e.last_night));
+    s
+}
+
 /// The human summary.
 pub fn render(e: &Evaluation) -> String {
     use std::fmt::Write as _;
@@ -284,6 +487,7 @@ mod tests {
             monitored,
             scenario: scenario.into(),
             persona: persona.into(),
+            watch_from: None,
         }
     }
     fn r(nhs: &str, score: f64, flagged: bool, rules: &[&str]) -> Reported {
@@ -343,5 +547,60 @@ mod tests {
             (e.precision, e.recall, e.f1, e.average_precision),
             (0.0, 0.0, 0.0, 0.0)
         );
+    }
+
+    fn night_row(nhs: &str, night: &str, case: Option<&str>) -> NightRow {
+        let night = NaiveDate::parse_from_str(night, "%Y-%m-%d").unwrap();
+        NightRow {
+            nhs_number: nhs.into(),
+            night,
+            risk_score: if case.is_some() { 60 } else { 10 },
+            risk_level: if case.is_some() { "medium" } else { "low" }.into(),
+            rules: Vec::new(),
+            groups: Vec::new(),
+            case: case.map(|c| cases::CaseMark {
+                case_id: c.into(),
+                first_flagged: night,
+                status: cases::CaseStatus::New,
+            }),
+        }
+    }
+
+    #[test]
+    fn nights_to_flag_count_from_the_watchers_first_day_or_the_first_night() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let mut truth: HashMap<String, Truth> = HashMap::new();
+        let mut m = |nhs: &str, from: Option<&str>| {
+            let mut x = t(true, "s", "ordinary");
+            x.watch_from = from.map(d);
+            truth.insert(nhs.into(), x);
+        };
+        m("m_old", None); // watched before the replay: counts from night 1 (1 Nov)
+        m("m_mid", Some("2026-11-04")); // began on the 4th, flagged the 6th: 2 nights
+        m("m_never", Some("2026-11-02")); // never flagged
+        m("m_later", Some("2026-12-01")); // began after the replay: not counted
+        truth.insert("b1".into(), t(false, "", "ordinary"));
+        truth.insert("b2".into(), t(false, "", "ordinary"));
+        let history = vec![
+            night_row("m_old", "2026-11-03", Some("C1")),
+            night_row("m_old", "2026-11-04", Some("C1")),
+            night_row("m_mid", "2026-11-06", Some("C2")),
+            night_row("m_never", "2026-11-06", None),
+            night_row("b1", "2026-11-01", Some("C3")),
+            night_row("b1", "2026-11-09", Some("C4")),
+            night_row("b2", "2026-11-02", None),
+        ];
+        let e = score_nights(
+            &truth,
+            &history,
+            d("2026-11-01"),
+            d("2026-11-10"),
+            score(&truth, Vec::new()),
+        );
+        assert_eq!((e.nights, e.monitored, e.monitored_flagged, e.watch_from_known), (10, 3, 2, 2));
+        assert_eq!(e.nights_to_flag_counts, BTreeMap::from([(2, 2)]));
+        assert_eq!(e.nights_to_flag.median, Some(2));
+        assert_eq!((e.benign_flagged, e.benign_cases_opened), (1, 2));
+        assert!((e.benign_cases_per_night - 0.2).abs() < 1e-9);
     }
 }

@@ -326,3 +326,84 @@ fn a_review_needs_a_case_a_valid_number_and_a_note() {
         0
     );
 }
+
+#[test]
+fn evaluate_replays_nights_and_counts_nights_to_flag_and_review_load_from_the_nightly_reports() {
+    let p = practice();
+    // Each night through `detect`, as the nightly job would run it.
+    let mut first_flag: HashMap<String, u32> = HashMap::new();
+    for n in 1..=LAST_NIGHT {
+        for r in p.detect(n) {
+            if r["risk_level"] != "low" {
+                first_flag.entry(r["nhs_number"].clone()).or_insert(n);
+            }
+        }
+    }
+    let before = tree(&p.store);
+    let r = run(&[
+        "evaluate",
+        "--truth",
+        p.root.join("practice.truth.csv").to_str().unwrap(),
+        "--store",
+        p.store.to_str().unwrap(),
+        "--nights",
+        &LAST_NIGHT.to_string(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(tree(&p.store), before, "a replay writes nothing to the store");
+    let e = json(&r);
+    assert_eq!(e["nights"], LAST_NIGHT);
+    assert_eq!(e["from"], night(1));
+    assert_eq!(e["to"], night(LAST_NIGHT));
+
+    // The same figures from the nightly reports and the truth file.
+    let truth = read_csv_rows(&p.root.join("practice.truth.csv"));
+    let mut delays: HashMap<i64, u64> = HashMap::new();
+    let (mut watched, mut flagged) = (0, 0);
+    for t in truth.iter().filter(|t| t["label"] == "monitored") {
+        let from = chrono::NaiveDate::parse_from_str(&t["watch_from"], "%Y-%m-%d").unwrap();
+        let start_night = match from.format("%Y-%m").to_string().as_str() {
+            "2026-11" => from.format("%d").to_string().parse::<u32>().unwrap(),
+            _ => 1,
+        };
+        if start_night > LAST_NIGHT {
+            continue;
+        }
+        watched += 1;
+        if let Some(&f) = first_flag.get(&t["nhs_number"]) {
+            flagged += 1;
+            *delays
+                .entry(i64::from(f.saturating_sub(start_night)))
+                .or_default() += 1;
+        }
+    }
+    assert!(watched > 0 && flagged > 0);
+    assert_eq!(e["monitored"], watched);
+    assert_eq!(e["monitored_flagged"], flagged);
+    assert_eq!(e["watch_from_known"], watched);
+    let counts: HashMap<i64, u64> = e["nights_to_flag_counts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.as_u64().unwrap()))
+        .collect();
+    assert_eq!(counts, delays);
+    let benign = first_flag
+        .keys()
+        .filter(|n| p.truth.get(*n).is_some_and(|l| l == "benign"))
+        .count();
+    assert!(benign > 0, "this practice flags some benign patients");
+    assert_eq!(e["benign_flagged"], benign);
+    // The last night is scored as `evaluate --report` scores it.
+    let last = run(&[
+        "evaluate",
+        "--truth",
+        p.root.join("practice.truth.csv").to_str().unwrap(),
+        "--report",
+        p.reports.join(night(LAST_NIGHT)).to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(last.code, 0, "{}", last.stderr);
+    assert_eq!(e["last_night"], json(&last));
+}

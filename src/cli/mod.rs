@@ -104,7 +104,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Query(args) => query::run(cli.config.as_deref(), args),
         Command::Codes(args) => codes::run(cli.config.as_deref(), args),
         Command::Generate(args) => generate::run(cli.config.as_deref(), args),
-        Command::Evaluate(args) => evaluate::run(args),
+        Command::Evaluate(args) => evaluate::run(cli.config.as_deref(), args),
         Command::Review(args) => cases::review(cli.config.as_deref(), args),
         Command::Cases(args) => cases::cases(cli.config.as_deref(), args),
         Command::Serve(args) => serve::run(cli.config.as_deref(), args),

@@ -106,6 +106,8 @@ pub struct TruthRow {
     pub intensity: Option<&'static str>,
     /// `established`, `baseline` or `recent`: when the watching began, for monitored patients.
     pub onset: Option<&'static str>,
+    /// The day the watching began (the first day a watcher session may fall on), for monitored patients.
+    pub watch_from: Option<NaiveDate>,
 }
 
 /// A generated practice.
@@ -435,6 +437,7 @@ impl Generator<'_> {
             persona,
             intensity: None,
             onset: None,
+            watch_from: None,
         });
     }
 
@@ -444,6 +447,7 @@ impl Generator<'_> {
         scenario: Scenario,
         intensity: &'static str,
         onset: &'static str,
+        watch_from: NaiveDate,
     ) {
         self.practice.truth.push(TruthRow {
             nhs_number: nhs.to_string(),
@@ -452,6 +456,7 @@ impl Generator<'_> {
             persona: Persona::Ordinary,
             intensity: Some(intensity),
             onset: Some(onset),
+            watch_from: Some(watch_from),
         });
     }
 

@@ -456,6 +456,7 @@ impl Generator<'_> {
             scenario,
             if obvious { "obvious" } else { "subtle" },
             onset_name,
+            w.from,
         );
     }
 

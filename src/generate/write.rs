@@ -197,6 +197,7 @@ pub fn write_practice(
         "persona",
         "intensity",
         "onset",
+        "watch_from",
     ])?;
     for t in &p.truth {
         w.write_record([
@@ -206,6 +207,7 @@ pub fn write_practice(
             t.persona.name(),
             t.intensity.unwrap_or(""),
             t.onset.unwrap_or(""),
+            &t.watch_from.map(|d| d.to_string()).unwrap_or_default(),
         ])?;
     }
     w.flush()?;
