@@ -111,9 +111,15 @@ fn read_truth(path: &Path) -> anyhow::Result<HashMap<String, Truth>> {
                 persona: rec.get(p).unwrap_or_default().to_string(),
                 watch_from: match w.and_then(|w| rec.get(w)).filter(|v| !v.is_empty()) {
                     None => None,
-                    Some(v) => Some(NaiveDate::parse_from_str(v, "%Y-%m-%d").with_context(
-                        || format!("{}: line {}: watch_from is not a date", path.display(), i + 2),
-                    )?),
+                    Some(v) => {
+                        Some(NaiveDate::parse_from_str(v, "%Y-%m-%d").with_context(|| {
+                            format!(
+                                "{}: line {}: watch_from is not a date",
+                                path.display(),
+                                i + 2
+                            )
+                        })?)
+                    }
                 },
             },
         );
@@ -304,7 +310,14 @@ pub fn replay(
             config.timezone,
             night,
         )?;
-        let rows = cases::assign(night, &d.patients, &d.findings, &history, &[], &config.detect.case);
+        let rows = cases::assign(
+            night,
+            &d.patients,
+            &d.findings,
+            &history,
+            &[],
+            &config.detect.case,
+        );
         history.extend(rows);
         tracing::info!(night = %night, night_no = k + 1, nights, "replayed");
         if night == to {
@@ -320,7 +333,13 @@ pub fn replay(
                 .collect();
         }
     }
-    Ok(score_nights(&truth, &history, from, to, score(&truth, last)))
+    Ok(score_nights(
+        &truth,
+        &history,
+        from,
+        to,
+        score(&truth, last),
+    ))
 }
 
 fn score_nights(
@@ -414,7 +433,11 @@ pub fn render_nights(e: &NightsEvaluation) -> String {
         .iter()
         .map(|(k, v)| format!("{k}:{v}"))
         .collect();
-    let _ = writeln!(s, "  first flagged after N nights (N:patients) {}", counts.join(" "));
+    let _ = writeln!(
+        s,
+        "  first flagged after N nights (N:patients) {}",
+        counts.join(" ")
+    );
     let _ = writeln!(
         s,
         "review load: {} distinct benign patients flagged, {} benign cases opened ({:.1} a night)",
@@ -597,7 +620,15 @@ mod tests {
             d("2026-11-10"),
             score(&truth, Vec::new()),
         );
-        assert_eq!((e.nights, e.monitored, e.monitored_flagged, e.watch_from_known), (10, 3, 2, 2));
+        assert_eq!(
+            (
+                e.nights,
+                e.monitored,
+                e.monitored_flagged,
+                e.watch_from_known
+            ),
+            (10, 3, 2, 2)
+        );
         assert_eq!(e.nights_to_flag_counts, BTreeMap::from([(2, 2)]));
         assert_eq!(e.nights_to_flag.median, Some(2));
         assert_eq!((e.benign_flagged, e.benign_cases_opened), (1, 2));

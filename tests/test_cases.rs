@@ -351,7 +351,11 @@ fn evaluate_replays_nights_and_counts_nights_to_flag_and_review_load_from_the_ni
         "--json",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(tree(&p.store), before, "a replay writes nothing to the store");
+    assert_eq!(
+        tree(&p.store),
+        before,
+        "a replay writes nothing to the store"
+    );
     let e = json(&r);
     assert_eq!(e["nights"], LAST_NIGHT);
     assert_eq!(e["from"], night(1));

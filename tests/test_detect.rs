@@ -95,9 +95,17 @@ fn detect_writes_the_contracts_run_folder() {
         assert!(accesswatch::ingest::validate::nhs_number(&p[0]).is_ok());
         // The first night the store has seen: every flagged patient opens a new case; low risk opens none.
         let flagged = p[2] != "low";
-        assert_eq!(!p[5].is_empty(), flagged, "a case for each flagged patient: {p:?}");
+        assert_eq!(
+            !p[5].is_empty(),
+            flagged,
+            "a case for each flagged patient: {p:?}"
+        );
         if flagged {
-            assert_eq!((p[6].as_str(), p[7].as_str()), ("new", "2026-11-22"), "{p:?}");
+            assert_eq!(
+                (p[6].as_str(), p[7].as_str()),
+                ("new", "2026-11-22"),
+                "{p:?}"
+            );
         } else {
             assert_eq!((p[6].as_str(), p[7].as_str()), ("", ""), "{p:?}");
         }

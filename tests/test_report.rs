@@ -113,7 +113,8 @@ fn the_page_lists_flagged_patients_most_urgent_first_with_reasons_and_charts() {
     // Accessible: table headers, every chart named by its caption.
     assert!(html.contains("<th scope=\"col\">NHS number</th>"));
     let figures = html.matches("<figure>").count();
-    assert_eq!(figures, 2 * flagged + 2);
+    // Per patient: the timeline, the hours, and the score over the last 30 nights; then the run's two.
+    assert_eq!(figures, 3 * flagged + 2);
     assert_eq!(
         html.matches("role=\"img\" aria-labelledby=").count(),
         figures
@@ -147,12 +148,13 @@ fn the_page_lists_flagged_patients_most_urgent_first_with_reasons_and_charts() {
     }
     assert!(html.contains("What to do:"));
 
-    // The charts: one timeline and one hour chart per flagged patient, named by rank, and the run's two.
+    // The charts: a timeline, an hour chart and a score-per-night chart per flagged patient, named by rank, and the
+    // run's two.
     let charts: Vec<String> = std::fs::read_dir(run_dir.join("charts"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(charts.len(), 2 * flagged + 2);
+    assert_eq!(charts.len(), 3 * flagged + 2);
     let ids = identifiers_in(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/sample_data"
@@ -185,6 +187,10 @@ fn the_page_lists_flagged_patients_most_urgent_first_with_reasons_and_charts() {
         "12:00",
     ] {
         assert!(hours.contains(label), "{label}");
+    }
+    let nights = std::fs::read_to_string(run_dir.join("charts/patient-01-nights.svg")).unwrap();
+    for label in ["Risk score on each night", "risk score", "22 Nov"] {
+        assert!(nights.contains(label), "{label}");
     }
     let per_rule =
         std::fs::read_to_string(run_dir.join("charts/run-findings-per-rule.svg")).unwrap();

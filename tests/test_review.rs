@@ -135,7 +135,10 @@ impl Server {
 
     fn request(&self, method: &str, path: &str, cookie: bool, body: Option<&str>) -> Response {
         let mut s = TcpStream::connect(&self.addr).unwrap();
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
         if cookie {
             req.push_str(&format!("Cookie: accesswatch_token={}\r\n", self.token));
         }
@@ -233,13 +236,20 @@ fn the_review_page_needs_its_token_and_a_form_token_and_writes_the_review_log() 
     ] {
         let r = server.request("GET", &path, cookie, None);
         assert_eq!(r.status, 403, "{path}");
-        assert!(!r.body.contains(&nhs) && !r.body.contains(&case_id), "{path}");
+        assert!(
+            !r.body.contains(&nhs) && !r.body.contains(&case_id),
+            "{path}"
+        );
     }
 
     // The printed link: the case list, with the security headers, and a cookie for the links inside.
     let r = server.request("GET", &format!("/?token={}", server.token), false, None);
     assert_eq!(r.status, 200);
-    assert!(r.body.contains(&format!("href=\"/case/{case_id}\"")), "{}", r.body);
+    assert!(
+        r.body.contains(&format!("href=\"/case/{case_id}\"")),
+        "{}",
+        r.body
+    );
     let csp = r.header("content-security-policy").unwrap();
     assert!(
         csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
@@ -277,20 +287,34 @@ fn the_review_page_needs_its_token_and_a_form_token_and_writes_the_review_log() 
         assert_eq!(r.status, 403);
     }
     // Without the access token, even with the CSRF token: refused.
-    let good = form(&[("csrf", &csrf), ("outcome", "concern"), ("note", note), ("by", "Dr A Lead")]);
-    assert_eq!(server.request("POST", &post, false, Some(&good)).status, 403);
+    let good = form(&[
+        ("csrf", &csrf),
+        ("outcome", "concern"),
+        ("note", note),
+        ("by", "Dr A Lead"),
+    ]);
+    assert_eq!(
+        server.request("POST", &post, false, Some(&good)).status,
+        403
+    );
     // An empty note is refused with a reason.
     let empty = form(&[("csrf", &csrf), ("outcome", "concern"), ("note", "  ")]);
     let r = server.request("POST", &post, true, Some(&empty));
     assert_eq!(r.status, 400);
-    assert!(!s.store.join("reviews").exists() || std::fs::read_dir(s.store.join("reviews")).unwrap().count() == 0);
+    assert!(
+        !s.store.join("reviews").exists()
+            || std::fs::read_dir(s.store.join("reviews")).unwrap().count() == 0
+    );
 
     // The real thing: recorded, and the browser goes back to the list.
     let r = server.request("POST", &post, true, Some(&good));
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(r.header("location"), Some("/"));
     let all = s.cases("all");
-    let case = all.iter().find(|c| c["case_id"] == case_id.as_str()).unwrap();
+    let case = all
+        .iter()
+        .find(|c| c["case_id"] == case_id.as_str())
+        .unwrap();
     let review = &case["last_review"];
     assert_eq!(review["outcome"], "concern");
     assert_eq!(review["note"], note);
@@ -298,7 +322,11 @@ fn the_review_page_needs_its_token_and_a_form_token_and_writes_the_review_log() 
     assert_eq!(case["status"], "reviewed");
     // The case page now shows it.
     let r = server.request("GET", &format!("/case/{case_id}"), true, None);
-    assert!(r.body.contains("the tablet is hers &amp; the 3am views"), "{}", r.body);
+    assert!(
+        r.body.contains("the tablet is hers &amp; the 3am views"),
+        "{}",
+        r.body
+    );
 
     // The log names routes, never a patient, a case or the token.
     let token = server.token.clone();
@@ -349,7 +377,12 @@ fn serve_binds_loopback_unless_told_and_then_warns() {
     child.kill().unwrap();
     child.wait().unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(line.contains("?token="), "{line}");
     assert!(err.contains("other machines can reach"), "{err}");
 }
@@ -360,7 +393,9 @@ fn chromium() -> PathBuf {
             return PathBuf::from(c);
         }
     }
-    panic!("Debian's chromium is needed for this test (apt-get install chromium; .ci/run installs it)");
+    panic!(
+        "Debian's chromium is needed for this test (apt-get install chromium; .ci/run installs it)"
+    );
 }
 
 #[test]
@@ -368,7 +403,10 @@ fn the_case_page_renders_in_headless_chromium_under_its_own_policy() {
     let s = sample();
     let case_id = s.cases("open")[0]["case_id"].as_str().unwrap().to_string();
     let server = Server::start(&s);
-    let url = format!("http://{}/case/{case_id}?token={}", server.addr, server.token);
+    let url = format!(
+        "http://{}/case/{case_id}?token={}",
+        server.addr, server.token
+    );
     let chrome = |profile: &str, extra: &[&str]| {
         let out = Command::new(chromium())
             .args([
@@ -385,17 +423,34 @@ fn the_case_page_renders_in_headless_chromium_under_its_own_policy() {
             .arg(&url)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     };
     let dom = String::from_utf8(chrome("p1", &["--dump-dom"]).stdout).unwrap();
-    assert!(dom.contains("Record the review") && dom.contains("name=\"csrf\""), "{dom}");
+    assert!(
+        dom.contains("Record the review") && dom.contains("name=\"csrf\""),
+        "{dom}"
+    );
     assert!(dom.contains(&format!("Case {case_id}")), "{dom}");
     let png = s.root.join("case.png");
-    chrome("p2", &["--window-size=1000,1400", &format!("--screenshot={}", png.display())]);
+    chrome(
+        "p2",
+        &[
+            "--window-size=1000,1400",
+            &format!("--screenshot={}", png.display()),
+        ],
+    );
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
-    assert!(bytes.len() > 20_000, "a real page, not a blank: {} bytes", bytes.len());
+    assert!(
+        bytes.len() > 20_000,
+        "a real page, not a blank: {} bytes",
+        bytes.len()
+    );
 }
 
 #[test]
@@ -446,7 +501,10 @@ fn a_review_killed_while_writing_leaves_the_log_readable_and_can_be_repeated() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(!left.is_empty() && left.iter().all(|n| n.starts_with('.')), "{left:?}");
+    assert!(
+        !left.is_empty() && left.iter().all(|n| n.starts_with('.')),
+        "{left:?}"
+    );
     assert!(s.cases("all").iter().all(|c| c["last_review"].is_null()));
     // Done again, it is recorded once.
     let r = run(&args);

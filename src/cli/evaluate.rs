@@ -15,7 +15,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub truth: PathBuf,
     /// The run folder holding `patients.csv` (`<reports>/<as-of>/`).
-    #[arg(long, value_name = "DIR", required_unless_present = "nights", conflicts_with = "nights")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "nights",
+        conflicts_with = "nights"
+    )]
     pub report: Option<PathBuf>,
     /// Replay detection for each of the last N nights from the store, in memory (the store and the reports are not
     /// written), and report nights to first flag and the review load.
@@ -45,7 +50,10 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
             let to = match args.as_of {
                 Some(d) => d,
                 None => crate::pipeline::latest_data_day(&config)?.ok_or_else(|| {
-                    anyhow::anyhow!("{}: the store holds no audit events to replay", config.store.display())
+                    anyhow::anyhow!(
+                        "{}: the store holds no audit events to replay",
+                        config.store.display()
+                    )
                 })?,
             };
             let e = evaluate::replay(&config, &args.truth, to, n)?;

@@ -57,13 +57,18 @@ const COOKIE: &str = "accesswatch_token";
 
 fn random_hex(bytes: usize) -> anyhow::Result<String> {
     let mut buf = vec![0u8; bytes];
-    getrandom::getrandom(&mut buf).map_err(|e| anyhow::anyhow!("no random numbers from the OS: {e}"))?;
+    getrandom::getrandom(&mut buf)
+        .map_err(|e| anyhow::anyhow!("no random numbers from the OS: {e}"))?;
     Ok(hex::encode(buf))
 }
 
 /// Equal strings, compared in time that does not depend on where they differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
@@ -141,7 +146,7 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     let from_url = req
         .uri()
         .query()
-        .and_then(|q| serde_urlencoded_token(q))
+        .and_then(serde_urlencoded_token)
         .filter(|t| same(t, &app.token));
     let from_cookie = cookie_token(req.headers()).filter(|t| same(t, &app.token));
     let route = route_name(req.method(), req.uri().path());
@@ -219,12 +224,10 @@ struct Html(String);
 impl IntoResponse for Html {
     fn into_response(self) -> Response {
         let nonce = random_hex(16).unwrap_or_default();
-        let body = self.0.replace("<style>", &format!("<style nonce=\"{nonce}\">"));
-        let mut resp = (
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            body,
-        )
-            .into_response();
+        let body = self
+            .0
+            .replace("<style>", &format!("<style nonce=\"{nonce}\">"));
+        let mut resp = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
         if let Ok(v) = HeaderValue::from_str(&nonce) {
             resp.headers_mut().insert(NONCE_HEADER, v);
         }
@@ -254,7 +257,10 @@ fn failure(e: anyhow::Error) -> Response {
     tracing::warn!("a review page request failed");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
-        page("Something went wrong", &format!("<p>{}</p>", escape(&format!("{e:#}")))),
+        page(
+            "Something went wrong",
+            &format!("<p>{}</p>", escape(&format!("{e:#}"))),
+        ),
     )
         .into_response()
 }
@@ -262,7 +268,13 @@ fn failure(e: anyhow::Error) -> Response {
 fn status_words(c: &CaseListing) -> String {
     let mut s = c.status.words().to_string();
     if let Some(r) = &c.last_review {
-        let _ = write!(s, "; last review: {} by {} on {}", r.outcome.name().replace('_', " "), r.by, r.night);
+        let _ = write!(
+            s,
+            "; last review: {} by {} on {}",
+            r.outcome.name().replace('_', " "),
+            r.by,
+            r.night
+        );
     }
     s
 }
@@ -275,7 +287,10 @@ async fn home(State(app): State<Arc<App>>) -> Response {
     let mut body = String::from("<h1>Cases</h1>\n");
     match latest_report(&app.reports) {
         Some(day) => {
-            let _ = writeln!(body, "<p><a href=\"/report\">The latest report ({day})</a></p>");
+            let _ = writeln!(
+                body,
+                "<p><a href=\"/report\">The latest report ({day})</a></p>"
+            );
         }
         None => body.push_str("<p>No report yet: the nightly run writes one.</p>\n"),
     }
@@ -321,7 +336,11 @@ fn latest_report(reports: &Path) -> Option<String> {
 
 async fn report(State(app): State<Arc<App>>) -> Response {
     let Some(day) = latest_report(&app.reports) else {
-        return (StatusCode::NOT_FOUND, page("No report", "<p>No report yet.</p>")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            page("No report", "<p>No report yet.</p>"),
+        )
+            .into_response();
     };
     match std::fs::read_to_string(app.reports.join(&day).join(crate::report::REPORT_HTML)) {
         // The page's chart-file links point into the run folder, which is not served: the charts are inline.
@@ -336,7 +355,11 @@ async fn case_page(State(app): State<Arc<App>>, UrlPath(case_id): UrlPath<String
         Err(e) => return failure(e),
     };
     let Some(c) = list.iter().find(|c| c.case_id == case_id) else {
-        return (StatusCode::NOT_FOUND, page("No such case", "<p>No such case on the latest night.</p>")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            page("No such case", "<p>No such case on the latest night.</p>"),
+        )
+            .into_response();
     };
     let mut body = format!(
         "<p><a href=\"/\">All cases</a></p>\n<h1>Case {id}: NHS number {nhs}</h1>\n<p>{status}. Risk {level}, score {score} on {night}; flagged since {since}.</p>\n<p>Why: {rules}.</p>\n",
@@ -399,16 +422,41 @@ async fn review(
     Form(form): Form<ReviewForm>,
 ) -> Response {
     if !form.csrf.as_deref().is_some_and(|t| same(t, &app.csrf)) {
-        return (StatusCode::FORBIDDEN, page("Forbidden", "<p>The form has expired: open the case again.</p>")).into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            page(
+                "Forbidden",
+                "<p>The form has expired: open the case again.</p>",
+            ),
+        )
+            .into_response();
     }
-    let bad = |m: &str| (StatusCode::BAD_REQUEST, page("Not recorded", &format!("<p>{}</p><p><a href=\"/case/{}\">Back to the case</a></p>", escape(m), escape(&case_id)))).into_response();
+    let bad = |m: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            page(
+                "Not recorded",
+                &format!(
+                    "<p>{}</p><p><a href=\"/case/{}\">Back to the case</a></p>",
+                    escape(m),
+                    escape(&case_id)
+                ),
+            ),
+        )
+            .into_response()
+    };
     let outcome = match form.outcome.as_deref() {
         Some("benign") => Outcome::Benign,
         Some("concern") => Outcome::Concern,
         Some("action_taken") => Outcome::ActionTaken,
         _ => return bad("Choose an outcome."),
     };
-    let suppress_days = match form.suppress_days.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let suppress_days = match form
+        .suppress_days
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(s) => match s.parse::<u32>() {
             Ok(n) if outcome == Outcome::Benign => Some(n),
