@@ -5,8 +5,9 @@ use chrono::{DateTime, Datelike, NaiveDate};
 use chrono_tz::Tz;
 use plotters::prelude::*;
 
+use super::chart_data::{PatientChart, RunCharts};
 use crate::cases::CaseView;
-use crate::detect::{short_device, PatientChart, RunCharts};
+use crate::detect::short_device;
 
 const DAY: f64 = 86_400_000_000.0;
 const GREY: RGBColor = RGBColor(150, 150, 150);

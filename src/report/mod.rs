@@ -4,6 +4,7 @@
 //! The folder is built beside its final name and renamed into place, so a reader (or a re-run) never sees half a
 //! run; re-running a day replaces its folder with identical content (ids and order are deterministic).
 
+pub mod chart_data;
 pub mod charts;
 pub mod html;
 
