@@ -22,6 +22,8 @@ pub const DEFAULT_INBOX: &str = "sample_data";
 pub const DEFAULT_TIMEZONE: &str = "Europe/London";
 /// Rows validated before a batch is de-duplicated and written: bounds ingest memory whatever the input size.
 pub const DEFAULT_BATCH_ROWS: usize = 250_000;
+/// A partition that has gathered this many files (one per batch that touched it) is compacted after ingest.
+pub const DEFAULT_COMPACT_AT_FILES: usize = 16;
 
 /// The config file as written. Paths are relative to the file's folder.
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +110,8 @@ pub struct CodesSection {
 #[serde(deny_unknown_fields)]
 pub struct IngestSection {
     pub batch_rows: Option<usize>,
+    /// After ingest, partitions with at least this many data files are compacted into one (0: never).
+    pub compact_at_files: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +144,8 @@ pub struct Config {
     pub reports: PathBuf,
     pub timezone: Tz,
     pub batch_rows: usize,
+    /// `ingest.compact_at_files` (default [`DEFAULT_COMPACT_AT_FILES`]; 0: never).
+    pub compact_at_files: usize,
     /// Per kind: contract column -> export header (lower case).
     pub columns: BTreeMap<Kind, BTreeMap<&'static str, String>>,
     pub codes: CodesConfig,
@@ -355,6 +361,7 @@ impl Config {
             reports,
             timezone,
             batch_rows,
+            compact_at_files: f.ingest.compact_at_files.unwrap_or(DEFAULT_COMPACT_AT_FILES),
             columns,
             codes,
             detect: f.detect,

@@ -78,7 +78,7 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
 }
 
 pub fn exit_code(report: &IngestReport) -> Exit {
-    if report.has_problem_files() || !report.balanced {
+    if report.has_problem_files() || !report.balanced || report.store_error.is_some() {
         Exit::Failure
     } else if report.totals.quarantined > 0 {
         Exit::Quarantined
@@ -135,6 +135,16 @@ pub fn render_table(r: &IngestReport) -> String {
             "DOES NOT BALANCE: please report this"
         }
     );
+    if let Some(c) = &r.compacted {
+        let _ = writeln!(
+            s,
+            "compacted: {} partition(s), {} file(s) into {}",
+            c.partitions, c.files_before, c.files_after
+        );
+    }
+    if let (Some(e), false) = (&r.store_error, r.has_problem_files()) {
+        let _ = writeln!(s, "failed: {e}");
+    }
     for f in &r.files {
         if !f.unknown_columns.is_empty() {
             let _ = writeln!(

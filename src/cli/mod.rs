@@ -9,6 +9,7 @@
 
 pub mod cases;
 pub mod codes;
+pub mod compact;
 pub mod detect;
 pub mod evaluate;
 pub mod generate;
@@ -61,6 +62,9 @@ pub enum Command {
     Detect(detect::Args),
     /// List the detection rules, or explain one (`--explain RULE_ID`).
     Rules(rules::Args),
+    /// Rewrite store partitions that many batches wrote to as one sorted file each (ingest does this itself past
+    /// `ingest.compact_at_files` files).
+    Compact(compact::Args),
     /// Run analyst SQL (a shipped query, a .sql file or --sql) over the store and past runs.
     Query(query::Args),
     /// Inspect the sensitive code catalogue and lint a practice's own code lists.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Detect(args) => detect::run(cli.config.as_deref(), args),
         Command::Rules(args) => rules::run(args),
         Command::Query(args) => query::run(cli.config.as_deref(), args),
+        Command::Compact(args) => compact::run(cli.config.as_deref(), args),
         Command::Codes(args) => codes::run(cli.config.as_deref(), args),
         Command::Generate(args) => generate::run(cli.config.as_deref(), args),
         Command::Evaluate(args) => evaluate::run(cli.config.as_deref(), args),

@@ -117,6 +117,9 @@ pub struct IngestReport {
     /// a nightly run must stop too rather than report on a store it could not finish.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
+    /// Partitions compacted after the files were ingested (see `ingest.compact_at_files`), when any were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compacted: Option<crate::store::compact::CompactReport>,
 }
 
 impl IngestReport {
@@ -176,6 +179,30 @@ pub fn ingest(
         );
         files.push(report);
     }
+    // Partitions that many batches wrote to become one file each. The files above are committed whatever happens
+    // here; a failure is the store's, like a failed write.
+    let mut compacted = None;
+    if store_error.is_none() && config.compact_at_files > 0 {
+        match crate::store::compact::compact(
+            &store,
+            crate::store::compact::Which {
+                min_files: config.compact_at_files,
+                invisible: false,
+            },
+        ) {
+            Ok(r) if r.partitions > 0 => {
+                tracing::info!(
+                    partitions = r.partitions,
+                    files_before = r.files_before,
+                    files_after = r.files_after,
+                    "compacted"
+                );
+                compacted = Some(r);
+            }
+            Ok(_) => {}
+            Err(e) => store_error = Some(format!("compacting the store after ingest: {e}")),
+        }
+    }
     let mut totals = Counts::default();
     for f in &files {
         totals.add(&f.counts);
@@ -190,6 +217,7 @@ pub fn ingest(
         totals,
         balanced,
         store_error,
+        compacted,
     })
 }
 

@@ -13,6 +13,7 @@
 //! half a file, and a writer killed at any moment leaves only whole files plus debris in `_tmp/`. File names are
 //! derived from content, so a re-run after a crash writes the very files an uninterrupted run would have.
 
+pub mod compact;
 pub mod manifest;
 pub mod scan;
 
