@@ -361,7 +361,10 @@ impl Config {
             reports,
             timezone,
             batch_rows,
-            compact_at_files: f.ingest.compact_at_files.unwrap_or(DEFAULT_COMPACT_AT_FILES),
+            compact_at_files: f
+                .ingest
+                .compact_at_files
+                .unwrap_or(DEFAULT_COMPACT_AT_FILES),
             columns,
             codes,
             detect: f.detect,

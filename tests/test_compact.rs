@@ -221,7 +221,10 @@ fn ingest_compacts_partitions_that_reach_its_threshold() {
         .values()
         .filter(|n| **n >= 4)
         .count();
-    assert!(crowded > 0, "without compaction some partitions have 4+ files");
+    assert!(
+        crowded > 0,
+        "without compaction some partitions have 4+ files"
+    );
 
     let store = dir.path().join("store");
     let r = ingest(&config(dir.path(), 4), &store, &[]);
@@ -254,7 +257,10 @@ fn a_compaction_killed_at_any_point_shows_every_row_once_and_the_next_one_finish
     for k in points {
         let store = dir.path().join(format!("killed-{k}"));
         copy_dir(&original, &store);
-        let r = compact(&store, &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", &k.to_string())]);
+        let r = compact(
+            &store,
+            &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", &k.to_string())],
+        );
         assert_eq!(r.code, -1, "killed after step {k}: {}", r.stderr);
         assert_eq!(visible(&store), rows, "after step {k}, every row once");
         let r = compact(&store, &[]);
@@ -272,14 +278,25 @@ fn compaction_removes_an_uncommitted_files_rows_and_its_resend_is_stored() {
 
     let store = dir.path().join("store");
     // Killed part way through: the rows of the file it was in are on disk, invisible, and uncommitted.
-    let r = ingest(&cfg, &store, &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", "5")]);
+    let r = ingest(
+        &cfg,
+        &store,
+        &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", "5")],
+    );
     assert_eq!(r.code, -1);
     let (on_disk, committed) = rows_on_disk(&store);
-    assert!(on_disk > committed, "{on_disk} rows on disk, {committed} committed");
+    assert!(
+        on_disk > committed,
+        "{on_disk} rows on disk, {committed} committed"
+    );
     let r = compact(&store, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)["invisible_rows_removed"], on_disk - committed);
-    assert_eq!(rows_on_disk(&store), (committed, committed), "the leftovers are gone");
+    assert_eq!(
+        rows_on_disk(&store),
+        (committed, committed),
+        "the leftovers are gone"
+    );
     // The whole sample again: read in full, as a clean ingest.
     assert_eq!(ingest(&cfg, &store, &[]).code, 3);
     assert_eq!(visible(&store), visible(&clean));

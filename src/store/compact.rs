@@ -129,7 +129,9 @@ pub fn compact(store: &Store, which: Which) -> Result<CompactReport> {
     }
     let results: Vec<Result<CompactReport>> = todo
         .par_iter()
-        .map(|(kind, date, dir, files)| compact_partition(store, &committed, *kind, *date, dir, files))
+        .map(|(kind, date, dir, files)| {
+            compact_partition(store, &committed, *kind, *date, dir, files)
+        })
         .collect();
     let mut report = CompactReport::default();
     for r in results {
