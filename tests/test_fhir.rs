@@ -398,3 +398,73 @@ fn a_generated_practice_gives_the_same_patients_from_csv_and_from_fhir() {
         "patients.csv from CSV and FHIR together"
     );
 }
+
+#[test]
+fn ndjson_read_in_parallel_chunks_keeps_every_line_number_and_the_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("practice");
+    let r = run(&[
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--patients",
+        "200",
+        "--days",
+        "56",
+        "--seed",
+        "11",
+        "--fhir",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(data.join("fhir/audit.ndjson")).unwrap();
+    let mut lines: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
+    // Enough lines for several chunks of 4,096, with damage on both sides of the first boundaries.
+    assert!(lines.len() > 9000, "{} lines", lines.len());
+    let broken = [4096usize, 4097, 8192, 8193];
+    lines[4095] = b"{\"resourceType\": \"AuditEvent\", ".to_vec(); // line 4096: cut short
+    lines[4096] = b"\xff\xfe not UTF-8".to_vec(); // line 4097
+    lines[8191] = b"[1, 2".to_vec(); // line 8192
+    lines[8192] = b"not json at all".to_vec(); // line 8193
+    lines[5000] = Vec::new(); // line 5001: blank, passed over
+    let mut bytes = Vec::new();
+    for l in &lines {
+        bytes.extend_from_slice(l);
+        bytes.push(b'\n');
+    }
+    let file = dir.path().join("audit.ndjson");
+    std::fs::write(&file, &bytes).unwrap();
+    let (report, stored) = ingest_files(dir.path(), &[file]);
+    let totals = &report["totals"];
+    assert_eq!(totals["read"], lines.len() - 1, "every line but the blank one is read");
+    assert_eq!(totals["quarantined"], broken.len());
+    let q = read_quarantine(&dir.path().join("store"));
+    let mut qlines: Vec<i64> = q
+        .column("line")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|x| x.unwrap())
+        .collect();
+    qlines.sort();
+    assert_eq!(qlines, broken.map(|n| n as i64));
+    // Every stored row names the line it came from: its raw resource is that line, parsed.
+    let raw = strings(&stored, "raw");
+    let at: Vec<i64> = stored
+        .column("source_line")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .iter()
+        .map(|x| x.unwrap())
+        .collect();
+    assert_eq!(
+        stored.height() as u64 + totals["duplicates"].as_u64().unwrap(),
+        (lines.len() - 1 - broken.len()) as u64
+    );
+    for (raw, n) in raw.iter().zip(&at) {
+        let from_file: Value = serde_json::from_slice(&lines[(*n - 1) as usize]).unwrap();
+        let from_store: Value = serde_json::from_str(raw.as_deref().unwrap()).unwrap();
+        assert_eq!(from_store, from_file, "line {n}");
+    }
+}

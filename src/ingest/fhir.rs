@@ -109,54 +109,99 @@ pub fn for_each_resource(
     layout: Layout,
     each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
 ) -> Result<(), FileError> {
+    for_each_mapped(reader, layout, &|_, parsed| parsed, each)
+}
+
+/// Lines of NDJSON parsed and mapped together, on both cores: at most this many lines, or about this many bytes.
+const CHUNK_LINES: usize = 4096;
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// Like [`for_each_resource`], with `map` applied to each resource first. For NDJSON, lines are read in chunks
+/// and parsed and mapped in parallel (memory stays bounded by one chunk); `each` still sees them one by one, in
+/// file order. Documents (JSON, XML) are read one resource at a time, as before.
+pub fn for_each_mapped<T: Send>(
+    reader: Box<dyn Read + Send>,
+    layout: Layout,
+    map: &(dyn Fn(i64, Result<Value, String>) -> T + Sync),
+    each: &mut dyn FnMut(i64, T) -> Result<(), FileError>,
+) -> Result<(), FileError> {
+    use rayon::prelude::*;
+    enum Item {
+        Line(std::ops::Range<usize>),
+        Unreadable(String),
+    }
     match layout {
         Layout::NdJson => {
             let mut buffered = BufReader::with_capacity(1 << 20, reader);
-            let mut line = Vec::new();
+            let mut chunk: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + MAX_LINE_BYTES);
+            let mut items: Vec<(i64, Item)> = Vec::with_capacity(CHUNK_LINES);
             let mut number = 0i64;
-            loop {
-                line.clear();
-                number += 1;
-                let n = (&mut buffered)
-                    .take(MAX_LINE_BYTES as u64 + 1)
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| format!("reading stopped at line {number}: {e}"))?;
-                if n == 0 {
-                    break;
+            let mut done = false;
+            while !done {
+                chunk.clear();
+                items.clear();
+                while items.len() < CHUNK_LINES && chunk.len() < CHUNK_BYTES {
+                    let start = chunk.len();
+                    let n = (&mut buffered)
+                        .take(MAX_LINE_BYTES as u64 + 1)
+                        .read_until(b'\n', &mut chunk)
+                        .map_err(|e| format!("reading stopped at line {}: {e}", number + 1))?;
+                    if n == 0 {
+                        done = true;
+                        break;
+                    }
+                    number += 1;
+                    if chunk.len() - start > MAX_LINE_BYTES {
+                        chunk.truncate(start);
+                        buffered
+                            .skip_until(b'\n')
+                            .map_err(|e| format!("reading stopped at line {number}: {e}"))?;
+                        items.push((
+                            number,
+                            Item::Unreadable(format!(
+                                "the line is longer than {MAX_LINE_BYTES} bytes; reading went on at the next line"
+                            )),
+                        ));
+                        continue;
+                    }
+                    items.push((number, Item::Line(start..chunk.len())));
                 }
-                if line.len() > MAX_LINE_BYTES {
-                    buffered
-                        .skip_until(b'\n')
-                        .map_err(|e| format!("reading stopped at line {number}: {e}"))?;
-                    each(
-                        number,
-                        Err(format!(
-                            "the line is longer than {MAX_LINE_BYTES} bytes; reading went on at the next line"
-                        )),
-                    )?;
-                    continue;
+                let mapped: Vec<(i64, Option<T>)> = items
+                    .par_iter()
+                    .map(|(number, item)| {
+                        let parsed = match item {
+                            Item::Unreadable(reason) => Some(Err(reason.clone())),
+                            Item::Line(range) => match std::str::from_utf8(&chunk[range.clone()]) {
+                                Err(_) => Some(Err("the line is not valid UTF-8 text".to_string())),
+                                Ok(text) if text.trim().is_empty() => None,
+                                Ok(text) => Some(
+                                    serde_json::from_str::<Value>(text)
+                                        .map_err(|e| format!("not JSON: {e}"))
+                                        .and_then(checked_depth),
+                                ),
+                            },
+                        };
+                        (*number, parsed.map(|p| map(*number, p)))
+                    })
+                    .collect();
+                for (number, t) in mapped {
+                    if let Some(t) = t {
+                        each(number, t)?;
+                    }
                 }
-                let Ok(text) = std::str::from_utf8(&line) else {
-                    each(number, Err("the line is not valid UTF-8 text".to_string()))?;
-                    continue;
-                };
-                if text.trim().is_empty() {
-                    continue;
-                }
-                let parsed =
-                    serde_json::from_str::<Value>(text).map_err(|e| format!("not JSON: {e}"));
-                each(number, parsed.and_then(checked_depth))?;
             }
             Ok(())
         }
         Layout::Json => {
             let bytes = read_document(reader)?;
             let text = std::str::from_utf8(&bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
-            json_document(text.trim_start_matches('\u{feff}'), each)
+            json_document(text.trim_start_matches('\u{feff}'), &mut |n, parsed| {
+                each(n, map(n, parsed))
+            })
         }
         Layout::Xml => {
             let bytes = read_document(reader)?;
-            xml_document(&bytes, each)
+            xml_document(&bytes, &mut |n, parsed| each(n, map(n, parsed)))
         }
     }
 }
@@ -815,10 +860,12 @@ pub fn map_audit_event(
             })
         })
         .filter(|_| matches!(action, "view" | "download"));
-    let mut raw = v.clone();
-    if let Some(o) = raw.as_object_mut() {
-        o.remove("_bundlePatients");
-    }
+    // The resource as compact JSON, without the Bundle's patients attached for the mapping (written without
+    // copying the resource: this runs for every event).
+    let raw = match v.as_object() {
+        Some(o) => serde_json::to_string(&Without(o, "_bundlePatients")).unwrap_or_default(),
+        None => v.to_string(),
+    };
     let mut e = AuditEvent {
         event_id: String::new(),
         occurred_at,
@@ -833,7 +880,7 @@ pub fn map_audit_event(
         action,
         section,
         outcome: if success { "success" } else { "failure" },
-        raw: Some(raw.to_string()),
+        raw: Some(raw),
         source_line: line,
     };
     // The observer (who wrote the audit record) differs between the client's and the server's record of one
@@ -987,6 +1034,22 @@ fn patient_nhs(v: &Value, agents: &[&Value], entities: &[&Value]) -> Result<Stri
             ),
         )
     })
+}
+
+/// A JSON object serialised without one of its keys, in its own order.
+struct Without<'a>(&'a Map<String, Value>, &'a str);
+
+impl serde::Serialize for Without<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = ser.serialize_map(None)?;
+        for (k, v) in self.0 {
+            if k != self.1 {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
 }
 
 /// A resource index for quarantine rows: the FHIR id if any, never an identifier of a person.

@@ -711,20 +711,27 @@ fn load_fhir(
     };
     let mut batch: Batcher<AuditEvent> = Batcher::new(ctx);
     let mut store_error = None;
-    let outcome = fhir::for_each_resource(reader, layout, &mut |position, parsed| {
-        let (result, raw) = match parsed {
-            Ok(v) => (
-                fhir::map_audit_event(&v, position, &settings),
-                fhir::describe(&v),
-            ),
-            Err(reason) => (
-                Err(RowError {
-                    column: None,
-                    reason,
-                }),
-                String::new(),
-            ),
-        };
+    // Parsing and mapping run on both cores (see `fhir::for_each_mapped`); the quarantine's copy of a resource is
+    // made only for a row that is quarantined. Rows reach the batch in file order.
+    let map = |position: i64, parsed: Result<serde_json::Value, String>| match parsed {
+        Ok(v) => {
+            let result = fhir::map_audit_event(&v, position, &settings);
+            let raw = if result.is_err() {
+                fhir::describe(&v)
+            } else {
+                String::new()
+            };
+            (result, raw)
+        }
+        Err(reason) => (
+            Err(RowError {
+                column: None,
+                reason,
+            }),
+            String::new(),
+        ),
+    };
+    let outcome = fhir::for_each_mapped(reader, layout, &map, &mut |position, (result, raw)| {
         batch.row(result, position, || raw).map_err(|e| {
             let message = e.to_string();
             store_error = Some(e);
