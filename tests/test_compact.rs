@@ -317,3 +317,29 @@ fn compact_needs_a_store_and_refuses_while_a_run_holds_it() {
     drop(lock);
     assert_eq!(compact(&store, &[]).code, 0);
 }
+
+#[test]
+fn the_nightly_run_compacts_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "run.toml",
+        &format!(
+            "inbox = \"{SAMPLE}\"\nstore = \"store\"\nreports = \"reports\"\n[ingest]\nbatch_rows = 60\n\
+             compact_at_files = 4\n[run]\nas_of = \"latest-data\"\n"
+        ),
+    );
+    let r = run(&["--config", cfg.to_str().unwrap(), "run"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("compacted"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    let files = files_per_partition(&dir.path().join("store"));
+    assert!(files.values().all(|n| *n < 4), "{files:?}");
+    assert!(
+        line.starts_with("  compacted ") && line.contains("store partition(s)"),
+        "{line}"
+    );
+}

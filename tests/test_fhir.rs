@@ -435,7 +435,11 @@ fn ndjson_read_in_parallel_chunks_keeps_every_line_number_and_the_file_order() {
     std::fs::write(&file, &bytes).unwrap();
     let (report, stored) = ingest_files(dir.path(), &[file]);
     let totals = &report["totals"];
-    assert_eq!(totals["read"], lines.len() - 1, "every line but the blank one is read");
+    assert_eq!(
+        totals["read"],
+        lines.len() - 1,
+        "every line but the blank one is read"
+    );
     assert_eq!(totals["quarantined"], broken.len());
     let q = read_quarantine(&dir.path().join("store"));
     let mut qlines: Vec<i64> = q

@@ -85,6 +85,13 @@ pub fn render(o: &RunOutcome) -> String {
             f.message.as_deref().unwrap_or("")
         );
     }
+    if let Some(c) = &i.compacted {
+        let _ = writeln!(
+            s,
+            "  compacted {} store partition(s): {} file(s) into {}",
+            c.partitions, c.files_before, c.files_after
+        );
+    }
     let sm = &o.summary;
     let high = sm.patients_flagged.get("high").copied().unwrap_or(0);
     let medium = sm.patients_flagged.get("medium").copied().unwrap_or(0);
