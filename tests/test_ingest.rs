@@ -594,18 +594,27 @@ for kind in ["audit", "entries", "appointments", "proxies"]:
     t = pq.read_table(f"{store}/{kind}")
     out[kind] = {"duckdb": n, "duckdb_hive": has_date, "pyarrow": t.num_rows, "pyarrow_date": "date" in t.column_names,
                  "types": {f.name: str(f.type) for f in t.schema}}
-# Inside each audit file rows are sorted by (nhs_number, occurred_at); files are zstd with statistics.
+# Inside each audit file rows are sorted by (nhs_number, occurred_at); files are zstd with statistics, a page
+# index, the sort order recorded, dictionaries where values repeat and none for ids.
 sorted_ok, zstd, stats = True, True, True
+page_index, sorting_recorded, dictionaries = True, True, True
 for frag in ds.dataset(f"{store}/audit", partitioning="hive").get_fragments():
     t = frag.to_table(columns=["nhs_number", "occurred_at"]).to_pylist()
     keys = [(r["nhs_number"], r["occurred_at"]) for r in t]
     sorted_ok &= keys == sorted(keys)
     md = pq.ParquetFile(frag.path).metadata
+    names = [md.schema.column(i).name for i in range(md.num_columns)]
     for rg in range(md.num_row_groups):
         c = md.row_group(rg).column(1)
         zstd &= c.compression == "ZSTD"
         stats &= c.statistics is not None and c.statistics.has_min_max
+        page_index &= c.has_column_index and c.has_offset_index
+        sorting = md.row_group(rg).sorting_columns or ()
+        sorting_recorded &= [names[s.column_index] for s in sorting] == ["nhs_number", "occurred_at", "event_id"]
+        enc = lambda name: md.row_group(rg).column(names.index(name)).encodings
+        dictionaries &= "RLE_DICTIONARY" in enc("action") and "RLE_DICTIONARY" not in enc("event_id")
 out["sorted"], out["zstd"], out["stats"] = sorted_ok, zstd, stats
+out["page_index"], out["sorting_recorded"], out["dictionaries"] = page_index, sorting_recorded, dictionaries
 print(json.dumps(out))
 "#;
     let out = std::process::Command::new("python3")
@@ -641,6 +650,9 @@ print(json.dumps(out))
     assert_eq!(py["sorted"], true);
     assert_eq!(py["zstd"], true);
     assert_eq!(py["stats"], true);
+    assert_eq!(py["page_index"], true);
+    assert_eq!(py["sorting_recorded"], true);
+    assert_eq!(py["dictionaries"], true);
 }
 
 #[test]

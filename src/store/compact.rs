@@ -25,7 +25,7 @@ use serde::Serialize;
 use super::manifest::Manifest;
 use super::{
     create_private_dir, fault_point, parquet_files, part_file_name, private_file, sync_dir,
-    write_parquet, Result, Store, StoreError, TMP_DIR,
+    write_parquet_sorted, Result, Store, StoreError, TMP_DIR,
 };
 use crate::schema::{self, Kind};
 
@@ -219,7 +219,12 @@ fn compact_partition(
             source,
         };
         let mut f = private_file(&path, true).map_err(write_err)?;
-        write_parquet(&mut f, &mut kept, &path)?;
+        write_parquet_sorted(
+            &mut f,
+            &mut kept,
+            &path,
+            &[schema::NHS_NUMBER, kind.time_column(), kind.key_column()],
+        )?;
         f.sync_all().map_err(write_err)?;
     }
     sync_dir(&staging);

@@ -13,6 +13,7 @@
 //! half a file, and a writer killed at any moment leaves only whole files plus debris in `_tmp/`. File names are
 //! derived from content, so a re-run after a crash writes the very files an uninterrupted run would have.
 
+pub mod arrow_out;
 pub mod compact;
 pub mod manifest;
 pub mod scan;
@@ -52,6 +53,8 @@ pub enum StoreError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot write Parquet {path}: {source}")]
     Parquet { path: PathBuf, source: PolarsError },
+    #[error("cannot write Parquet {path}: {message}")]
+    Encode { path: PathBuf, message: String },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: PolarsError },
     #[error("cannot read {path}: {source}")]
@@ -173,13 +176,18 @@ impl Store {
             })?;
         let name = part_file_name(kind, date, keys.iter().map(|k| k.unwrap_or_default()));
         let dir = self.partition_dir(kind, date);
-        self.write_parquet_atomically(&dir, &name, df)
+        let sorted = [
+            crate::schema::NHS_NUMBER,
+            kind.time_column(),
+            kind.key_column(),
+        ];
+        self.write_parquet_atomically(&dir, &name, df, &sorted)
     }
 
     /// Writes a quarantine file under a name the caller derived from the source file and batch.
     pub fn write_quarantine(&self, name: &str, df: &mut DataFrame) -> Result<PathBuf> {
         let dir = self.root.join(QUARANTINE_DIR);
-        self.write_parquet_atomically(&dir, name, df)
+        self.write_parquet_atomically(&dir, name, df, &[])
     }
 
     fn write_parquet_atomically(
@@ -187,6 +195,7 @@ impl Store {
         dir: &Path,
         name: &str,
         df: &mut DataFrame,
+        sorted_by: &[&str],
     ) -> Result<PathBuf> {
         create_private_dir(dir)?;
         let tmp_path = self
@@ -199,7 +208,7 @@ impl Store {
             source,
         };
         let mut file = private_file(&tmp_path, true).map_err(write_err)?;
-        write_parquet(&mut file, df, &tmp_path)?;
+        write_parquet_sorted(&mut file, df, &tmp_path, sorted_by)?;
         file.sync_all().map_err(write_err)?;
         drop(file);
         fs::rename(&tmp_path, &final_path).map_err(|source| StoreError::Write {
@@ -254,9 +263,19 @@ pub fn fault_point() {
     }
 }
 
-/// Writes a frame as Parquet to `w`. When the writer itself failed (a full disk), the error is that I/O error with
-/// the path, not the encoder's own account of it ("Invalid thrift: transport error").
-pub fn write_parquet<W: io::Write>(w: W, df: &mut DataFrame, path: &Path) -> Result<()> {
+/// Writes a frame as Parquet to `w` (with arrow-rs: see [`arrow_out`]). When the writer itself failed (a full
+/// disk), the error is that I/O error with the path, not the encoder's own account of it.
+pub fn write_parquet<W: io::Write + Send>(w: W, df: &mut DataFrame, path: &Path) -> Result<()> {
+    write_parquet_sorted(w, df, path, &[])
+}
+
+/// [`write_parquet`] for rows sorted by `sorted_by` (ascending, in that order), which the file records.
+pub fn write_parquet_sorted<W: io::Write + Send>(
+    w: W,
+    df: &mut DataFrame,
+    path: &Path,
+    sorted_by: &[&str],
+) -> Result<()> {
     struct Remembering<W> {
         inner: W,
         failed: Option<(io::ErrorKind, String)>,
@@ -277,16 +296,16 @@ pub fn write_parquet<W: io::Write>(w: W, df: &mut DataFrame, path: &Path) -> Res
         inner: w,
         failed: None,
     };
-    match parquet_writer(&mut w).finish(df) {
-        Ok(_) => Ok(()),
-        Err(source) => Err(match w.failed.take() {
+    match arrow_out::write(&mut w, df, sorted_by) {
+        Ok(()) => Ok(()),
+        Err(message) => Err(match w.failed.take() {
             Some((kind, message)) => StoreError::Write {
                 path: path.to_path_buf(),
                 source: io::Error::new(kind, message),
             },
-            None => StoreError::Parquet {
+            None => StoreError::Encode {
                 path: path.to_path_buf(),
-                source,
+                message,
             },
         }),
     }
@@ -457,8 +476,8 @@ impl std::hash::Hasher for DigestHasher {
     }
 }
 
-/// Every Parquet file accesswatch writes: zstd, min/max and null-count statistics (what readers prune with;
-/// distinct-count estimates cost a tenth of ingest time in a profile and no reader uses them).
+/// The polars writer, for detection's own spill files (temporary, read back only by polars): zstd, min/max and
+/// null-count statistics. Everything others read (the store, run folders, cases) goes through [`write_parquet`].
 pub fn parquet_writer<W: std::io::Write>(w: W) -> ParquetWriter<W> {
     ParquetWriter::new(w)
         .with_compression(ParquetCompression::Zstd(None))
