@@ -49,10 +49,18 @@ pub fn record_batch(df: &DataFrame) -> Result<RecordBatch, String> {
         // SAFETY: both crates define these structs exactly as the C Data Interface specifies (`#[repr(C)]`, the
         // same fields in the same order; `transmute` checks the sizes), so this moves ownership of the exported
         // array and schema, release callbacks included, to arrow-rs, which releases them once.
-        let (ffi_array, ffi_schema): (
-            arrow_array::ffi::FFI_ArrowArray,
-            arrow_schema::ffi::FFI_ArrowSchema,
-        ) = unsafe { (std::mem::transmute(c_array), std::mem::transmute(c_schema)) };
+        let (ffi_array, ffi_schema) = unsafe {
+            (
+                std::mem::transmute::<
+                    polars_arrow::ffi::ArrowArray,
+                    arrow_array::ffi::FFI_ArrowArray,
+                >(c_array),
+                std::mem::transmute::<
+                    polars_arrow::ffi::ArrowSchema,
+                    arrow_schema::ffi::FFI_ArrowSchema,
+                >(c_schema),
+            )
+        };
         let field =
             Field::try_from(&ffi_schema).map_err(|e| format!("column {}: {e}", series.name()))?;
         // SAFETY: the array was exported by polars for this very schema, as the C Data Interface requires.
@@ -67,7 +75,8 @@ pub fn record_batch(df: &DataFrame) -> Result<RecordBatch, String> {
 /// The writer settings; `sorted_by` names the columns the rows are sorted by, in order (ascending), if any.
 fn properties(schema: &Schema, sorted_by: &[&str]) -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        // zstd's own default level, as polars and DuckDB use (parquet-rs's default, 1, makes files a fifth larger).
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_size(ROW_GROUP_ROWS)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_dictionary_enabled(true);
