@@ -257,17 +257,6 @@ fn a_night_with_nothing_flagged_says_so() {
         .exists());
 }
 
-fn chromium() -> PathBuf {
-    for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if Path::new(c).exists() {
-            return PathBuf::from(c);
-        }
-    }
-    panic!(
-        "Debian's chromium is needed for this test (apt-get install chromium; .ci/run installs it)"
-    );
-}
-
 fn headless(profile: &Path) -> Command {
     let mut c = Command::new(chromium());
     c.args([

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use common::*;
@@ -87,27 +87,28 @@ impl Drop for Server {
     }
 }
 
+/// `accesswatch [-v] serve` on the sample's store and reports with `extra` arguments, and the first line it prints.
+fn spawn_serve(s: &Sample, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["-v", "serve", "--store"])
+        .arg(&s.store)
+        .arg("--reports")
+        .arg(&s.reports)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 impl Server {
     fn start(s: &Sample) -> Server {
-        let mut child = Command::new(BIN)
-            .args([
-                "-v",
-                "serve",
-                "--store",
-                s.store.to_str().unwrap(),
-                "--reports",
-                s.reports.to_str().unwrap(),
-                "--bind",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_serve(s, &["--bind", "127.0.0.1:0"]);
         // "accesswatch serve: open http://127.0.0.1:PORT/?token=… (stop with Ctrl-C)"
         let url = line
             .split_whitespace()
@@ -355,25 +356,7 @@ fn serve_binds_loopback_unless_told_and_then_warns() {
         "{}",
         r.stderr
     );
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--store",
-            s.store.to_str().unwrap(),
-            "--reports",
-            s.reports.to_str().unwrap(),
-            "--bind",
-            "0.0.0.0:0",
-            "--allow-remote",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut child, line) = spawn_serve(&s, &["--bind", "0.0.0.0:0", "--allow-remote"]);
     child.kill().unwrap();
     child.wait().unwrap();
     let mut err = String::new();
@@ -385,17 +368,6 @@ fn serve_binds_loopback_unless_told_and_then_warns() {
         .unwrap();
     assert!(line.contains("?token="), "{line}");
     assert!(err.contains("other machines can reach"), "{err}");
-}
-
-fn chromium() -> PathBuf {
-    for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if Path::new(c).exists() {
-            return PathBuf::from(c);
-        }
-    }
-    panic!(
-        "Debian's chromium is needed for this test (apt-get install chromium; .ci/run installs it)"
-    );
 }
 
 #[test]

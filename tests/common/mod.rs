@@ -207,3 +207,15 @@ pub fn visible_audit_rows(store: &Path) -> String {
     assert_eq!(q.code, 0, "{}", q.stderr);
     q.stdout.trim().to_string()
 }
+
+/// Debian's Chromium, for the tests that render pages headless.
+pub fn chromium() -> PathBuf {
+    for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if Path::new(c).exists() {
+            return PathBuf::from(c);
+        }
+    }
+    panic!(
+        "Debian's chromium is needed for this test (apt-get install chromium; .ci/run installs it)"
+    );
+}
