@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 
@@ -255,23 +254,6 @@ fn a_night_with_nothing_flagged_says_so() {
     assert!(out
         .join("2026-11-22/charts/run-events-per-day.svg")
         .exists());
-}
-
-fn headless(profile: &Path) -> Command {
-    let mut c = Command::new(chromium());
-    c.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-pdf-header-footer",
-        &format!("--user-data-dir={}", profile.display()),
-    ]);
-    c
 }
 
 #[test]

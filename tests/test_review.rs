@@ -380,17 +380,7 @@ fn the_case_page_renders_in_headless_chromium_under_its_own_policy() {
         server.addr, server.token
     );
     let chrome = |profile: &str, extra: &[&str]| {
-        let out = Command::new(chromium())
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                &format!("--user-data-dir={}", s.root.join(profile).display()),
-            ])
+        let out = headless(&s.root.join(profile))
             .args(extra)
             .arg(&url)
             .output()

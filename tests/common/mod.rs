@@ -219,3 +219,21 @@ pub fn chromium() -> PathBuf {
         "Debian's chromium is needed for this test (apt-get install chromium; .ci/run installs it)"
     );
 }
+
+/// Headless Chromium with its own profile folder and no network of its own.
+pub fn headless(profile: &Path) -> Command {
+    let mut c = Command::new(chromium());
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-pdf-header-footer",
+        &format!("--user-data-dir={}", profile.display()),
+    ]);
+    c
+}
