@@ -14,7 +14,7 @@ pub struct Provenance {
 }
 
 /// A validated row of some kind, ready for the store.
-pub trait StoredRecord: Sized {
+pub trait StoredRecord: Sized + Send {
     const KIND: Kind;
     /// The row's own key: names its file and orders rows that tie on patient and time.
     fn key(&self) -> &str;

@@ -751,48 +751,89 @@ fn flush<R: StoredRecord>(
     seen: &mut BTreeMap<NaiveDate, crate::store::KeySet>,
     counts: &mut Counts,
 ) -> Result<(), IngestError> {
-    for (date, mut rows) in std::mem::take(buffered) {
-        let seen = match seen.entry(date) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(ctx.store.existing_keys(R::KIND, date, ctx.visible)?)
+    use rayon::prelude::*;
+    let batch = std::mem::take(buffered);
+    // The keys each partition already holds, read on both cores for the partitions this file has not touched yet.
+    let missing: Vec<NaiveDate> = batch
+        .keys()
+        .filter(|d| !seen.contains_key(d))
+        .copied()
+        .collect();
+    let loaded: Vec<(
+        NaiveDate,
+        Result<crate::store::KeySet, crate::store::StoreError>,
+    )> = missing
+        .into_par_iter()
+        .map(|d| (d, ctx.store.existing_keys(R::KIND, d, ctx.visible)))
+        .collect();
+    for (d, keys) in loaded {
+        seen.insert(d, keys?);
+    }
+    // Each partition is independent: its own keys, rows and file. They are de-duplicated, sorted, encoded and
+    // written in parallel; within a partition the first copy of a key in file order still wins.
+    let mut work: Vec<(NaiveDate, Vec<R>, &mut crate::store::KeySet)> =
+        Vec::with_capacity(batch.len());
+    let mut rows_by_date = batch.into_iter().peekable();
+    for (date, keys) in seen.iter_mut() {
+        if rows_by_date.peek().is_some_and(|(d, _)| d == date) {
+            if let Some((d, rows)) = rows_by_date.next() {
+                work.push((d, rows, keys));
             }
-        };
-        let before = rows.len();
-        // The first copy of a key in file order wins; later copies, and keys already stored, are duplicates.
-        rows.retain(|r| {
-            let own = crate::store::key_digest(r.key());
-            match r.twin() {
-                None => seen.insert(own),
-                Some(twin) => {
-                    let any = crate::store::key_digest(&twin.any);
-                    let derived = crate::store::key_digest(&twin.derived);
-                    let twin_seen = if twin.is_derived {
-                        seen.contains(&any)
-                    } else {
-                        seen.contains(&derived)
-                    };
-                    let fresh = seen.insert(own) && !twin_seen;
-                    seen.insert(any);
-                    if twin.is_derived {
-                        seen.insert(derived);
-                    }
-                    fresh
-                }
-            }
-        });
-        counts.duplicates += (before - rows.len()) as u64;
-        if rows.is_empty() {
-            continue;
         }
-        rows.sort_by(|a, b| {
-            (a.nhs_number(), a.time(), a.key()).cmp(&(b.nhs_number(), b.time(), b.key()))
-        });
-        let mut df = R::frame(&rows, &ctx.provenance)?;
-        ctx.store.write_part(R::KIND, date, &mut df)?;
-        counts.stored += rows.len() as u64;
+    }
+    let done: Vec<Result<(u64, u64), IngestError>> = work
+        .into_par_iter()
+        .map(|(date, rows, seen)| flush_partition(ctx, date, rows, seen))
+        .collect();
+    for r in done {
+        let (stored, duplicates) = r?;
+        counts.stored += stored;
+        counts.duplicates += duplicates;
     }
     Ok(())
+}
+
+/// One partition's share of a batch: de-duplicated against `seen`, sorted, written as one file. Gives the rows
+/// stored and the duplicates.
+fn flush_partition<R: StoredRecord>(
+    ctx: &FileContext,
+    date: NaiveDate,
+    mut rows: Vec<R>,
+    seen: &mut crate::store::KeySet,
+) -> Result<(u64, u64), IngestError> {
+    let before = rows.len();
+    // The first copy of a key in file order wins; later copies, and keys already stored, are duplicates.
+    rows.retain(|r| {
+        let own = crate::store::key_digest(r.key());
+        match r.twin() {
+            None => seen.insert(own),
+            Some(twin) => {
+                let any = crate::store::key_digest(&twin.any);
+                let derived = crate::store::key_digest(&twin.derived);
+                let twin_seen = if twin.is_derived {
+                    seen.contains(&any)
+                } else {
+                    seen.contains(&derived)
+                };
+                let fresh = seen.insert(own) && !twin_seen;
+                seen.insert(any);
+                if twin.is_derived {
+                    seen.insert(derived);
+                }
+                fresh
+            }
+        }
+    });
+    let duplicates = (before - rows.len()) as u64;
+    if rows.is_empty() {
+        return Ok((0, duplicates));
+    }
+    rows.sort_by(|a, b| {
+        (a.nhs_number(), a.time(), a.key()).cmp(&(b.nhs_number(), b.time(), b.key()))
+    });
+    let mut df = R::frame(&rows, &ctx.provenance)?;
+    ctx.store.write_part(R::KIND, date, &mut df)?;
+    Ok((rows.len() as u64, duplicates))
 }
 
 fn flush_quarantine(
