@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::NaiveDate;
 use polars::prelude::*;
 use polars::sql::SQLContext;
 
@@ -285,19 +284,7 @@ pub fn context(config: &Config) -> Result<SQLContext, QueryError> {
 
 /// `findings` and `flagged_patients` from every run folder under `reports`, with their run date.
 fn past_runs(reports: &Path) -> PolarsResult<(LazyFrame, LazyFrame)> {
-    let mut days: Vec<(NaiveDate, std::path::PathBuf)> = std::fs::read_dir(reports)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().to_string();
-                    NaiveDate::parse_from_str(&name, "%Y-%m-%d")
-                        .ok()
-                        .map(|d| (d, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    days.sort();
+    let days = crate::report::run_folders(reports);
     let mut findings = Vec::new();
     let (mut run_date, mut nhs, mut level, mut score, mut rules) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());

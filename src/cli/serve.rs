@@ -286,7 +286,7 @@ async fn home(State(app): State<Arc<App>>) -> Response {
     };
     let mut body = String::from("<h1>Cases</h1>\n");
     match latest_report(&app.reports) {
-        Some(day) => {
+        Some((day, _)) => {
             let _ = writeln!(
                 body,
                 "<p><a href=\"/report\">The latest report ({day})</a></p>"
@@ -321,28 +321,22 @@ async fn home(State(app): State<Arc<App>>) -> Response {
     page("accesswatch: cases", &body).into_response()
 }
 
-/// The newest run folder's date.
-fn latest_report(reports: &Path) -> Option<String> {
-    let mut days: Vec<String> = std::fs::read_dir(reports)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| chrono::NaiveDate::parse_from_str(n, "%Y-%m-%d").is_ok())
-        .filter(|n| reports.join(n).join(crate::report::REPORT_HTML).is_file())
-        .collect();
-    days.sort();
-    days.pop()
+/// The newest run folder with a report, and its date.
+fn latest_report(reports: &Path) -> Option<(chrono::NaiveDate, PathBuf)> {
+    crate::report::run_folders(reports)
+        .into_iter()
+        .rfind(|(_, dir)| dir.join(crate::report::REPORT_HTML).is_file())
 }
 
 async fn report(State(app): State<Arc<App>>) -> Response {
-    let Some(day) = latest_report(&app.reports) else {
+    let Some((_, dir)) = latest_report(&app.reports) else {
         return (
             StatusCode::NOT_FOUND,
             page("No report", "<p>No report yet.</p>"),
         )
             .into_response();
     };
-    match std::fs::read_to_string(app.reports.join(&day).join(crate::report::REPORT_HTML)) {
+    match std::fs::read_to_string(dir.join(crate::report::REPORT_HTML)) {
         // The page's chart-file links point into the run folder, which is not served: the charts are inline.
         Ok(html) => Html(html).into_response(),
         Err(e) => failure(e.into()),

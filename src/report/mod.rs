@@ -63,6 +63,24 @@ pub struct InputFigures {
 }
 
 /// Neutralises a value that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage return).
+/// The run folders under `reports` (those named by a date), oldest first; none if the folder cannot be read.
+pub fn run_folders(reports: &Path) -> Vec<(NaiveDate, PathBuf)> {
+    let mut days: Vec<(NaiveDate, PathBuf)> = fs::read_dir(reports)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    NaiveDate::parse_from_str(&name, "%Y-%m-%d")
+                        .ok()
+                        .map(|d| (d, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    days.sort();
+    days
+}
+
 pub fn csv_safe(value: &str) -> String {
     match value.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
