@@ -3,10 +3,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{load_config, print, Exit};
+use super::{config_with_store, print, Exit};
 use crate::cases::ops::{self, CaseListing, ReviewInput, Subject, Which};
 use crate::cases::Outcome;
-use crate::config::Overrides;
 use crate::report::html::spaced_nhs;
 
 #[derive(Debug, clap::Args)]
@@ -44,21 +43,8 @@ pub struct CasesArgs {
     pub store: Option<PathBuf>,
 }
 
-fn config_for(
-    config_file: Option<&Path>,
-    store: Option<PathBuf>,
-) -> anyhow::Result<crate::config::Config> {
-    load_config(
-        config_file,
-        &Overrides {
-            store,
-            ..Default::default()
-        },
-    )
-}
-
 pub fn review(config_file: Option<&Path>, args: ReviewArgs) -> anyhow::Result<Exit> {
-    let config = config_for(config_file, args.store)?;
+    let config = config_with_store(config_file, args.store)?;
     let nhs = crate::ingest::validate::nhs_number(&args.nhs_number)
         .map_err(|e| anyhow::anyhow!("NHS_NUMBER: {e}"))?;
     if args.suppress_days.is_some() && args.outcome != Outcome::Benign {
@@ -94,7 +80,7 @@ pub fn review(config_file: Option<&Path>, args: ReviewArgs) -> anyhow::Result<Ex
 }
 
 pub fn cases(config_file: Option<&Path>, args: CasesArgs) -> anyhow::Result<Exit> {
-    let config = config_for(config_file, args.store)?;
+    let config = config_with_store(config_file, args.store)?;
     let list = ops::list(&config.store, args.status, &config.detect.case)?;
     if args.json {
         print(&(serde_json::to_string_pretty(&list)? + "\n"))?;

@@ -4,8 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{load_config, print, Exit};
-use crate::config::Overrides;
+use super::{config_with_store, print, Exit};
 use crate::store::{compact, Store};
 
 #[derive(Debug, clap::Args)]
@@ -23,13 +22,7 @@ pub struct Args {
 }
 
 pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
-    let config = load_config(
-        config_file,
-        &Overrides {
-            store: args.store.clone(),
-            ..Default::default()
-        },
-    )?;
+    let config = config_with_store(config_file, args.store.clone())?;
     anyhow::ensure!(
         config.store.is_dir(),
         "{}: no store there (ingest creates one)",

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use super::{load_config, print, Exit};
-use crate::config::Overrides;
+use super::{config_with_store, print, Exit};
 use crate::evaluate;
 
 #[derive(Debug, clap::Args)]
@@ -40,13 +39,7 @@ pub struct Args {
 pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     let text = match (args.nights, &args.report) {
         (Some(n), _) => {
-            let config = load_config(
-                config_file,
-                &Overrides {
-                    store: args.store.clone(),
-                    ..Default::default()
-                },
-            )?;
+            let config = config_with_store(config_file, args.store.clone())?;
             let to = match args.as_of {
                 Some(d) => d,
                 None => crate::pipeline::latest_data_day(&config)?.ok_or_else(|| {

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
-use super::{load_config, print, Exit};
-use crate::config::Overrides;
+use super::{config_with_store, print, Exit};
 use crate::ingest::{self, FileStatus, IngestOptions, IngestReport};
 use crate::schema::Kind;
 
@@ -56,13 +55,7 @@ impl KindArg {
 }
 
 pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
-    let config = load_config(
-        config_file,
-        &Overrides {
-            store: args.store.clone(),
-            ..Default::default()
-        },
-    )?;
+    let config = config_with_store(config_file, args.store.clone())?;
     let opts = IngestOptions {
         kind: args.kind.kind(),
         reingest: args.reingest,

@@ -155,6 +155,20 @@ pub fn load_config(
     Ok(config)
 }
 
+/// [`load_config`] with only the store given on the command line (`--store`), as most commands take it.
+pub fn config_with_store(
+    file: Option<&std::path::Path>,
+    store: Option<std::path::PathBuf>,
+) -> anyhow::Result<Config> {
+    load_config(
+        file,
+        &Overrides {
+            store,
+            ..Default::default()
+        },
+    )
+}
+
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A warning for the person or job running the command: a plain line on stderr, or with `--log-format json` a JSON
