@@ -108,11 +108,26 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Benign, Outcome::Concern, Outcome::ActionTaken];
+
+    /// The outcome with this [`name`](Outcome::name), exactly.
+    pub fn from_name(name: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Outcome::Benign => "benign",
             Outcome::Concern => "concern",
             Outcome::ActionTaken => "action_taken",
+        }
+    }
+
+    /// The outcome in plain words, for the lead's pages and charts.
+    pub fn words(self) -> &'static str {
+        match self {
+            Outcome::ActionTaken => "action taken",
+            o => o.name(),
         }
     }
 }

@@ -162,7 +162,11 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
         }
         resp
     } else {
-        (StatusCode::FORBIDDEN, page("Forbidden", "<p>This page needs the link printed when <code>accesswatch serve</code> started.</p>")).into_response()
+        answer(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "<p>This page needs the link printed when <code>accesswatch serve</code> started.</p>",
+        )
     };
     tracing::info!(route, status = resp.status().as_u16(), "request");
     secure(&mut resp);
@@ -253,16 +257,18 @@ fn page(title: &str, body: &str) -> Html {
     ))
 }
 
+/// A page that is not the one asked for: a refusal, a miss or a failure, with its status.
+fn answer(status: StatusCode, title: &str, body: &str) -> Response {
+    (status, page(title, body)).into_response()
+}
+
 fn failure(e: anyhow::Error) -> Response {
     tracing::warn!("a review page request failed");
-    (
+    answer(
         StatusCode::INTERNAL_SERVER_ERROR,
-        page(
-            "Something went wrong",
-            &format!("<p>{}</p>", escape(&format!("{e:#}"))),
-        ),
+        "Something went wrong",
+        &format!("<p>{}</p>", escape(&format!("{e:#}"))),
     )
-        .into_response()
 }
 
 fn status_words(c: &CaseListing) -> String {
@@ -271,7 +277,7 @@ fn status_words(c: &CaseListing) -> String {
         let _ = write!(
             s,
             "; last review: {} by {} on {}",
-            r.outcome.name().replace('_', " "),
+            r.outcome.words(),
             r.by,
             r.night
         );
@@ -330,11 +336,7 @@ fn latest_report(reports: &Path) -> Option<(chrono::NaiveDate, PathBuf)> {
 
 async fn report(State(app): State<Arc<App>>) -> Response {
     let Some((_, dir)) = latest_report(&app.reports) else {
-        return (
-            StatusCode::NOT_FOUND,
-            page("No report", "<p>No report yet.</p>"),
-        )
-            .into_response();
+        return answer(StatusCode::NOT_FOUND, "No report", "<p>No report yet.</p>");
     };
     match std::fs::read_to_string(dir.join(crate::report::REPORT_HTML)) {
         // The page's chart-file links point into the run folder, which is not served: the charts are inline.
@@ -349,11 +351,11 @@ async fn case_page(State(app): State<Arc<App>>, UrlPath(case_id): UrlPath<String
         Err(e) => return failure(e),
     };
     let Some(c) = list.iter().find(|c| c.case_id == case_id) else {
-        return (
+        return answer(
             StatusCode::NOT_FOUND,
-            page("No such case", "<p>No such case on the latest night.</p>"),
-        )
-            .into_response();
+            "No such case",
+            "<p>No such case on the latest night.</p>",
+        );
     };
     let mut body = format!(
         "<p><a href=\"/\">All cases</a></p>\n<h1>Case {id}: NHS number {nhs}</h1>\n<p>{status}. Risk {level}, score {score} on {night}; flagged since {since}.</p>\n<p>Why: {rules}.</p>\n",
@@ -370,7 +372,7 @@ async fn case_page(State(app): State<Arc<App>>, UrlPath(case_id): UrlPath<String
         let _ = writeln!(
             body,
             "<p>Last review: <strong>{}</strong> by {} at {}: {}</p>",
-            escape(&r.outcome.name().replace('_', " ")),
+            escape(r.outcome.words()),
             escape(&r.by),
             escape(&r.at),
             escape(&r.note)
@@ -416,34 +418,25 @@ async fn review(
     Form(form): Form<ReviewForm>,
 ) -> Response {
     if !form.csrf.as_deref().is_some_and(|t| same(t, &app.csrf)) {
-        return (
+        return answer(
             StatusCode::FORBIDDEN,
-            page(
-                "Forbidden",
-                "<p>The form has expired: open the case again.</p>",
-            ),
-        )
-            .into_response();
+            "Forbidden",
+            "<p>The form has expired: open the case again.</p>",
+        );
     }
     let bad = |m: &str| {
-        (
+        answer(
             StatusCode::BAD_REQUEST,
-            page(
-                "Not recorded",
-                &format!(
-                    "<p>{}</p><p><a href=\"/case/{}\">Back to the case</a></p>",
-                    escape(m),
-                    escape(&case_id)
-                ),
+            "Not recorded",
+            &format!(
+                "<p>{}</p><p><a href=\"/case/{}\">Back to the case</a></p>",
+                escape(m),
+                escape(&case_id)
             ),
         )
-            .into_response()
     };
-    let outcome = match form.outcome.as_deref() {
-        Some("benign") => Outcome::Benign,
-        Some("concern") => Outcome::Concern,
-        Some("action_taken") => Outcome::ActionTaken,
-        _ => return bad("Choose an outcome."),
+    let Some(outcome) = form.outcome.as_deref().and_then(Outcome::from_name) else {
+        return bad("Choose an outcome.");
     };
     let suppress_days = match form
         .suppress_days

@@ -440,7 +440,7 @@ pub fn patient_nights(case: &CaseView, medium: f64, high: f64) -> DrawResult<Cha
                     BLACK.stroke_width(1),
                 )))?;
                 chart.draw_series(std::iter::once(Text::new(
-                    format!("reviewed: {}", r.outcome.name().replace('_', " ")),
+                    format!("reviewed: {}", r.outcome.words()),
                     (rx + 0.1, 95.0),
                     ("sans-serif", 11),
                 )))?;
@@ -460,7 +460,7 @@ pub fn patient_nights(case: &CaseView, medium: f64, high: f64) -> DrawResult<Cha
             format!(
                 " Last review on {}: {}.",
                 r.night.format("%-d %b"),
-                r.outcome.name().replace('_', " ")
+                r.outcome.words()
             )
         })
         .unwrap_or_default();

@@ -301,7 +301,7 @@ fn case_details(o: &mut String, c: &CaseView) {
             let _ = writeln!(
                 o,
                 "<p>Last review: <strong>{outcome}</strong> by {by} on {night} (score {score} then){note}.</p>",
-                outcome = r.outcome.name().replace('_', " "),
+                outcome = r.outcome.words(),
                 by = escape(&r.by),
                 night = r.night.format("%-d %B %Y"),
                 score = r.score,
