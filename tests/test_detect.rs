@@ -7,18 +7,6 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 
-fn sample_store(dir: &std::path::Path) -> std::path::PathBuf {
-    let store = dir.join("store");
-    let r = run(&[
-        "ingest",
-        "--store",
-        store.to_str().unwrap(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data"),
-    ]);
-    assert_eq!(r.code, 3, "{}", r.stderr);
-    store
-}
-
 /// `accesswatch [--config FILE] detect` for the sample's as-of day into `out`, with extra arguments and environment.
 fn detect_day(
     store: &std::path::Path,

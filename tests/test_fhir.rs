@@ -310,25 +310,29 @@ fn hostile_nesting_is_refused_without_a_crash() {
             || r.as_deref().unwrap().contains("recursion")));
 }
 
+/// A generated practice of 56 days in `data`, its audit also as FHIR NDJSON, with further `generate` arguments.
+fn generate_with_fhir(data: &Path, args: &[&str]) {
+    let mut all = vec![
+        "generate",
+        "--out",
+        data.to_str().unwrap(),
+        "--days",
+        "56",
+        "--fhir",
+    ];
+    all.extend_from_slice(args);
+    let r = run(&all);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
 #[test]
 fn a_generated_practice_gives_the_same_patients_from_csv_and_from_fhir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let r = run(&[
-        "generate",
-        "--out",
-        data.to_str().unwrap(),
-        "--patients",
-        "300",
-        "--days",
-        "56",
-        "--seed",
-        "21",
-        "--as-of",
-        "2026-11-22",
-        "--fhir",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    generate_with_fhir(
+        &data,
+        &["--patients", "300", "--seed", "21", "--as-of", "2026-11-22"],
+    );
     let shared = ["entries.csv", "appointments.csv", "proxies.csv"].map(|f| data.join(f));
     let csv_files: Vec<_> = shared
         .iter()
@@ -403,19 +407,7 @@ fn a_generated_practice_gives_the_same_patients_from_csv_and_from_fhir() {
 fn ndjson_read_in_parallel_chunks_keeps_every_line_number_and_the_file_order() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("practice");
-    let r = run(&[
-        "generate",
-        "--out",
-        data.to_str().unwrap(),
-        "--patients",
-        "200",
-        "--days",
-        "56",
-        "--seed",
-        "11",
-        "--fhir",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    generate_with_fhir(&data, &["--patients", "200", "--seed", "11"]);
     let text = std::fs::read_to_string(data.join("fhir/audit.ndjson")).unwrap();
     let mut lines: Vec<Vec<u8>> = text.lines().map(|l| l.as_bytes().to_vec()).collect();
     // Enough lines for several chunks of 4,096, with damage on both sides of the first boundaries.

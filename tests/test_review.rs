@@ -23,15 +23,8 @@ struct Sample {
 fn sample() -> Sample {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    let store = root.join("store");
+    let store = sample_store(&root);
     let reports = root.join("reports");
-    let r = run(&[
-        "ingest",
-        "--store",
-        store.to_str().unwrap(),
-        concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data"),
-    ]);
-    assert_eq!(r.code, 3, "{}", r.stderr);
     let r = run(&[
         "detect",
         "--store",

@@ -237,3 +237,16 @@ pub fn headless(profile: &Path) -> Command {
     ]);
     c
 }
+
+/// `sample_data/` ingested into `dir/store` (exit 3: the sample has deliberately broken rows); the store's path.
+pub fn sample_store(dir: &Path) -> PathBuf {
+    let store = dir.join("store");
+    let r = run(&[
+        "ingest",
+        "--store",
+        store.to_str().unwrap(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data"),
+    ]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    store
+}
