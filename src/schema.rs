@@ -124,6 +124,12 @@ impl Kind {
         }
     }
 
+    /// The order of rows inside every data file of this kind: patient, time, key (ingest sorts its rows by the same
+    /// three, and the files record it).
+    pub fn sort_columns(self) -> [&'static str; 3] {
+        [NHS_NUMBER, self.time_column(), self.key_column()]
+    }
+
     /// The timestamp column that decides the row's partition and its order inside a file.
     pub fn time_column(self) -> &'static str {
         match self {

@@ -105,8 +105,8 @@ pub fn rows_frame(rows: &[NightRow]) -> PolarsResult<DataFrame> {
 /// Writes a night's rows, replacing that night's file (a re-run writes the same content).
 pub fn write_night(store: &Path, night: NaiveDate, rows: &[NightRow]) -> anyhow::Result<PathBuf> {
     let path = night_file(store, night);
-    let mut df = rows_frame(rows)?;
-    write_atomically(&path, |f, tmp| Ok(write_parquet(f, &mut df, tmp)?))?;
+    let df = rows_frame(rows)?;
+    write_atomically(&path, |f, tmp| Ok(write_parquet(f, &df, tmp)?))?;
     Ok(path)
 }
 

@@ -831,8 +831,8 @@ fn flush_partition<R: StoredRecord>(
     rows.sort_by(|a, b| {
         (a.nhs_number(), a.time(), a.key()).cmp(&(b.nhs_number(), b.time(), b.key()))
     });
-    let mut df = R::frame(&rows, &ctx.provenance)?;
-    ctx.store.write_part(R::KIND, date, &mut df)?;
+    let df = R::frame(&rows, &ctx.provenance)?;
+    ctx.store.write_part(R::KIND, date, &df)?;
     Ok((rows.len() as u64, duplicates))
 }
 
@@ -846,7 +846,7 @@ fn flush_quarantine(
     }
     let n = rows.len();
     let p = &ctx.provenance;
-    let mut df = DataFrame::new(
+    let df = DataFrame::new(
         n,
         vec![
             StringChunked::full(schema::Q_KIND.into(), ctx.kind.name(), n).into_column(),
@@ -877,7 +877,7 @@ fn flush_quarantine(
         &ctx.sha[..16],
         *batches
     );
-    ctx.store.write_quarantine(&name, &mut df)?;
+    ctx.store.write_quarantine(&name, &df)?;
     *batches += 1;
     rows.clear();
     Ok(())

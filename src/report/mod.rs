@@ -478,9 +478,9 @@ pub fn findings_frame(findings: &[Finding]) -> PolarsResult<DataFrame> {
 }
 
 fn write_findings_parquet(path: &Path, findings: &[Finding]) -> anyhow::Result<()> {
-    let mut df = findings_frame(findings)?;
+    let df = findings_frame(findings)?;
     let mut f = private_file(path, true)?;
-    write_parquet(&mut f, &mut df, path)?;
+    write_parquet(&mut f, &df, path)?;
     f.sync_all()?;
     Ok(())
 }

@@ -187,9 +187,9 @@ fn compact_partition(
         .map(|s| Some(s.is_some_and(|s| committed.contains(&s))))
         .collect();
     let kept = all.filter(&visible).map_err(read_err(dir))?;
-    let mut kept = kept
+    let kept = kept
         .sort(
-            [schema::NHS_NUMBER, kind.time_column(), kind.key_column()],
+            kind.sort_columns(),
             SortMultipleOptions::default().with_maintain_order(true),
         )
         .map_err(read_err(dir))?;
@@ -219,12 +219,7 @@ fn compact_partition(
             source,
         };
         let mut f = private_file(&path, true).map_err(write_err)?;
-        write_parquet_sorted(
-            &mut f,
-            &mut kept,
-            &path,
-            &[schema::NHS_NUMBER, kind.time_column(), kind.key_column()],
-        )?;
+        write_parquet_sorted(&mut f, &kept, &path, &kind.sort_columns())?;
         f.sync_all().map_err(write_err)?;
     }
     sync_dir(&staging);

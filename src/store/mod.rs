@@ -166,7 +166,7 @@ impl Store {
     }
 
     /// Writes one sorted batch of a partition as a new file, atomically. The name comes from the rows' keys.
-    pub fn write_part(&self, kind: Kind, date: NaiveDate, df: &mut DataFrame) -> Result<PathBuf> {
+    pub fn write_part(&self, kind: Kind, date: NaiveDate, df: &DataFrame) -> Result<PathBuf> {
         let keys = df
             .column(kind.key_column())
             .and_then(|c| c.str().cloned())
@@ -176,16 +176,11 @@ impl Store {
             })?;
         let name = part_file_name(kind, date, keys.iter().map(|k| k.unwrap_or_default()));
         let dir = self.partition_dir(kind, date);
-        let sorted = [
-            crate::schema::NHS_NUMBER,
-            kind.time_column(),
-            kind.key_column(),
-        ];
-        self.write_parquet_atomically(&dir, &name, df, &sorted)
+        self.write_parquet_atomically(&dir, &name, df, &kind.sort_columns())
     }
 
     /// Writes a quarantine file under a name the caller derived from the source file and batch.
-    pub fn write_quarantine(&self, name: &str, df: &mut DataFrame) -> Result<PathBuf> {
+    pub fn write_quarantine(&self, name: &str, df: &DataFrame) -> Result<PathBuf> {
         let dir = self.root.join(QUARANTINE_DIR);
         self.write_parquet_atomically(&dir, name, df, &[])
     }
@@ -194,7 +189,7 @@ impl Store {
         &self,
         dir: &Path,
         name: &str,
-        df: &mut DataFrame,
+        df: &DataFrame,
         sorted_by: &[&str],
     ) -> Result<PathBuf> {
         create_private_dir(dir)?;
@@ -265,14 +260,14 @@ pub fn fault_point() {
 
 /// Writes a frame as Parquet to `w` (with arrow-rs: see [`arrow_out`]). When the writer itself failed (a full
 /// disk), the error is that I/O error with the path, not the encoder's own account of it.
-pub fn write_parquet<W: io::Write + Send>(w: W, df: &mut DataFrame, path: &Path) -> Result<()> {
+pub fn write_parquet<W: io::Write + Send>(w: W, df: &DataFrame, path: &Path) -> Result<()> {
     write_parquet_sorted(w, df, path, &[])
 }
 
 /// [`write_parquet`] for rows sorted by `sorted_by` (ascending, in that order), which the file records.
 pub fn write_parquet_sorted<W: io::Write + Send>(
     w: W,
-    df: &mut DataFrame,
+    df: &DataFrame,
     path: &Path,
     sorted_by: &[&str],
 ) -> Result<()> {
@@ -574,8 +569,8 @@ mod tests {
     fn a_full_disk_is_reported_as_such_with_the_path() {
         // /dev/full refuses every write with ENOSPC, as a full disk does.
         let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
-        let mut df = df!("x" => (0..100_000i64).collect::<Vec<_>>()).unwrap();
-        let e = write_parquet(full, &mut df, Path::new("/store/_tmp/part.tmp"))
+        let df = df!("x" => (0..100_000i64).collect::<Vec<_>>()).unwrap();
+        let e = write_parquet(full, &df, Path::new("/store/_tmp/part.tmp"))
             .unwrap_err()
             .to_string();
         assert!(
