@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use accesswatch::config::{Config, Overrides};
 use accesswatch::context::catalogue::SensitiveCatalogue;
 use accesswatch::context::views;
-use accesswatch::ingest::{ingest, IngestOptions};
 use common::*;
 use polars::prelude::*;
 use polars::sql::SQLContext;
@@ -27,7 +26,7 @@ fn store_with(dir: &Path, files: &[(&str, String)]) -> PathBuf {
     .unwrap();
     for (name, text) in files {
         let p = write(dir, name, text);
-        let report = ingest(&config, &[p], &IngestOptions::default()).unwrap();
+        let report = ingest_in_process(&config, &[p]);
         assert!(report.balanced && !report.has_problem_files(), "{report:?}");
     }
     store
@@ -322,12 +321,7 @@ fn the_views_are_sql_tables() {
     )
     .unwrap();
     let sample = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sample_data"));
-    ingest(
-        &config,
-        std::slice::from_ref(&sample),
-        &IngestOptions::default(),
-    )
-    .unwrap();
+    ingest_in_process(&config, std::slice::from_ref(&sample));
     let catalogue = SensitiveCatalogue::default_catalogue().unwrap();
     let mut ctx = SQLContext::new();
     views::register_sql(&mut ctx, &store, &catalogue).unwrap();

@@ -9,7 +9,6 @@ use std::fmt::Write as _;
 use accesswatch::config::{Config, Overrides};
 use accesswatch::context::catalogue::SensitiveCatalogue;
 use accesswatch::detect::{self, Finding};
-use accesswatch::ingest::{ingest, IngestOptions};
 use chrono::NaiveDate;
 use common::*;
 
@@ -174,7 +173,7 @@ impl Practice {
             },
         )
         .unwrap();
-        let report = ingest(&config, &files, &IngestOptions::default()).unwrap();
+        let report = ingest_in_process(&config, &files);
         assert_eq!(
             report.totals.quarantined, 0,
             "fixture rows are valid: {report:?}"

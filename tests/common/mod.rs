@@ -250,3 +250,23 @@ pub fn sample_store(dir: &Path) -> PathBuf {
     assert_eq!(r.code, 3, "{}", r.stderr);
     store
 }
+
+/// Ingest in this process. The store's lock is an OS file lock, and another test of this binary that spawns the
+/// accesswatch binary at the same moment forks a child that shares this process's open files until it execs; a lock
+/// released just before can look held for that instant. Only that refusal is tried again, for at most two seconds.
+pub fn ingest_in_process(
+    config: &accesswatch::config::Config,
+    paths: &[PathBuf],
+) -> accesswatch::ingest::IngestReport {
+    use accesswatch::ingest::{ingest, IngestError, IngestOptions};
+    use accesswatch::store::StoreError;
+    for _ in 0..100 {
+        match ingest(config, paths, &IngestOptions::default()) {
+            Err(IngestError::Store(StoreError::Locked(_))) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the test store stayed locked for two seconds")
+}
