@@ -932,6 +932,57 @@ fn the_holders_own_phone_at_hours_they_do_not_keep_is_found_even_when_it_recurs(
 }
 
 #[test]
+fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_the_holder_at_lunchtime() {
+    // A keeps evenings (19:00, every three days, managing their care). Their own phone is also opened at 11:00
+    // every four days from the start of the data, from home, reading only consultations and problems: a second
+    // routine on the holder's phone, at an hour they do not keep, reading the way they never do.
+    let mut watched = with_habit();
+    watching(&mut watched, "phone-a", PHONE, HOME_A, (2, 54), 4, 11);
+    let d = watched.detection();
+    let u = fired(&d.findings, NHS_A, "unusual_hour").expect("the daytime routine is found");
+    assert_eq!(u.device_id.as_deref(), Some("phone-a"));
+    assert!(
+        u.explanation.contains("patient's own device"),
+        "{}",
+        u.explanation
+    );
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+
+    // The same daytime visits reading what A reads at their own hours: A at lunchtime, not flagged.
+    let mut lunchtime = with_habit();
+    reading(
+        &mut lunchtime,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (2, 54),
+        4,
+        11,
+        &[
+            &["summary", "appointments"],
+            &["medications", "immunisations"],
+        ],
+    );
+    let d = lunchtime.detection();
+    assert!(
+        matches!(risk_level(&d, NHS_A), "low" | "none"),
+        "{:?}",
+        d.findings
+    );
+
+    // The same prying visits over addresses A's phone never uses at home: A abroad, hours shifted, not flagged.
+    let mut abroad = with_habit();
+    watching(&mut abroad, "phone-a", PHONE, "203.0.113.9", (2, 54), 4, 11);
+    let d = abroad.detection();
+    assert!(
+        matches!(risk_level(&d, NHS_A), "low" | "none"),
+        "{:?}",
+        d.findings
+    );
+}
+
+#[test]
 fn findings_about_one_device_count_once_and_separate_evidence_adds_up() {
     // One device seen through several rules (not the holder's, at foreign hours, after a sensitive entry) is one
     // witness: its risk stays below the sum of independent findings; an appointment overlap adds independently.

@@ -126,6 +126,10 @@ pub const WATCHER_MARGIN: f64 = 0.35;
 pub const HOLDER_MIX_MARGIN: f64 = 0.1;
 /// Sessions needed before core hours are learned.
 pub const MIN_CORE_SESSIONS: f64 = 8.0;
+/// The least chance the holder's model gives one of their visits of falling at an hour they do not keep.
+pub const MIN_FOREIGN_SHARE: f64 = 0.05;
+/// Reading sessions at the holder's own hours needed before their own reading is judged from those alone.
+pub const MIN_CORE_READS: usize = 6;
 
 /// A run of local hours, from `start` for `len` hours (wrapping past midnight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +244,11 @@ pub struct PatientBaseline {
     /// only read consultations, problems, results, letters or documents. Someone who mostly follows their results
     /// reads that way too, so a device reading that way is only telling against a holder who does not.
     pub holder_prying: f64,
+    /// The same, from the holder's own devices at the holder's own hours only (see [`PatientBaseline::foreign_hour`]),
+    /// with at least [`MIN_CORE_READS`] such reading sessions; otherwise `holder_prying`. Someone else reading on the
+    /// holder's phone at other hours makes the phone as a whole read more like a watcher; this is the holder's own
+    /// reading, which the minority is tested against.
+    pub core_prying: f64,
     /// Sessions per day before the recent window.
     pub daily_rate: f64,
     /// Days from the first session to the end of the look-back.
@@ -392,6 +401,18 @@ impl PatientBaseline {
         for (h, share) in self.hour_share.iter_mut().enumerate() {
             *share = (smooth[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
         }
+        let (mut cared_in_hours, mut read_in_hours) = (0usize, 0usize);
+        for s in sessions.iter().filter(own).filter(|s| s.reads > 0) {
+            if !self.foreign_hour(ctx, s.start) {
+                read_in_hours += 1;
+                cared_in_hours += usize::from(s.holder_like());
+            }
+        }
+        self.core_prying = if read_in_hours >= MIN_CORE_READS {
+            1.0 - cared_in_hours as f64 / read_in_hours as f64
+        } else {
+            self.holder_prying
+        };
         let mut ip_counts: HashMap<&str, usize> = HashMap::new();
         for s in sessions.iter().filter(own) {
             if let Some(ip) = &s.ip {
@@ -411,12 +432,27 @@ impl PatientBaseline {
     /// `unusual_hour.core_distance_hours` from the holder's core hours, or an hour whose visits hardly ever manage
     /// care while the holder's do.
     pub fn foreign_hour(&self, ctx: &Context, at: i64) -> bool {
-        let h = ctx.hour(at);
+        self.foreign_local_hour(ctx, ctx.hour(at))
+    }
+
+    /// [`PatientBaseline::foreign_hour`] for a local hour (0-23).
+    pub fn foreign_local_hour(&self, ctx: &Context, h: u32) -> bool {
         self.hour_share[h as usize] < ctx.cfg.unusual_hour.rare_share
             || self.low_care[h as usize]
             || self
                 .core
                 .is_some_and(|c| c.distance(h) >= ctx.cfg.unusual_hour.core_distance_hours)
+    }
+
+    /// How likely the holder's model says one of their visits falls at an hour they do not keep: the model's share
+    /// of those hours (shrunk towards the practice's hours), and never below [`MIN_FOREIGN_SHARE`], since the
+    /// model learns from the visits that manage care and people read at other times now and then.
+    pub fn foreign_share(&self, ctx: &Context) -> f64 {
+        (0..24u32)
+            .filter(|h| self.foreign_local_hour(ctx, *h))
+            .map(|h| self.hour_share[h as usize])
+            .sum::<f64>()
+            .max(MIN_FOREIGN_SHARE)
     }
 
     /// Some history to compare with: at least two sessions, the first at least `min_baseline_days` before the end.

@@ -3,11 +3,47 @@
 use std::collections::BTreeSet;
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
-use crate::detect::baseline::{WATCHER_MARGIN, WATCHER_SHARE};
+use crate::detect::baseline::WATCHER_MARGIN;
 use crate::detect::{Context, Finding, PatientView, Session};
 
 pub const ID: &str = "unusual_hour";
 const HOUR: i64 = 3_600_000_000;
+/// A run of foreign-hour visits reads like a watcher when at least this share of them only read prying sections (a
+/// watcher now and then opens the summary too), and [`WATCHER_MARGIN`] more than the holder at their own hours.
+const MINORITY_WATCHER_SHARE: f64 = 0.65;
+/// A second routine on a record (see `detect`) needs this many foreign-hour visits on this many days...
+const RUN_SESSIONS: usize = 5;
+const RUN_DAYS: usize = 4;
+/// ...each of its two tests passed by chance less than once in this many records.
+const RUN_ODDS: f64 = 200.0;
+/// Rates are kept this far from 0 and 1: a holder seen never to read one way may still do so.
+const MIN_RATE: f64 = 0.05;
+
+/// The chance of at least `k` successes in `n` trials of chance `p` (the upper tail of the binomial distribution),
+/// summed in log space so that long histories do not overflow.
+pub fn binomial_tail(n: usize, k: usize, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    // ln C(n, i) built up term by term from ln C(n, k).
+    let ln_choose_k: f64 = (0..k)
+        .map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln())
+        .sum();
+    let mut ln_c = ln_choose_k;
+    let mut total = 0.0;
+    for i in k..=n {
+        total += (ln_c + i as f64 * lp + (n - i) as f64 * lq).exp();
+        ln_c += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
+    }
+    total.min(1.0)
+}
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
@@ -59,10 +95,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         }
         let own = p.baseline.is_holders(device);
         // The holder's own device over addresses it does not use at home hours: most likely the patient away.
-        let away = own
-            && rare
-                .iter()
-                .all(|s| s.ip.as_ref().is_some_and(|ip| !p.baseline.ips.contains(ip)));
+        let abroad = rare
+            .iter()
+            .filter(|s| s.ip.as_ref().is_some_and(|ip| !p.baseline.ips.contains(ip)))
+            .count();
+        let away = own && abroad == rare.len();
         let counted = rare.len().min(cfg.min_sessions + 6);
         // Strong enough alone only in the small hours while the holder sleeps (the guidance's "someone takes the
         // phone while they sleep"), recurring on a good share of all visits: a person's own evenings and early
@@ -73,10 +110,31 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // Where the export cannot tell devices apart, hours are nearly all there is: a run of foreign visits that
         // makes up a good share of all use may stand alone too.
         let blind = !crate::detect::is_known_device(device) && rare.len() >= 5 && share(rare.len());
-        // The night run must read the way a watcher does: a night-shift worker manages their care at night too.
-        let reads_otherwise = prying as f64 >= WATCHER_SHARE * rare.len() as f64;
+        // The night run must read the way a watcher does, distinctly more so than the holder reads at their own
+        // hours: a night-shift worker manages their care at night too.
+        let prying_share = prying as f64 / rare.len() as f64;
+        let prying_beyond_holder = prying_share - p.baseline.core_prying >= WATCHER_MARGIN;
+        let reads_otherwise = prying_share >= MINORITY_WATCHER_SHARE && prying_beyond_holder;
         let night_run =
             5 * night >= 3 * rare.len() && night >= 4 && share(night) && reads_otherwise;
+        // A second routine, at any hour: more visits at hours the holder does not keep than the holder's own model
+        // allows, and reading far more like a watcher than the holder reads at their own hours, each by chance less
+        // than once in [`RUN_ODDS`]. The holder's strays are few and read the way the holder reads; a night-shift
+        // worker manages care at their hours, so those hours are theirs.
+        let hours_odds = binomial_tail(p.sessions.len(), rare.len(), p.baseline.foreign_share(ctx));
+        let content_odds = binomial_tail(
+            rare.len(),
+            prying,
+            p.baseline.core_prying.clamp(MIN_RATE, 1.0 - MIN_RATE),
+        );
+        // Mostly over addresses the holder does not use at home hours: travel is as likely (a watcher with the
+        // patient's phone is mostly at home).
+        let second_routine = 2 * abroad < rare.len()
+            && rare.len() >= RUN_SESSIONS
+            && days.len() >= RUN_DAYS
+            && hours_odds <= 1.0 / RUN_ODDS
+            && content_odds <= 1.0 / RUN_ODDS;
+        let night_run = night_run || second_routine;
         let cap = if night_run || blind {
             cfg.night_max_score
         } else {
@@ -90,7 +148,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             score += 10.0;
         }
         score = score.min(cap);
-        if (rare.len() as f64) < cfg.minority_share * p.sessions.len() as f64 {
+        if (rare.len() as f64) < cfg.minority_share * p.sessions.len() as f64 && !second_routine {
             score = score.min(cfg.minority_max_score);
         }
         if away {
@@ -99,8 +157,6 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // Visits that read the way the holder reads are most likely the holder at other hours (a second device kept
         // for the evenings, a late night): weak, unless they are a night run. They must read distinctly more like a
         // watcher than the holder does, on this device as a whole or in these visits.
-        let prying_beyond_holder =
-            prying as f64 / rare.len() as f64 - p.baseline.holder_prying >= WATCHER_MARGIN;
         if !night_run && !prying_beyond_holder && !p.baseline.reads_like_watcher(device) {
             score = score.min(cfg.holders_reading_max_score);
         }
