@@ -948,32 +948,48 @@ fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_the_holder_
     );
     assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
 
-    // The same daytime visits reading what A reads at their own hours: A at lunchtime, not flagged.
-    let mut lunchtime = with_habit();
+    // A holder who mostly follows their own results and letters (three evening visits in four read nothing else),
+    // doing the same now and then at lunchtime: the daytime visits read the way the holder reads. Not flagged.
+    let mut results_reader = Practice::default();
     reading(
-        &mut lunchtime,
+        &mut results_reader,
         NHS_A,
         "phone-a",
         PHONE,
         HOME_A,
-        (2, 54),
-        4,
-        11,
+        (0, 55),
+        2,
+        19,
         &[
-            &["summary", "appointments"],
-            &["medications", "immunisations"],
+            &["test_results", "letters"],
+            &["consultations", "test_results"],
+            &["appointments", "test_results"],
+            &["letters"],
         ],
     );
-    let d = lunchtime.detection();
+    reading(
+        &mut results_reader,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (1, 55),
+        6,
+        11,
+        &[&["test_results", "letters"], &["consultations"]],
+    );
+    let d = results_reader.detection();
     assert!(
         matches!(risk_level(&d, NHS_A), "low" | "none"),
         "{:?}",
         d.findings
     );
 
-    // The same prying visits over addresses A's phone never uses at home: A abroad, hours shifted, not flagged.
+    // The same prying visits, mostly over an address A's phone never uses at home: A abroad, hours shifted. Not
+    // flagged.
     let mut abroad = with_habit();
-    watching(&mut abroad, "phone-a", PHONE, "203.0.113.9", (2, 54), 4, 11);
+    watching(&mut abroad, "phone-a", PHONE, "203.0.113.9", (2, 46), 4, 11);
+    watching(&mut abroad, "phone-a", PHONE, HOME_A, (50, 54), 4, 11);
     let d = abroad.detection();
     assert!(
         matches!(risk_level(&d, NHS_A), "low" | "none"),
