@@ -932,7 +932,8 @@ fn the_holders_own_phone_at_hours_they_do_not_keep_is_found_even_when_it_recurs(
 }
 
 #[test]
-fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_the_holder_at_lunchtime() {
+fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_reader_at_lunchtime_or_the_holder_abroad(
+) {
     // A keeps evenings (19:00, every three days, managing their care). Their own phone is also opened at 11:00
     // every four days from the start of the data, from home, reading only consultations and problems: a second
     // routine on the holder's phone, at an hour they do not keep, reading the way they never do.

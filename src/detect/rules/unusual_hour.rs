@@ -186,3 +186,21 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::binomial_tail;
+
+    #[test]
+    fn binomial_tail_matches_hand_worked_values() {
+        // P(X >= 8 | n = 9, p = 1/2) = (9 + 1) / 512.
+        assert!((binomial_tail(9, 8, 0.5) - 10.0 / 512.0).abs() < 1e-12);
+        // P(X >= 1 | n = 3, p = 0.1) = 1 - 0.9^3.
+        assert!((binomial_tail(3, 1, 0.1) - (1.0 - 0.729)).abs() < 1e-12);
+        assert_eq!(binomial_tail(5, 0, 0.3), 1.0);
+        assert_eq!(binomial_tail(5, 6, 0.3), 0.0);
+        // A long history neither overflows nor underflows to nonsense.
+        let t = binomial_tail(2_000, 400, 0.05);
+        assert!(t > 0.0 && t < 1e-50, "{t}");
+    }
+}
