@@ -128,8 +128,6 @@ pub const HOLDER_MIX_MARGIN: f64 = 0.1;
 pub const MIN_CORE_SESSIONS: f64 = 8.0;
 /// The least chance the holder's model gives one of their visits of falling at an hour they do not keep.
 pub const MIN_FOREIGN_SHARE: f64 = 0.05;
-/// Reading sessions at the holder's own hours needed before their own reading is judged from those alone.
-pub const MIN_CORE_READS: usize = 6;
 
 /// A run of local hours, from `start` for `len` hours (wrapping past midnight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,11 +242,6 @@ pub struct PatientBaseline {
     /// only read consultations, problems, results, letters or documents. Someone who mostly follows their results
     /// reads that way too, so a device reading that way is only telling against a holder who does not.
     pub holder_prying: f64,
-    /// The same, from the holder's own devices at the holder's own hours only (see [`PatientBaseline::foreign_hour`]),
-    /// with at least [`MIN_CORE_READS`] such reading sessions; otherwise `holder_prying`. Someone else reading on the
-    /// holder's phone at other hours makes the phone as a whole read more like a watcher; this is the holder's own
-    /// reading, which the minority is tested against.
-    pub core_prying: f64,
     /// Sessions per day before the recent window.
     pub daily_rate: f64,
     /// Days from the first session to the end of the look-back.
@@ -401,18 +394,6 @@ impl PatientBaseline {
         for (h, share) in self.hour_share.iter_mut().enumerate() {
             *share = (smooth[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
         }
-        let (mut cared_in_hours, mut read_in_hours) = (0usize, 0usize);
-        for s in sessions.iter().filter(own).filter(|s| s.reads > 0) {
-            if !self.foreign_hour(ctx, s.start) {
-                read_in_hours += 1;
-                cared_in_hours += usize::from(s.holder_like());
-            }
-        }
-        self.core_prying = if read_in_hours >= MIN_CORE_READS {
-            1.0 - cared_in_hours as f64 / read_in_hours as f64
-        } else {
-            self.holder_prying
-        };
         let mut ip_counts: HashMap<&str, usize> = HashMap::new();
         for s in sessions.iter().filter(own) {
             if let Some(ip) = &s.ip {

@@ -3,14 +3,11 @@
 use std::collections::BTreeSet;
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
-use crate::detect::baseline::WATCHER_MARGIN;
+use crate::detect::baseline::{WATCHER_MARGIN, WATCHER_SHARE};
 use crate::detect::{Context, Finding, PatientView, Session};
 
 pub const ID: &str = "unusual_hour";
 const HOUR: i64 = 3_600_000_000;
-/// A run of foreign-hour visits reads like a watcher when at least this share of them only read prying sections (a
-/// watcher now and then opens the summary too), and [`WATCHER_MARGIN`] more than the holder at their own hours.
-const MINORITY_WATCHER_SHARE: f64 = 0.65;
 /// A second routine on a record (see `detect`) needs this many foreign-hour visits on this many days...
 const RUN_SESSIONS: usize = 5;
 const RUN_DAYS: usize = 4;
@@ -110,11 +107,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // Where the export cannot tell devices apart, hours are nearly all there is: a run of foreign visits that
         // makes up a good share of all use may stand alone too.
         let blind = !crate::detect::is_known_device(device) && rare.len() >= 5 && share(rare.len());
-        // The night run must read the way a watcher does, distinctly more so than the holder reads at their own
-        // hours: a night-shift worker manages their care at night too.
-        let prying_share = prying as f64 / rare.len() as f64;
-        let prying_beyond_holder = prying_share - p.baseline.core_prying >= WATCHER_MARGIN;
-        let reads_otherwise = prying_share >= MINORITY_WATCHER_SHARE && prying_beyond_holder;
+        // The night run must read the way a watcher does: a night-shift worker manages their care at night too.
+        let reads_otherwise = prying as f64 >= WATCHER_SHARE * rare.len() as f64;
         let night_run =
             5 * night >= 3 * rare.len() && night >= 4 && share(night) && reads_otherwise;
         // A second routine, at any hour: more visits at hours the holder does not keep than the holder's own model
@@ -122,10 +116,18 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // than once in [`RUN_ODDS`]. The holder's strays are few and read the way the holder reads; a night-shift
         // worker manages care at their hours, so those hours are theirs.
         let hours_odds = binomial_tail(p.sessions.len(), rare.len(), p.baseline.foreign_share(ctx));
+        // Against every visit on this device, these included: the visits at the holder's own hours are the ones
+        // that taught the model those hours, so they manage care more often by selection, and comparing with them
+        // alone would make any holder's own non-care visits look foreign.
+        let device_prying = p
+            .baseline
+            .devices
+            .get(device)
+            .map_or(p.baseline.holder_prying, |u| u.watcher_share());
         let content_odds = binomial_tail(
             rare.len(),
             prying,
-            p.baseline.core_prying.clamp(MIN_RATE, 1.0 - MIN_RATE),
+            device_prying.clamp(MIN_RATE, 1.0 - MIN_RATE),
         );
         // Mostly over addresses the holder does not use at home hours: travel is as likely (a watcher with the
         // patient's phone is mostly at home).
@@ -157,6 +159,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // Visits that read the way the holder reads are most likely the holder at other hours (a second device kept
         // for the evenings, a late night): weak, unless they are a night run. They must read distinctly more like a
         // watcher than the holder does, on this device as a whole or in these visits.
+        let prying_beyond_holder =
+            prying as f64 / rare.len() as f64 - p.baseline.holder_prying >= WATCHER_MARGIN;
         if !night_run && !prying_beyond_holder && !p.baseline.reads_like_watcher(device) {
             score = score.min(cfg.holders_reading_max_score);
         }
