@@ -1359,6 +1359,48 @@ fn a_new_phone_set_up_with_a_new_password_that_takes_over_is_the_holders_own() {
 }
 
 #[test]
+fn a_few_visits_are_too_few_to_say_a_new_phone_reads_like_a_watcher() {
+    // A resets their password on a new phone on 12 Nov and stops using the old one. The new phone is used `visits`
+    // times, every other day from 13 Nov at 22:00, reading only consultations and results.
+    let practice = |visits: i64| {
+        let mut p = Practice::default();
+        p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, 44), 3, 19);
+        p.action(
+            NHS_A,
+            "acct-a",
+            "phone-new",
+            "2026-11-12 19:05",
+            "change_password",
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "phone-new",
+            PHONE,
+            HOME_A,
+            (46, 46 + 2 * (visits - 1)),
+            2,
+            22,
+            &[&["consultations", "test_results"]],
+        );
+        p.detection()
+    };
+    // Three visits: as likely a new phone's first look at the latest results as a watcher. Not flagged.
+    let d = practice(3);
+    assert!(
+        matches!(risk_level(&d, NHS_A), "low" | "none"),
+        "{:?}",
+        d.findings
+    );
+    // Five visits that only ever read what a watcher reads, while the patient has lost the use of their own phone:
+    // someone else has the login.
+    let d = practice(5);
+    let a = fired(&d.findings, NHS_A, "account_change_then_new_device").expect("fires");
+    assert!(a.explanation.contains("only reads"), "{}", a.explanation);
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+}
+
+#[test]
 fn another_patients_phone_that_starts_when_the_holder_goes_quiet_is_not_the_holders_next_phone() {
     // A last used their phone on 7 Nov. From 17 Nov, B's own phone (B's record, for weeks) reads A's record at
     // A's usual hour: it comes after A's phone and at A's hours, yet it is B's.

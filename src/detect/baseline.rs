@@ -124,6 +124,8 @@ pub const WATCHER_MARGIN: f64 = 0.35;
 /// A device that reads care sections in two visits or more is the holder's unless it reads like a watcher more than
 /// this beyond the holder's own main device (and beyond one visit in two).
 pub const HOLDER_MIX_MARGIN: f64 = 0.1;
+/// Reading sessions a device needs before it is judged to read like a watcher.
+pub const MIN_READS_TO_JUDGE: usize = 4;
 /// Sessions needed before core hours are learned.
 pub const MIN_CORE_SESSIONS: f64 = 8.0;
 /// The least chance the holder's model gives one of their visits of falling at an hour they do not keep.
@@ -453,6 +455,11 @@ impl PatientBaseline {
     pub fn reads_like_watcher(&self, device: &str) -> bool {
         self.devices.get(device).is_some_and(|u| {
             let share = u.watcher_share();
+            // A handful of visits says little about how a device reads: a new phone's first three visits may all
+            // happen to be results.
+            if u.holder_sessions + u.watcher_sessions < MIN_READS_TO_JUDGE {
+                return false;
+            }
             share >= WATCHER_SHARE && share - self.holder_prying >= WATCHER_MARGIN
         })
     }
