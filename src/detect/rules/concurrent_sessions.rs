@@ -55,9 +55,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let both_own = pairs
         .iter()
         .all(|(a, b)| p.baseline.is_holders(&a.device) && p.baseline.is_holders(&b.device));
-    let prying = pairs.iter().any(|(a, b)| {
-        p.baseline.reads_like_watcher(&a.device) || p.baseline.reads_like_watcher(&b.device)
-    });
+    // A device too new to judge as a whole is judged by what it read while the other was open.
+    let reads_otherwise = |s: &Session| {
+        p.baseline.reads_like_watcher(&s.device)
+            || (!p.baseline.is_holders(&s.device) && s.watcher_like())
+    };
+    let prying = pairs
+        .iter()
+        .any(|(a, b)| reads_otherwise(a) || reads_otherwise(b));
     let mut score = (cfg.base_score + 5.0 * (pairs.len() as f64 - 1.0)).min(cfg.max_score);
     if both_own || !prying {
         score *= cfg.own_devices_factor;
