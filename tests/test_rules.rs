@@ -876,6 +876,38 @@ fn risk_level(d: &detect::Detection, nhs: &str) -> &'static str {
         .map_or("none", |p| p.risk_level)
 }
 
+/// A holder who mostly follows their own results and letters on their phone, every other evening at 19:00: three
+/// visits in four read nothing they manage care with.
+fn results_reader() -> Practice {
+    let mut p = Practice::default();
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (0, 55),
+        2,
+        19,
+        &[
+            &["test_results", "letters"],
+            &["consultations", "test_results"],
+            &["appointments", "test_results"],
+            &["letters"],
+        ],
+    );
+    p
+}
+
+/// The patient is not flagged: no findings at all, or low risk.
+fn assert_not_flagged(d: &detect::Detection, nhs: &str) {
+    assert!(
+        matches!(risk_level(d, nhs), "low" | "none"),
+        "{:?}",
+        d.findings
+    );
+}
+
 #[test]
 fn an_established_watcher_is_found_however_long_it_has_been_there() {
     // A tablet has read A's record every four days since the data began (28 Sep), long before the recent window,
@@ -951,23 +983,7 @@ fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_r
 
     // A holder who mostly follows their own results and letters (three evening visits in four read nothing else),
     // doing the same now and then at lunchtime: the daytime visits read the way the holder reads. Not flagged.
-    let mut results_reader = Practice::default();
-    reading(
-        &mut results_reader,
-        NHS_A,
-        "phone-a",
-        PHONE,
-        HOME_A,
-        (0, 55),
-        2,
-        19,
-        &[
-            &["test_results", "letters"],
-            &["consultations", "test_results"],
-            &["appointments", "test_results"],
-            &["letters"],
-        ],
-    );
+    let mut results_reader = results_reader();
     reading(
         &mut results_reader,
         NHS_A,
@@ -980,11 +996,7 @@ fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_r
         &[&["test_results", "letters"], &["consultations"]],
     );
     let d = results_reader.detection();
-    assert!(
-        matches!(risk_level(&d, NHS_A), "low" | "none"),
-        "{:?}",
-        d.findings
-    );
+    assert_not_flagged(&d, NHS_A);
 
     // The same prying visits, mostly over an address A's phone never uses at home: A abroad, hours shifted. Not
     // flagged.
@@ -992,11 +1004,7 @@ fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_r
     watching(&mut abroad, "phone-a", PHONE, "203.0.113.9", (2, 46), 4, 11);
     watching(&mut abroad, "phone-a", PHONE, HOME_A, (50, 54), 4, 11);
     let d = abroad.detection();
-    assert!(
-        matches!(risk_level(&d, NHS_A), "low" | "none"),
-        "{:?}",
-        d.findings
-    );
+    assert_not_flagged(&d, NHS_A);
 }
 
 #[test]
@@ -1293,23 +1301,7 @@ fn a_device_reads_like_a_watcher_only_against_how_the_holder_reads() {
     assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
     // Beside a holder who mostly follows their own results and letters on their phone, it reads the way they do:
     // at most a weak finding, and the patient is not flagged.
-    let mut results_reader = Practice::default();
-    reading(
-        &mut results_reader,
-        NHS_A,
-        "phone-a",
-        PHONE,
-        HOME_A,
-        (0, 55),
-        2,
-        19,
-        &[
-            &["test_results", "letters"],
-            &["consultations", "test_results"],
-            &["appointments", "test_results"],
-            &["letters"],
-        ],
-    );
+    let mut results_reader = results_reader();
     tablet(&mut results_reader);
     let d = results_reader.detection();
     if let Some(u) = fired(&d.findings, NHS_A, "unfamiliar_device") {
@@ -1318,33 +1310,48 @@ fn a_device_reads_like_a_watcher_only_against_how_the_holder_reads() {
     assert_eq!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
 }
 
+/// A's habit on their phone until day `old_last`, a password reset on a new phone on 12 Nov (day 45), and the new
+/// phone reading consultations and results every other day over `new_days` at `hour`.
+fn new_phone_after_reset(old_last: u32, new_days: (i64, i64), hour: u32) -> Practice {
+    let mut p = Practice::default();
+    p.habit(
+        NHS_A,
+        "acct-a",
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (0, old_last),
+        3,
+        19,
+    );
+    p.action(
+        NHS_A,
+        "acct-a",
+        "phone-new",
+        "2026-11-12 19:05",
+        "change_password",
+    );
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-new",
+        PHONE,
+        HOME_A,
+        new_days,
+        2,
+        hour,
+        &[&["consultations", "test_results"]],
+    );
+    p
+}
+
 #[test]
 fn a_new_phone_set_up_with_a_new_password_that_takes_over_is_the_holders_own() {
     // A resets their password on a new phone on 12 Nov, which from then on is the only one used, at their hours;
     // it happens to read only consultations and results in its first few visits.
     let practice = |old_phone_goes_on: bool| {
-        let mut p = Practice::default();
         let last = if old_phone_goes_on { 55 } else { 44 };
-        p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, last), 3, 19);
-        p.action(
-            NHS_A,
-            "acct-a",
-            "phone-new",
-            "2026-11-12 19:05",
-            "change_password",
-        );
-        reading(
-            &mut p,
-            NHS_A,
-            "phone-new",
-            PHONE,
-            HOME_A,
-            (45, 55),
-            2,
-            19,
-            &[&["consultations", "test_results"]],
-        );
-        p.detection()
+        new_phone_after_reset(last, (45, 55), 19).detection()
     };
     let d = practice(false);
     assert_eq!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
@@ -1362,36 +1369,11 @@ fn a_new_phone_set_up_with_a_new_password_that_takes_over_is_the_holders_own() {
 fn a_few_visits_are_too_few_to_say_a_new_phone_reads_like_a_watcher() {
     // A resets their password on a new phone on 12 Nov and stops using the old one. The new phone is used `visits`
     // times, every other day from 13 Nov at 22:00, reading only consultations and results.
-    let practice = |visits: i64| {
-        let mut p = Practice::default();
-        p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, 44), 3, 19);
-        p.action(
-            NHS_A,
-            "acct-a",
-            "phone-new",
-            "2026-11-12 19:05",
-            "change_password",
-        );
-        reading(
-            &mut p,
-            NHS_A,
-            "phone-new",
-            PHONE,
-            HOME_A,
-            (46, 46 + 2 * (visits - 1)),
-            2,
-            22,
-            &[&["consultations", "test_results"]],
-        );
-        p.detection()
-    };
+    let practice =
+        |visits: i64| new_phone_after_reset(44, (46, 46 + 2 * (visits - 1)), 22).detection();
     // Three visits: as likely a new phone's first look at the latest results as a watcher. Not flagged.
     let d = practice(3);
-    assert!(
-        matches!(risk_level(&d, NHS_A), "low" | "none"),
-        "{:?}",
-        d.findings
-    );
+    assert_not_flagged(&d, NHS_A);
     // Five visits that only ever read what a watcher reads, while the patient has lost the use of their own phone:
     // someone else has the login.
     let d = practice(5);
