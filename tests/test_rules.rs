@@ -1346,6 +1346,47 @@ fn new_phone_after_reset(old_last: u32, new_days: (i64, i64), hour: u32) -> Prac
 }
 
 #[test]
+fn a_device_reads_like_a_watcher_only_when_chance_cannot_explain_it() {
+    // A holder whose evening visits read their summary and appointments half the time, and results and letters the
+    // other half; a tablet that reads only consultations and letters, every four days at 21:00, `visits` times.
+    let practice = |visits: i64| {
+        let mut p = Practice::default();
+        reading(
+            &mut p,
+            NHS_A,
+            "phone-a",
+            PHONE,
+            HOME_A,
+            (0, 55),
+            2,
+            19,
+            &[&["summary", "appointments"], &["test_results", "letters"]],
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "tablet-a",
+            TABLET,
+            HOME_A,
+            (1, 1 + 4 * (visits - 1)),
+            4,
+            21,
+            &[&["consultations", "letters"]],
+        );
+        p.detection()
+    };
+    let reads_like_watcher = |d: &detect::Detection| {
+        fired(&d.findings, NHS_A, "unfamiliar_device")
+            .is_some_and(|u| u.explanation.contains("It only read"))
+    };
+    // Five such visits happen one time in 32 from a holder who reads that way half the time: not yet telling.
+    assert!(!reads_like_watcher(&practice(5)));
+    // Twelve happen about one time in 4,000: this tablet reads the way a watcher does.
+    let d = practice(12);
+    assert!(reads_like_watcher(&d), "{:?}", d.findings);
+}
+
+#[test]
 fn a_new_phone_set_up_with_a_new_password_that_takes_over_is_the_holders_own() {
     // A resets their password on a new phone on 12 Nov, which from then on is the only one used, at their hours;
     // it happens to read only consultations and results in its first few visits.

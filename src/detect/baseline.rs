@@ -17,6 +17,7 @@ use chrono::NaiveDate;
 
 use super::context::Context;
 use super::model::*;
+use super::stats::binomial_tail;
 
 const DAY: i64 = 86_400_000_000;
 
@@ -121,6 +122,9 @@ pub const LOW_CARE_RATIO: f64 = 0.35;
 pub const WATCHER_SHARE: f64 = 0.8;
 /// ...and this much more than the holder's own main device does.
 pub const WATCHER_MARGIN: f64 = 0.35;
+/// ...and its visits read that way more often than the holder's reading would by chance less than once in this many
+/// devices: a margin alone lets a few visits of the holder's own tablet read "like a watcher" by luck.
+pub const WATCHER_ODDS: f64 = 50.0;
 /// A device that reads care sections in two visits or more is the holder's unless it reads like a watcher more than
 /// this beyond the holder's own main device (and beyond one visit in two).
 pub const HOLDER_MIX_MARGIN: f64 = 0.1;
@@ -460,7 +464,13 @@ impl PatientBaseline {
             if u.holder_sessions + u.watcher_sessions < MIN_READS_TO_JUDGE {
                 return false;
             }
-            share >= WATCHER_SHARE && share - self.holder_prying >= WATCHER_MARGIN
+            share >= WATCHER_SHARE
+                && share - self.holder_prying >= WATCHER_MARGIN
+                && binomial_tail(
+                    u.holder_sessions + u.watcher_sessions,
+                    u.watcher_sessions,
+                    self.holder_prying.clamp(0.05, 0.95),
+                ) <= 1.0 / WATCHER_ODDS
         })
     }
 

@@ -19,6 +19,7 @@ pub mod rules;
 pub mod scoring;
 pub mod sessions;
 mod spill;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -1,0 +1,46 @@
+//! The one piece of statistics detection needs: how surprising a count is under a rate.
+
+/// The chance of at least `k` successes in `n` trials of chance `p` (the upper tail of the binomial distribution),
+/// written out here rather than pulled from a statistics crate (it is the only distribution detection uses) and
+/// summed in log space so that long histories do not overflow.
+pub fn binomial_tail(n: usize, k: usize, p: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n || p <= 0.0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return 1.0;
+    }
+    let (lp, lq) = (p.ln(), (1.0 - p).ln());
+    // ln C(n, i) built up term by term from ln C(n, k).
+    let ln_choose_k: f64 = (0..k)
+        .map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln())
+        .sum();
+    let mut ln_c = ln_choose_k;
+    let mut total = 0.0;
+    for i in k..=n {
+        total += (ln_c + i as f64 * lp + (n - i) as f64 * lq).exp();
+        ln_c += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
+    }
+    total.min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binomial_tail;
+
+    #[test]
+    fn binomial_tail_matches_hand_worked_values() {
+        // P(X >= 8 | n = 9, p = 1/2) = (9 + 1) / 512.
+        assert!((binomial_tail(9, 8, 0.5) - 10.0 / 512.0).abs() < 1e-12);
+        // P(X >= 1 | n = 3, p = 0.1) = 1 - 0.9^3.
+        assert!((binomial_tail(3, 1, 0.1) - (1.0 - 0.729)).abs() < 1e-12);
+        assert_eq!(binomial_tail(5, 0, 0.3), 1.0);
+        assert_eq!(binomial_tail(5, 6, 0.3), 0.0);
+        // A long history neither overflows nor underflows to nonsense.
+        let t = binomial_tail(2_000, 400, 0.05);
+        assert!(t > 0.0 && t < 1e-50, "{t}");
+    }
+}
