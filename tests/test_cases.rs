@@ -180,11 +180,15 @@ fn reviewed_cases_stay_reviewed_new_evidence_reopens_and_a_night_reruns_the_same
             .map(|r| r["nhs_number"].clone())
             .collect()
     };
-    let benign: Vec<String> = flagged("benign").into_iter().take(3).collect();
-    assert_eq!(benign.len(), 3, "night 7 flags three benign patients");
+    let benign: Vec<String> = flagged("benign").into_iter().take(2).collect();
+    assert_eq!(
+        benign.len(),
+        2,
+        "night 7 flags at least two benign patients"
+    );
     let watched = flagged("monitored")[0].clone();
 
-    // Night 7: the lead reviews three benign patients, and (wrongly) one monitored patient, as benign.
+    // Night 7: the lead reviews two benign patients, and (wrongly) one monitored patient, as benign.
     for nhs in &benign {
         let r = p.review(
             nhs,
@@ -214,8 +218,8 @@ fn reviewed_cases_stay_reviewed_new_evidence_reopens_and_a_night_reruns_the_same
     }
     assert_eq!(
         case_ids(&p.cases("reviewed")).len(),
-        4,
-        "the four reviewed cases"
+        benign.len() + 1,
+        "the benign patients' cases and the watched patient's"
     );
 
     // The watcher's new phone, sent in after night 7, dated night 10.
