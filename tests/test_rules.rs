@@ -879,6 +879,16 @@ fn risk_level(d: &detect::Detection, nhs: &str) -> &'static str {
 /// A holder who mostly follows their own results and letters on their phone, every other evening at 19:00: three
 /// visits in four read nothing they manage care with.
 fn results_reader() -> Practice {
+    holder_reading(&[
+        &["test_results", "letters"],
+        &["consultations", "test_results"],
+        &["appointments", "test_results"],
+        &["letters"],
+    ])
+}
+
+/// A's own phone every other evening at 19:00 from 28 Sep to 22 Nov, reading `readings` in turn.
+fn holder_reading(readings: &[&[&str]]) -> Practice {
     let mut p = Practice::default();
     reading(
         &mut p,
@@ -889,12 +899,7 @@ fn results_reader() -> Practice {
         (0, 55),
         2,
         19,
-        &[
-            &["test_results", "letters"],
-            &["consultations", "test_results"],
-            &["appointments", "test_results"],
-            &["letters"],
-        ],
+        readings,
     );
     p
 }
@@ -1350,18 +1355,7 @@ fn a_device_reads_like_a_watcher_only_when_chance_cannot_explain_it() {
     // A holder whose evening visits read their summary and appointments half the time, and results and letters the
     // other half; a tablet that reads only consultations and letters, every four days at 21:00, `visits` times.
     let practice = |visits: i64| {
-        let mut p = Practice::default();
-        reading(
-            &mut p,
-            NHS_A,
-            "phone-a",
-            PHONE,
-            HOME_A,
-            (0, 55),
-            2,
-            19,
-            &[&["summary", "appointments"], &["test_results", "letters"]],
-        );
+        let mut p = holder_reading(&[&["summary", "appointments"], &["test_results", "letters"]]);
         reading(
             &mut p,
             NHS_A,
