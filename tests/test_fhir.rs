@@ -280,15 +280,7 @@ fn r5_shapes_and_ndjson_with_a_broken_line_in_gzip() {
             .any(|r| r.as_deref().unwrap().contains("no time")),
         "{reasons:?}"
     );
-    assert_eq!(
-        q.column("line")
-            .unwrap()
-            .i64()
-            .unwrap()
-            .iter()
-            .collect::<Vec<_>>(),
-        vec![Some(2), Some(4)]
-    );
+    assert_eq!(ints(&q, "line"), vec![Some(2), Some(4)]);
 }
 
 #[test]
@@ -434,25 +426,14 @@ fn ndjson_read_in_parallel_chunks_keeps_every_line_number_and_the_file_order() {
     );
     assert_eq!(totals["quarantined"], broken.len());
     let q = read_quarantine(&dir.path().join("store"));
-    let mut qlines: Vec<i64> = q
-        .column("line")
-        .unwrap()
-        .i64()
-        .unwrap()
-        .iter()
-        .map(|x| x.unwrap())
-        .collect();
+    let mut qlines: Vec<i64> = ints(&q, "line").into_iter().map(Option::unwrap).collect();
     qlines.sort();
     assert_eq!(qlines, broken.map(|n| n as i64));
     // Every stored row names the line it came from: its raw resource is that line, parsed.
     let raw = strings(&stored, "raw");
-    let at: Vec<i64> = stored
-        .column("source_line")
-        .unwrap()
-        .i64()
-        .unwrap()
-        .iter()
-        .map(|x| x.unwrap())
+    let at: Vec<i64> = ints(&stored, "source_line")
+        .into_iter()
+        .map(Option::unwrap)
         .collect();
     assert_eq!(
         stored.height() as u64 + totals["duplicates"].as_u64().unwrap(),

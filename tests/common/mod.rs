@@ -88,6 +88,11 @@ pub fn read_quarantine(store: &Path) -> DataFrame {
     .unwrap()
 }
 
+/// An integer column's values (nulls as `None`).
+pub fn ints(df: &DataFrame, col: &str) -> Vec<Option<i64>> {
+    df.column(col).unwrap().i64().unwrap().iter().collect()
+}
+
 pub fn strings(df: &DataFrame, col: &str) -> Vec<Option<String>> {
     df.column(col)
         .unwrap()
