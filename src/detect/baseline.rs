@@ -17,7 +17,7 @@ use chrono::NaiveDate;
 
 use super::context::Context;
 use super::model::*;
-use super::stats::binomial_tail;
+use super::stats::surprise;
 
 const DAY: i64 = 86_400_000_000;
 
@@ -44,8 +44,13 @@ pub struct DeviceUse {
 
 impl DeviceUse {
     /// Share of the device's reading sessions that only read what a watcher reads.
+    /// Sessions that read the record, managing care or not.
+    pub fn reading_sessions(&self) -> usize {
+        self.holder_sessions + self.watcher_sessions
+    }
+
     pub fn watcher_share(&self) -> f64 {
-        let reading = self.holder_sessions + self.watcher_sessions;
+        let reading = self.reading_sessions();
         if reading == 0 {
             0.0
         } else {
@@ -461,16 +466,13 @@ impl PatientBaseline {
             let share = u.watcher_share();
             // A handful of visits says little about how a device reads: a new phone's first three visits may all
             // happen to be results.
-            if u.holder_sessions + u.watcher_sessions < MIN_READS_TO_JUDGE {
+            if u.reading_sessions() < MIN_READS_TO_JUDGE {
                 return false;
             }
             share >= WATCHER_SHARE
                 && share - self.holder_prying >= WATCHER_MARGIN
-                && binomial_tail(
-                    u.holder_sessions + u.watcher_sessions,
-                    u.watcher_sessions,
-                    self.holder_prying.clamp(0.05, 0.95),
-                ) <= 1.0 / WATCHER_ODDS
+                && surprise(u.reading_sessions(), u.watcher_sessions, self.holder_prying)
+                    <= 1.0 / WATCHER_ODDS
         })
     }
 

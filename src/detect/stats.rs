@@ -15,16 +15,24 @@ pub fn binomial_tail(n: usize, k: usize, p: f64) -> f64 {
     }
     let (lp, lq) = (p.ln(), (1.0 - p).ln());
     // ln C(n, i) built up term by term from ln C(n, k).
-    let ln_choose_k: f64 = (0..k)
+    let mut ln_c: f64 = (0..k)
         .map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln())
         .sum();
-    let mut ln_c = ln_choose_k;
     let mut total = 0.0;
     for i in k..=n {
         total += (ln_c + i as f64 * lp + (n - i) as f64 * lq).exp();
         ln_c += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
     }
     total.min(1.0)
+}
+
+/// Rates learned from a history are kept this far from 0 and 1 before they are tested against: someone seen never
+/// to read one way may still do so.
+pub const MIN_RATE: f64 = 0.05;
+
+/// [`binomial_tail`] with the rate kept within [`MIN_RATE`] of 0 and 1.
+pub fn surprise(n: usize, k: usize, learned_rate: f64) -> f64 {
+    binomial_tail(n, k, learned_rate.clamp(MIN_RATE, 1.0 - MIN_RATE))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
 use crate::detect::baseline::{WATCHER_MARGIN, WATCHER_SHARE};
-use crate::detect::stats::binomial_tail;
+use crate::detect::stats::{binomial_tail, surprise};
 use crate::detect::{Context, Finding, PatientView, Session};
 
 pub const ID: &str = "unusual_hour";
@@ -14,8 +14,6 @@ const RUN_SESSIONS: usize = 5;
 const RUN_DAYS: usize = 4;
 /// ...each of its two tests passed by chance less than once in this many records.
 const RUN_ODDS: f64 = 200.0;
-/// Rates are kept this far from 0 and 1: a holder seen never to read one way may still do so.
-const MIN_RATE: f64 = 0.05;
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
@@ -87,8 +85,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let night_run =
             5 * night >= 3 * rare.len() && night >= 4 && share(night) && reads_otherwise;
         // A second routine, at any hour: more visits at hours the holder does not keep than the holder's own model
-        // allows, and reading far more like a watcher than the holder reads at their own hours, each by chance less
-        // than once in [`RUN_ODDS`]. The holder's strays are few and read the way the holder reads; a night-shift
+        // allows, and more of them reading nothing the holder manages care with than this device's visits as a
+        // whole do, each by chance less than once in [`RUN_ODDS`]. The holder's strays are few and read the way the holder reads; a night-shift
         // worker manages care at their hours, so those hours are theirs.
         let hours_odds = binomial_tail(p.sessions.len(), rare.len(), p.baseline.foreign_share(ctx));
         // Against every visit on this device, these included: the visits at the holder's own hours are the ones
@@ -99,11 +97,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .devices
             .get(device)
             .map_or(p.baseline.holder_prying, |u| u.watcher_share());
-        let content_odds = binomial_tail(
-            rare.len(),
-            prying,
-            device_prying.clamp(MIN_RATE, 1.0 - MIN_RATE),
-        );
+        let content_odds = surprise(rare.len(), prying, device_prying);
         // Mostly over addresses the holder does not use at home hours: travel is as likely (a watcher with the
         // patient's phone is mostly at home).
         let second_routine = 2 * abroad < rare.len()
@@ -111,8 +105,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && days.len() >= RUN_DAYS
             && hours_odds <= 1.0 / RUN_ODDS
             && content_odds <= 1.0 / RUN_ODDS;
-        let night_run = night_run || second_routine;
-        let cap = if night_run || blind {
+        // Either may stand alone.
+        let stands_alone = night_run || second_routine;
+        let cap = if stands_alone || blind {
             cfg.night_max_score
         } else {
             cfg.max_score
@@ -132,11 +127,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             score *= cfg.away_from_home_factor;
         }
         // Visits that read the way the holder reads are most likely the holder at other hours (a second device kept
-        // for the evenings, a late night): weak, unless they are a night run. They must read distinctly more like a
+        // for the evenings, a late night): weak, unless they are a night run or a second routine. They must read distinctly more like a
         // watcher than the holder does, on this device as a whole or in these visits.
         let prying_beyond_holder =
             prying as f64 / rare.len() as f64 - p.baseline.holder_prying >= WATCHER_MARGIN;
-        if !night_run && !prying_beyond_holder && !p.baseline.reads_like_watcher(device) {
+        if !stands_alone && !prying_beyond_holder && !p.baseline.reads_like_watcher(device) {
             score = score.min(cfg.holders_reading_max_score);
         }
         let explanation = format!(
