@@ -13,14 +13,18 @@
 //! Different groups (another device, another kind of evidence) corroborate each other and combine as independent
 //! evidence: risk = 100 x (1 - product over groups of (1 - group/100)).
 //! Evidence that stopped before the recent window still counts, at `detect.stale_factor` of its score, so a
-//! patient whose watching goes on now is listed before one whose watching seems to have stopped.
+//! patient whose watching goes on now is listed before one whose watching seems to have stopped. Some evidence can
+//! only be seen when the practice's record gives the chance: reads timed to a sensitive entry need an entry, a read
+//! during a visit needs a visit. Such evidence has not stopped while the device that gave it still reads the record
+//! in the recent window; what a device shows whenever it is used (its hours, its reading, a schedule, two devices
+//! at once) shows stopping by its own last date.
 //! Levels: `high` at or above `detect.high` (default 70), `medium` at or above `detect.medium` (default 45; medium
 //! and high are "flagged"), `low` below.
 //!
 //! The weights were set on generated practices of every onset, intensity and export variant
 //! (`benches/detection_quality.sh --matrix`), not on one practice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -82,11 +86,31 @@ pub fn group_score(mut scores: Vec<f64>) -> f64 {
     combine(std::iter::once(first).chain(it.map(|s| s * SAME_GROUP_WEIGHT)))
 }
 
+/// Rules whose chance to fire is set by the practice's record, not by the device: an entry appearing, the patient
+/// attending. Their last date says when the chance last came, not when the watching stopped. (Two devices in use at
+/// once is not among them: its chance comes with every use of the devices.)
+pub fn episodic(rule_id: &str) -> bool {
+    rule_id == rules::access_after_sensitive_entry::ID || rule_id == rules::access_during_appointment::ID
+}
+
+/// Whether a finding's evidence goes on into the recent window: its own last event does, or it is episodic evidence
+/// and its device still reads the record there (`active` holds the devices used on the record since
+/// `recent_start`, by real device id).
+pub fn current(f: &Finding, recent_start: i64, active: &BTreeSet<&str>) -> bool {
+    f.last_at >= recent_start
+        || (episodic(f.rule_id) && f.device_id.as_deref().is_some_and(|d| active.contains(d)))
+}
+
 /// One patient's risk from their findings: evidence groups scored, then combined as independent witnesses. Evidence
-/// that ended before `recent_start` counts at `stale_factor`.
-pub fn patient_risk(fs: &[&Finding], recent_start: i64, stale_factor: f64) -> f64 {
+/// that is not [`current`] counts at `stale_factor`.
+pub fn patient_risk(
+    fs: &[&Finding],
+    recent_start: i64,
+    active: &BTreeSet<&str>,
+    stale_factor: f64,
+) -> f64 {
     // Devices with evidence of what they are, beyond their hours.
-    let described: std::collections::BTreeSet<&str> = fs
+    let described: BTreeSet<&str> = fs
         .iter()
         .filter(|f| f.rule_id != rules::unusual_hour::ID)
         .filter(|f| group_of(f).0 == EvidenceKind::Device)
@@ -96,7 +120,7 @@ pub fn patient_risk(fs: &[&Finding], recent_start: i64, stale_factor: f64) -> f6
     // Foreign hours on undescribed devices: one witness, its strongest showing (see the module's notes).
     let mut hours: f64 = 0.0;
     for f in fs {
-        let weight = if f.last_at >= recent_start {
+        let weight = if current(f, recent_start, active) {
             1.0
         } else {
             stale_factor
@@ -129,7 +153,18 @@ pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -
     let mut out: Vec<PatientRisk> = by_patient
         .into_iter()
         .map(|(nhs, fs)| {
-            let risk = patient_risk(&fs, ctx.recent_start, cfg.stale_factor).round();
+            // The devices still reading this record in the recent window.
+            let active: BTreeSet<&str> = ctx
+                .sessions
+                .get(nhs)
+                .into_iter()
+                .flatten()
+                .filter(|s| s.start >= ctx.recent_start)
+                .map(|s| s.device.as_str())
+                // A user agent or no device at all is shared by many devices: it cannot say that one goes on.
+                .filter(|d| super::is_identified_device(d))
+                .collect();
+            let risk = patient_risk(&fs, ctx.recent_start, &active, cfg.stale_factor).round();
             let mut by_rule: BTreeMap<&'static str, (f64, i64)> = BTreeMap::new();
             for f in &fs {
                 let e = by_rule.entry(f.rule_id).or_insert((0.0, f.first_at));
@@ -198,12 +233,12 @@ mod tests {
             finding(hours, 30.0, "tablet"),
         );
         // Two devices, each with foreign hours and nothing else: one group, below medium.
-        let two = patient_risk(&[&a, &b], 0, 1.0);
+        let two = patient_risk(&[&a, &b], 0, &BTreeSet::new(), 1.0);
         assert!((two - 40.0).abs() < 1e-9, "{two}");
         // Once the tablet is also described as not the holder's, its hours belong to that device's witness, which
         // corroborates the phone's hours as a separate one.
         let u = finding(rules::unfamiliar_device::ID, 35.0, "tablet");
-        let three = patient_risk(&[&a, &b, &u], 0, 1.0);
+        let three = patient_risk(&[&a, &b, &u], 0, &BTreeSet::new(), 1.0);
         let expected = combine([40.0, group_score(vec![35.0, 30.0])]);
         assert!((three - expected).abs() < 1e-9, "{three} vs {expected}");
     }
@@ -218,5 +253,26 @@ mod tests {
         assert!(three_groups > 78.0, "{three_groups}");
         assert_eq!(group_score(vec![]), 0.0);
         assert!((group_score(vec![30.0]) - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn evidence_that_needs_a_visit_or_an_entry_has_not_stopped_while_its_device_still_reads() {
+        let recent_start = 1_000;
+        let mut visit = finding(rules::access_during_appointment::ID, 50.0, "tablet");
+        visit.last_at = 500;
+        let mut after_entry = finding(rules::access_after_sensitive_entry::ID, 50.0, "tablet");
+        after_entry.last_at = 500;
+        let mut hours = finding(rules::unusual_hour::ID, 50.0, "tablet");
+        hours.last_at = 500;
+        let still_reading = BTreeSet::from(["tablet"]);
+        let gone = BTreeSet::from(["phone"]);
+        for f in [&visit, &after_entry] {
+            // The tablet still reads the record: the visit or entry was simply the last chance to see it.
+            assert_eq!(patient_risk(&[f], recent_start, &still_reading, 0.85), 50.0);
+            // The tablet has gone quiet: the evidence has stopped.
+            assert!((patient_risk(&[f], recent_start, &gone, 0.85) - 42.5).abs() < 1e-9);
+        }
+        // Hours show whenever the device is used: their own last date says when they stopped.
+        assert!((patient_risk(&[&hours], recent_start, &still_reading, 0.85) - 42.5).abs() < 1e-9);
     }
 }
