@@ -118,6 +118,7 @@ impl WatchSettings {
 }
 
 /// One watcher: from when to when, how often, at which hours.
+#[derive(Clone)]
 struct Watch {
     from: NaiveDate,
     to: NaiveDate,
@@ -222,6 +223,33 @@ impl Generator<'_> {
                 let at = at_local(self.spec.timezone, day, hour);
                 self.watcher_session(nhs, account, device, ip, at);
             }
+        }
+    }
+
+    /// The same watch moved to the hours the victim keeps least: at night while they sleep (most often), or in the
+    /// day while they are apart from their phone.
+    fn at_quiet_hours(&mut self, h: &super::habits::Habits, w: &Watch) -> Watch {
+        let gap = |x: f64| {
+            h.peaks
+                .iter()
+                .map(|p| ((x - p.0).rem_euclid(24.0)).min((p.0 - x).rem_euclid(24.0)))
+                .fold(f64::MAX, f64::min)
+        };
+        let candidates: Vec<f64> = if self.rng.gen_bool(0.6) {
+            (0..6).map(f64::from).collect()
+        } else {
+            (9..18).map(f64::from).collect()
+        };
+        let quiet = candidates
+            .iter()
+            .copied()
+            .max_by(|a, b| gap(*a).total_cmp(&gap(*b)))
+            .unwrap_or(3.0);
+        Watch {
+            from: w.from,
+            to: w.to,
+            per_week: w.per_week,
+            hours: vec![(quiet, self.rng.gen_range(0.5..1.5), 1.0)],
         }
     }
 
@@ -365,26 +393,7 @@ impl Generator<'_> {
                 // The victim's own phone, at hours they do not keep: at night while they sleep, or in the day while
                 // they are apart from it.
                 let phone = h.devices[0].clone();
-                let gap = |x: f64| {
-                    h.peaks
-                        .iter()
-                        .map(|p| ((x - p.0).rem_euclid(24.0)).min((p.0 - x).rem_euclid(24.0)))
-                        .fold(f64::MAX, f64::min)
-                };
-                let candidates: Vec<f64> = if self.rng.gen_bool(0.6) {
-                    (0..6).map(f64::from).collect()
-                } else {
-                    (9..18).map(f64::from).collect()
-                };
-                let quiet = candidates
-                    .iter()
-                    .copied()
-                    .max_by(|a, b| gap(*a).total_cmp(&gap(*b)))
-                    .unwrap_or(3.0);
-                let at_quiet = Watch {
-                    hours: vec![(quiet, self.rng.gen_range(0.5..1.5), 1.0)],
-                    ..w
-                };
+                let at_quiet = self.at_quiet_hours(&h, &w);
                 let ip = h.home_ip.clone();
                 self.watch_over(&at_quiet, &nhs, &account, &phone, &ip);
             }
@@ -419,7 +428,13 @@ impl Generator<'_> {
                 }
             }
             Scenario::AccessAfter104 => {
-                self.watch_over(&w, &nhs, &account, &other_device, &watcher_ip);
+                // Mostly the watcher's own device; sometimes the victim's phone, at hours the victim does not keep.
+                let (w, device, ip) = if self.rng.gen_bool(0.35) {
+                    (self.at_quiet_hours(&h, &w), h.devices[0].clone(), h.home_ip.clone())
+                } else {
+                    (w.clone(), other_device.clone(), watcher_ip.clone())
+                };
+                self.watch_over(&w, &nhs, &account, &device, &ip);
                 // The 104 code comes after a concern, often once the watcher is long established.
                 // Never after the watching stops (nor after the last day of data): a short, recent watch gets its
                 // code a day before it ends.
@@ -434,9 +449,10 @@ impl Generator<'_> {
                 let sessions = if obvious { 4 } else { 2 };
                 let until = at_local(tz, w.to, 23.5);
                 for _ in 0..sessions {
-                    let span = ((until - at).num_hours()).max(4);
-                    let when = at + Duration::hours(self.rng.gen_range(3..span));
-                    self.watcher_session(&nhs, &account, &other_device, &watcher_ip, when);
+                    let span = ((until - at).num_days()).max(1);
+                    let day = at.with_timezone(&tz).date_naive() + Duration::days(self.rng.gen_range(1..=span));
+                    let when = at_local(tz, day, self.local_hour(&w.hours));
+                    self.watcher_session(&nhs, &account, &device, &ip, when);
                 }
                 if !obvious && self.rng.gen_bool(0.3) {
                     let later = at_local(tz, self.spec.as_of, 9.0);
