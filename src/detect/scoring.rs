@@ -116,7 +116,7 @@ pub fn patient_risk(
         .filter(|f| group_of(f).0 == EvidenceKind::Device)
         .filter_map(|f| f.device_id.as_deref())
         .collect();
-    let mut groups: BTreeMap<(EvidenceKind, String), Vec<f64>> = BTreeMap::new();
+    let mut groups: BTreeMap<(EvidenceKind, String), Vec<(&str, f64)>> = BTreeMap::new();
     // Foreign hours on undescribed devices: one witness, its strongest showing (see the module's notes).
     let mut hours: f64 = 0.0;
     for f in fs {
@@ -134,15 +134,36 @@ pub fn patient_risk(
         {
             hours = hours.max(score);
         } else {
-            groups.entry(group_of(f)).or_default().push(score);
+            groups.entry(group_of(f)).or_default().push((f.rule_id, score));
+        }
+    }
+    // A device judged not to be the holder's by how it is used, and foreign hours on the others, come from one model
+    // of the holder: a person with two devices of their own whose second one the model did not recognise shows both
+    // at once (the hours they keep on it are missing from the model). So the hours join the strongest such device's
+    // group rather than corroborating it.
+    let judged = groups
+        .iter_mut()
+        .filter(|((kind, _), fs)| {
+            *kind == EvidenceKind::Device && fs.iter().any(|(r, _)| *r == rules::unfamiliar_device::ID)
+        })
+        .max_by(|a, b| group_score(scores(a.1)).total_cmp(&group_score(scores(b.1))));
+    let mut independent_hours = hours;
+    if let Some((_, fs)) = judged {
+        if hours > 0.0 {
+            fs.push((rules::unusual_hour::ID, hours));
+            independent_hours = 0.0;
         }
     }
     combine(
         groups
             .into_values()
-            .map(group_score)
-            .chain(std::iter::once(hours)),
+            .map(|fs| group_score(scores(&fs)))
+            .chain(std::iter::once(independent_hours)),
     )
+}
+
+fn scores(fs: &[(&str, f64)]) -> Vec<f64> {
+    fs.iter().map(|f| f.1).collect()
 }
 
 pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -> Vec<PatientRisk> {
@@ -226,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn foreign_hours_on_several_undescribed_devices_are_one_witness() {
+    fn foreign_hours_on_several_devices_are_one_witness_with_a_device_the_holder_model_disowns() {
         let hours = rules::unusual_hour::ID;
         let (a, b) = (
             finding(hours, 40.0, "phone"),
@@ -235,12 +256,20 @@ mod tests {
         // Two devices, each with foreign hours and nothing else: one group, below medium.
         let two = patient_risk(&[&a, &b], 0, &BTreeSet::new(), 1.0);
         assert!((two - 40.0).abs() < 1e-9, "{two}");
-        // Once the tablet is also described as not the holder's, its hours belong to that device's witness, which
-        // corroborates the phone's hours as a separate one.
+        // Once the tablet is also judged not the holder's by how it is used, its hours belong to that device's
+        // witness; the phone's hours come from the same model of the holder (a second device of their own that the
+        // model missed shows as both), so they join that witness too instead of corroborating it.
         let u = finding(rules::unfamiliar_device::ID, 35.0, "tablet");
         let three = patient_risk(&[&a, &b, &u], 0, &BTreeSet::new(), 1.0);
-        let expected = combine([40.0, group_score(vec![35.0, 30.0])]);
+        let expected = group_score(vec![35.0, 30.0, 40.0]);
         assert!((three - expected).abs() < 1e-9, "{three} vs {expected}");
+        assert!(three < combine([40.0, group_score(vec![35.0, 30.0])]) - 10.0, "{three}");
+        // A tablet described by something the holder model does not decide (a schedule) leaves the phone's hours as
+        // independent evidence.
+        let c = finding(rules::monitoring_cadence::ID, 35.0, "tablet");
+        let scheduled = patient_risk(&[&a, &b, &c], 0, &BTreeSet::new(), 1.0);
+        let expected = combine([40.0, group_score(vec![35.0, 30.0])]);
+        assert!((scheduled - expected).abs() < 1e-9, "{scheduled} vs {expected}");
     }
 
     #[test]
