@@ -297,3 +297,41 @@ fn evaluate_scores_a_hand_made_report() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("patients.csv"), "{}", r.stderr);
 }
+
+#[test]
+fn one_device_holds_one_session_on_a_record_at_a_time() {
+    // A watcher on the victim's own phone and the victim's own use of it are drawn separately; an app on one device
+    // holds one login at a time, so their sessions never overlap (overlapping sessions that end in the same second
+    // would also be one access to a reader that has no session ids).
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate_with(dir.path(), "p", "21", &["--intensity", "obvious"]);
+    let (at, nhs, device, session) = (
+        column(&out.join("audit.csv"), "occurred_at"),
+        column(&out.join("audit.csv"), "nhs_number"),
+        column(&out.join("audit.csv"), "device_id"),
+        column(&out.join("audit.csv"), "session_id"),
+    );
+    let mut spans: std::collections::BTreeMap<(&str, &str, &str), (&str, &str)> =
+        Default::default();
+    for i in 0..at.len() {
+        let e = spans
+            .entry((&nhs[i], &device[i], &session[i]))
+            .or_insert((&at[i], &at[i]));
+        e.0 = e.0.min(&at[i]);
+        e.1 = e.1.max(&at[i]);
+    }
+    let mut by_device: std::collections::BTreeMap<(&str, &str), Vec<(&str, &str)>> =
+        Default::default();
+    for ((n, d, _), span) in &spans {
+        by_device.entry((n, d)).or_default().push(*span);
+    }
+    let mut sessions = 0;
+    for (key, mut list) in by_device {
+        list.sort();
+        sessions += list.len();
+        for w in list.windows(2) {
+            assert!(w[0].1 < w[1].0, "{key:?}: {:?} overlaps {:?}", w[0], w[1]);
+        }
+    }
+    assert!(sessions > 1000, "{sessions}");
+}

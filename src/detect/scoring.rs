@@ -9,7 +9,9 @@
 //! group = 1 - (1 - s1) x (1 - 0.35 s2) x (1 - 0.35 s3) ... (scores as fractions, strongest first).
 //! Foreign hours on devices with no other evidence against them form one group for the patient, whatever the
 //! device, scored as its strongest finding: they are all judged against one model of the holder's hours, so one
-//! mistake in that model would show on every device, and hours alone stay below medium.
+//! mistake in that model would show on every device, and hours alone stay below medium. When a device is judged not
+//! the holder's by how it is used (`unfamiliar_device`), that group joins its group rather than corroborating it:
+//! both come from the same model of the holder.
 //! Different groups (another device, another kind of evidence) corroborate each other and combine as independent
 //! evidence: risk = 100 x (1 - product over groups of (1 - group/100)).
 //! Evidence that stopped before the recent window still counts, at `detect.stale_factor` of its score, so a
@@ -90,7 +92,8 @@ pub fn group_score(mut scores: Vec<f64>) -> f64 {
 /// attending. Their last date says when the chance last came, not when the watching stopped. (Two devices in use at
 /// once is not among them: its chance comes with every use of the devices.)
 pub fn episodic(rule_id: &str) -> bool {
-    rule_id == rules::access_after_sensitive_entry::ID || rule_id == rules::access_during_appointment::ID
+    rule_id == rules::access_after_sensitive_entry::ID
+        || rule_id == rules::access_during_appointment::ID
 }
 
 /// Whether a finding's evidence goes on into the recent window: its own last event does, or it is episodic evidence
@@ -134,7 +137,10 @@ pub fn patient_risk(
         {
             hours = hours.max(score);
         } else {
-            groups.entry(group_of(f)).or_default().push((f.rule_id, score));
+            groups
+                .entry(group_of(f))
+                .or_default()
+                .push((f.rule_id, score));
         }
     }
     // A device judged not to be the holder's by how it is used, and foreign hours on the others, come from one model
@@ -144,7 +150,8 @@ pub fn patient_risk(
     let judged = groups
         .iter_mut()
         .filter(|((kind, _), fs)| {
-            *kind == EvidenceKind::Device && fs.iter().any(|(r, _)| *r == rules::unfamiliar_device::ID)
+            *kind == EvidenceKind::Device
+                && fs.iter().any(|(r, _)| *r == rules::unfamiliar_device::ID)
         })
         .max_by(|a, b| group_score(scores(a.1)).total_cmp(&group_score(scores(b.1))));
     let mut independent_hours = hours;
@@ -263,13 +270,19 @@ mod tests {
         let three = patient_risk(&[&a, &b, &u], 0, &BTreeSet::new(), 1.0);
         let expected = group_score(vec![35.0, 30.0, 40.0]);
         assert!((three - expected).abs() < 1e-9, "{three} vs {expected}");
-        assert!(three < combine([40.0, group_score(vec![35.0, 30.0])]) - 10.0, "{three}");
+        assert!(
+            three < combine([40.0, group_score(vec![35.0, 30.0])]) - 10.0,
+            "{three}"
+        );
         // A tablet described by something the holder model does not decide (a schedule) leaves the phone's hours as
         // independent evidence.
         let c = finding(rules::monitoring_cadence::ID, 35.0, "tablet");
         let scheduled = patient_risk(&[&a, &b, &c], 0, &BTreeSet::new(), 1.0);
         let expected = combine([40.0, group_score(vec![35.0, 30.0])]);
-        assert!((scheduled - expected).abs() < 1e-9, "{scheduled} vs {expected}");
+        assert!(
+            (scheduled - expected).abs() < 1e-9,
+            "{scheduled} vs {expected}"
+        );
     }
 
     #[test]

@@ -242,6 +242,7 @@ impl Generator<'_> {
         admin: f64,
     ) -> DateTime<Utc> {
         let session_id = self.id("sess");
+        let first_row = self.practice.audit.len();
         let mut t = start;
         let with_ids = self.rng.gen_bool(0.9);
         let push = |g: &mut Self,
@@ -290,7 +291,34 @@ impl Generator<'_> {
             t += Duration::seconds(self.rng.gen_range(5..60));
             push(self, t, "logout", None, "success");
         }
-        t
+        self.not_overlapping(
+            first_row,
+            (device.id.clone(), patient.to_string()),
+            start,
+            t,
+        )
+    }
+
+    /// Moves the session just written (audit rows from `first_row`, `start` to `end`) to after any session already on
+    /// this device and record that it would overlap, and records it. Returns its (possibly moved) end.
+    fn not_overlapping(
+        &mut self,
+        first_row: usize,
+        key: (String, String),
+        mut start: DateTime<Utc>,
+        mut end: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let taken = self.busy.entry(key).or_default();
+        while let Some(&(_, other_end)) = taken.iter().find(|(s, e)| *s <= end && start <= *e) {
+            let shift = other_end - start + Duration::seconds(60);
+            for row in &mut self.practice.audit[first_row..] {
+                row.at += shift;
+            }
+            start += shift;
+            end += shift;
+        }
+        taken.push((start, end));
+        end
     }
 
     /// One action in a session of its own (an account change).

@@ -17,7 +17,7 @@ use habits::HabitSettings;
 use scenarios::WatchSettings;
 pub use scenarios::{Intensity, Onset, Scenario};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
@@ -210,6 +210,9 @@ struct Generator<'a> {
     owner_action: f64,
     /// How benign people vary in this practice.
     habit: HabitSettings,
+    /// The current patient's sessions so far, per device: one app on one device holds one session at a time, so a
+    /// new session that would overlap one is moved to after it (cleared for each patient, so memory stays small).
+    busy: HashMap<(String, String), Vec<(DateTime<Utc>, DateTime<Utc>)>>,
 }
 
 /// Generates a practice. The catalogue supplies real sensitive codes.
@@ -241,6 +244,7 @@ pub fn generate(spec: &PracticeSpec, catalogue: &SensitiveCatalogue) -> Practice
         next_entry: 0,
         next_appointment: 0,
         next_event: 0,
+        busy: HashMap::new(),
         next_id: 0,
     };
     g.run();
@@ -487,6 +491,7 @@ impl Generator<'_> {
                 None
             };
             self.monitored(victim, abuser, scenario, obvious, self.spec.onset);
+            self.busy.clear();
         }
         let lookalikes = [
             (Persona::PhoneReplacement, 0.05),
@@ -505,10 +510,12 @@ impl Generator<'_> {
             for _ in 0..count {
                 let Some(nhs) = queue.next() else { break };
                 self.benign(nhs, persona, &mut queue);
+                self.busy.clear();
             }
         }
         for nhs in queue.by_ref() {
             self.benign(nhs, Persona::Ordinary, &mut std::iter::empty());
+            self.busy.clear();
         }
     }
 }

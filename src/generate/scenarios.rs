@@ -430,7 +430,11 @@ impl Generator<'_> {
             Scenario::AccessAfter104 => {
                 // Mostly the watcher's own device; sometimes the victim's phone, at hours the victim does not keep.
                 let (w, device, ip) = if self.rng.gen_bool(0.35) {
-                    (self.at_quiet_hours(&h, &w), h.devices[0].clone(), h.home_ip.clone())
+                    (
+                        self.at_quiet_hours(&h, &w),
+                        h.devices[0].clone(),
+                        h.home_ip.clone(),
+                    )
                 } else {
                     (w.clone(), other_device.clone(), watcher_ip.clone())
                 };
@@ -450,7 +454,8 @@ impl Generator<'_> {
                 let until = at_local(tz, w.to, 23.5);
                 for _ in 0..sessions {
                     let span = ((until - at).num_days()).max(1);
-                    let day = at.with_timezone(&tz).date_naive() + Duration::days(self.rng.gen_range(1..=span));
+                    let day = at.with_timezone(&tz).date_naive()
+                        + Duration::days(self.rng.gen_range(1..=span));
                     let when = at_local(tz, day, self.local_hour(&w.hours));
                     self.watcher_session(&nhs, &account, &device, &ip, when);
                 }
