@@ -11,7 +11,8 @@
 //! device, scored as its strongest finding: they are all judged against one model of the holder's hours, so one
 //! mistake in that model would show on every device, and hours alone stay below medium. When a device is judged not
 //! the holder's by how it is used (`unfamiliar_device`), that group joins its group rather than corroborating it:
-//! both come from the same model of the holder.
+//! both come from the same model of the holder. And a device that another patient's record shows to be theirs is,
+//! by that fact, not this holder's: what it is and does here joins that witness.
 //! Different groups (another device, another kind of evidence) corroborate each other and combine as independent
 //! evidence: risk = 100 x (1 - product over groups of (1 - group/100)).
 //! Evidence that stopped before the recent window still counts, at `detect.stale_factor` of its score, so a
@@ -141,6 +142,21 @@ pub fn patient_risk(
                 .entry(group_of(f))
                 .or_default()
                 .push((f.rule_id, score));
+        }
+    }
+    // Another patient's own device is, by that fact, not this holder's: what the device is and does on this record
+    // restates that witness rather than adding to it.
+    let owned_elsewhere: Vec<String> = groups
+        .keys()
+        .filter(|(k, d)| *k == EvidenceKind::OtherRecord && !d.is_empty())
+        .map(|(_, d)| d.clone())
+        .collect();
+    for d in owned_elsewhere {
+        if let Some(fs) = groups.remove(&(EvidenceKind::Device, d.clone())) {
+            groups
+                .entry((EvidenceKind::OtherRecord, d))
+                .or_default()
+                .extend(fs);
         }
     }
     // A device judged not to be the holder's by how it is used, and foreign hours on the others, come from one model
@@ -316,5 +332,18 @@ mod tests {
         }
         // Hours show whenever the device is used: their own last date says when they stopped.
         assert!((patient_risk(&[&hours], recent_start, &still_reading, 0.85) - 42.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_device_that_is_someone_elses_is_one_witness_with_what_it_does_here() {
+        let shared = finding(rules::shared_device::ID, 38.0, "tablet");
+        let unfamiliar = finding(rules::unfamiliar_device::ID, 25.0, "tablet");
+        // Another patient's own device is, by that, not this holder's: one witness, not two.
+        let one = patient_risk(&[&shared, &unfamiliar], 0, &BTreeSet::new(), 1.0);
+        assert!((one - group_score(vec![38.0, 25.0])).abs() < 1e-9, "{one}");
+        // About another device, the same finding corroborates.
+        let phone = finding(rules::unfamiliar_device::ID, 25.0, "phone");
+        let two = patient_risk(&[&shared, &phone], 0, &BTreeSet::new(), 1.0);
+        assert!((two - combine([38.0, 25.0])).abs() < 1e-9, "{two}");
     }
 }
