@@ -961,7 +961,10 @@ fn the_holders_own_phone_at_hours_they_do_not_keep_is_found_even_when_it_recurs(
         .expect("recurring foreign sessions are not learned as the holder's hours");
     assert_eq!(u.device_id.as_deref(), Some("phone-a"));
     assert!(
-        u.explanation.contains("patient's own device") && u.explanation.contains("19:00"),
+        u.explanation.contains("patient's own device")
+            && u.explanation.contains("19:00")
+            && u.explanation.contains("while they sleep.")
+            && !u.explanation.contains("away from"),
         "{}",
         u.explanation
     );
@@ -979,8 +982,11 @@ fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_r
     let d = watched.detection();
     let u = fired(&d.findings, NHS_A, "unusual_hour").expect("the daytime routine is found");
     assert_eq!(u.device_id.as_deref(), Some("phone-a"));
+    // In the daytime, the patient is apart from their phone rather than asleep.
     assert!(
-        u.explanation.contains("patient's own device"),
+        u.explanation.contains("patient's own device")
+            && u.explanation.contains("while they are away from it")
+            && !u.explanation.contains("sleep"),
         "{}",
         u.explanation
     );

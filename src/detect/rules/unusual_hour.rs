@@ -142,8 +142,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             list_times(ctx, &rare),
             p.baseline.usual_hours(),
             if own {
-                "It was the patient's own device: someone may be using their phone while they sleep or are away from \
-                 it."
+                // Say what fits the hours: the small hours, the day, or both.
+                match (night, rare.len() - night) {
+                    (_, 0) => "It was the patient's own device: someone may be using their phone while they sleep.",
+                    (0, _) => "It was the patient's own device: someone may be using their phone while they are away \
+                               from it.",
+                    _ => "It was the patient's own device: someone may be using their phone while they sleep or are \
+                          away from it.",
+                }
             } else {
                 "It was a device that is not the patient's own."
             },
