@@ -194,6 +194,9 @@ const LOCAL_SENSITIVE: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// When a session began and ended.
+type Span = (DateTime<Utc>, DateTime<Utc>);
+
 struct Generator<'a> {
     rng: ChaCha8Rng,
     spec: &'a PracticeSpec,
@@ -212,7 +215,7 @@ struct Generator<'a> {
     habit: HabitSettings,
     /// The current patient's sessions so far, per device: one app on one device holds one session at a time, so a
     /// new session that would overlap one is moved to after it (cleared for each patient, so memory stays small).
-    busy: HashMap<(String, String), Vec<(DateTime<Utc>, DateTime<Utc>)>>,
+    busy: HashMap<(String, String), Vec<Span>>,
 }
 
 /// Generates a practice. The catalogue supplies real sensitive codes.
