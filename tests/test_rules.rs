@@ -972,6 +972,73 @@ fn the_holders_own_phone_at_hours_they_do_not_keep_is_found_even_when_it_recurs(
 }
 
 #[test]
+fn someone_who_uses_the_holders_phone_more_than_the_holder_is_found_though_they_glance_at_care() {
+    // A manages their care on their phone every third evening at 19:00. Someone else opens the same phone at 02:00
+    // nearly every night from the start of the data: three visits in four of all use, and one of their visits in four
+    // glances at the appointments too. Measured against all visits, their nights would set the rate of managing care;
+    // against A's other hours, the nights hardly ever manage care, far below chance.
+    let mut p = with_habit();
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (1, 55),
+        1,
+        2,
+        &[
+            &["consultations", "problems"],
+            &["letters"],
+            &["test_results", "documents"],
+            &["consultations", "appointments"],
+        ],
+    );
+    let d = p.detection();
+    let u = fired(&d.findings, NHS_A, "unusual_hour")
+        .expect("a majority that hardly ever manages care is not the holder's hours");
+    assert_eq!(u.device_id.as_deref(), Some("phone-a"));
+    assert!(
+        u.explanation.contains("while they sleep"),
+        "{}",
+        u.explanation
+    );
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+}
+
+#[test]
+fn a_light_users_evening_visits_that_happen_not_to_manage_care_are_still_their_own_hours() {
+    // A uses their phone in the evenings, thirteen visits over eight weeks, managing care in seven. Four of the
+    // visits around 18:00 read only results or letters: fewer than their other evenings, but with so few visits that
+    // chance gives as few one time in thirteen. Those hours stay A's.
+    let mut p = Practice::default();
+    let visits: [(&str, &[&str]); 13] = [
+        ("2026-09-29 17:10", &["appointments"]),
+        ("2026-10-02 18:05", &["test_results"]),
+        ("2026-10-06 20:15", &["appointments", "letters"]),
+        ("2026-10-10 18:20", &["letters"]),
+        ("2026-10-14 21:05", &["immunisations"]),
+        ("2026-10-18 19:10", &["test_results"]),
+        ("2026-10-22 18:40", &["allergies", "letters"]),
+        ("2026-10-26 20:30", &["test_results"]),
+        ("2026-10-30 18:15", &["letters", "test_results"]),
+        ("2026-11-04 21:20", &["appointments"]),
+        ("2026-11-09 19:35", &["letters"]),
+        ("2026-11-14 20:10", &["appointments"]),
+        ("2026-11-19 00:15", &["allergies"]),
+    ];
+    for (at, sections) in visits {
+        p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, sections);
+    }
+    let d = p.detection();
+    assert!(
+        fired(&d.findings, NHS_A, "unusual_hour").is_none(),
+        "{:?}",
+        d.findings
+    );
+}
+
+#[test]
 fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_reader_at_lunchtime_or_the_holder_abroad(
 ) {
     // A keeps evenings (19:00, every three days, managing their care). Their own phone is also opened at 11:00

@@ -17,7 +17,7 @@ use chrono::NaiveDate;
 
 use super::context::Context;
 use super::model::*;
-use super::stats::surprise;
+use super::stats::{hypergeometric_lower_tail, surprise};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -123,6 +123,8 @@ pub const MIN_CARE_RATE: f64 = 0.25;
 pub const MIN_LOW_CARE_VISITS: f64 = 4.0;
 /// An hour whose visits manage care at under this fraction of the holder's overall rate is not the holder's.
 pub const LOW_CARE_RATIO: f64 = 0.35;
+/// ...and so few that the holder's rate would give so few by chance less than once in this many hours.
+pub const LOW_CARE_ODDS: f64 = 50.0;
 /// A device reads like a watcher when at least this share of its reading sessions only read prying sections...
 pub const WATCHER_SHARE: f64 = 0.8;
 /// ...and this much more than the holder's own main device does.
@@ -395,8 +397,26 @@ impl PatientBaseline {
             for h in 0..24 {
                 let window = |c: &[f64; 24]| c[(h + 23) % 24] + c[h] + c[(h + 1) % 24];
                 let (visits, cared) = (window(&n), window(&care));
-                self.low_care[h] =
-                    visits >= MIN_LOW_CARE_VISITS && cared < visits * rate * LOW_CARE_RATIO;
+                // Against the holder's other hours: when someone else's visits are the majority, the overall rate
+                // is mostly theirs.
+                let (rest, rest_cared) = (n_all - visits, care_all - cared);
+                let other = if rest >= MIN_LOW_CARE_VISITS {
+                    (rest_cared / rest).max(rate)
+                } else {
+                    rate
+                };
+                // Fewer by far, and fewer than chance would put in these hours once in [`LOW_CARE_ODDS`] (Fisher's
+                // exact test of these hours against all of the holder's): a few visits of the holder's that happen
+                // not to manage care do not make an hour someone else's.
+                let count = |x: f64| x.round() as usize;
+                self.low_care[h] = visits >= MIN_LOW_CARE_VISITS
+                    && cared < visits * other * LOW_CARE_RATIO
+                    && hypergeometric_lower_tail(
+                        count(n_all),
+                        count(care_all),
+                        count(visits),
+                        count(cared),
+                    ) <= 1.0 / LOW_CARE_ODDS;
             }
         }
         let smooth = smoothed_share(&self.hour_counts);

@@ -35,6 +35,27 @@ pub fn surprise(n: usize, k: usize, learned_rate: f64) -> f64 {
     binomial_tail(n, k, learned_rate.clamp(MIN_RATE, 1.0 - MIN_RATE))
 }
 
+/// The chance that `draws` items taken at random from `total`, of which `marked` are marked, hold at most `k` marked
+/// ones (the lower tail of the hypergeometric distribution: Fisher's exact test of a part against the whole).
+pub fn hypergeometric_lower_tail(total: usize, marked: usize, draws: usize, k: usize) -> f64 {
+    let ln_choose = |n: usize, r: usize| -> Option<f64> {
+        (r <= n).then(|| {
+            let r = r.min(n - r);
+            (0..r)
+                .map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln())
+                .sum()
+        })
+    };
+    let (Some(all), true) = (ln_choose(total, draws), marked <= total && draws <= total) else {
+        return 1.0;
+    };
+    (0..=k.min(marked).min(draws))
+        .filter_map(|x| Some(ln_choose(marked, x)? + ln_choose(total - marked, draws - x)? - all))
+        .map(f64::exp)
+        .sum::<f64>()
+        .min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::binomial_tail;
@@ -50,5 +71,17 @@ mod tests {
         // A long history neither overflows nor underflows to nonsense.
         let t = binomial_tail(2_000, 400, 0.05);
         assert!(t > 0.0 && t < 1e-50, "{t}");
+    }
+
+    #[test]
+    fn hypergeometric_lower_tail_matches_hand_worked_values() {
+        use super::hypergeometric_lower_tail as h;
+        // 7 drawn from 13 of which 7 are marked: P(X <= 2) = (C(7,1) C(6,6) + C(7,2) C(6,5)) / C(13,7) = 133 / 1716.
+        assert!((h(13, 7, 7, 2) - 133.0 / 1716.0).abs() < 1e-12);
+        // Fisher's tea-tasting: 4 of 8 cups marked, 4 drawn, none marked: 1 / 70.
+        assert!((h(8, 4, 4, 0) - 1.0 / 70.0).abs() < 1e-12);
+        assert_eq!(h(8, 4, 4, 4), 1.0);
+        // A long history: 7 marked among 62 drawn from 98 of which 27 are marked is far below chance.
+        assert!(h(98, 27, 62, 7) < 1e-4);
     }
 }
