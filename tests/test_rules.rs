@@ -1039,6 +1039,22 @@ fn a_light_users_evening_visits_that_happen_not_to_manage_care_are_still_their_o
 }
 
 #[test]
+fn a_second_routine_far_outside_the_holders_hours_is_found_when_its_reading_is_only_somewhat_unlike_theirs(
+) {
+    // A mostly follows their own results on their phone, every other evening at 19:00 (three visits in four read
+    // nothing they manage care with). The phone is also opened at 11:00 every third day from the start of the data,
+    // reading only consultations and problems. That so many visits fall at an hour A does not keep is far beyond
+    // chance; that they all read the way A mostly reads anyway is only somewhat unusual (about once in twenty). Two
+    // tests that together would pass by chance less than once in 40,000 devices make a second routine.
+    let mut p = results_reader();
+    watching(&mut p, "phone-a", PHONE, HOME_A, (1, 55), 3, 11);
+    let d = p.detection();
+    let u = fired(&d.findings, NHS_A, "unusual_hour").expect("the daytime routine is found");
+    assert_eq!(u.device_id.as_deref(), Some("phone-a"));
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+}
+
+#[test]
 fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_reader_at_lunchtime_or_the_holder_abroad(
 ) {
     // A keeps evenings (19:00, every three days, managing their care). Their own phone is also opened at 11:00

@@ -12,8 +12,11 @@ const HOUR: i64 = 3_600_000_000;
 /// A second routine on a record (see `detect`) needs this many foreign-hour visits on this many days...
 const RUN_SESSIONS: usize = 5;
 const RUN_DAYS: usize = 4;
-/// ...each of its two tests passed by chance less than once in this many records.
+/// ...its two tests together passed by chance less than once in this many records squared (so one far beyond chance
+/// can carry the other)...
 const RUN_ODDS: f64 = 200.0;
+/// ...and each less than once in this many.
+const EACH_ODDS: f64 = 20.0;
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
@@ -86,8 +89,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             5 * night >= 3 * rare.len() && night >= 4 && share(night) && reads_otherwise;
         // A second routine, at any hour: more visits at hours the holder does not keep than the holder's own model
         // allows, and more of them reading nothing the holder manages care with than this device's visits as a
-        // whole do, each by chance less than once in [`RUN_ODDS`]. The holder's strays are few and read the way the holder reads; a night-shift
-        // worker manages care at their hours, so those hours are theirs.
+        // whole do: the two together by chance less than once in [`RUN_ODDS`] squared, each less than once in
+        // [`EACH_ODDS`] (a routine far beyond chance in its hours needs less from its reading, and the other way
+        // round). The holder's strays are few and read the way the holder reads; a night-shift worker manages care
+        // at their hours, so those hours are theirs.
         let hours_odds = binomial_tail(p.sessions.len(), rare.len(), p.baseline.foreign_share(ctx));
         // Against every visit on this device, these included: the visits at the holder's own hours are the ones
         // that taught the model those hours, so they manage care more often by selection, and comparing with them
@@ -103,8 +108,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let second_routine = 2 * abroad < rare.len()
             && rare.len() >= RUN_SESSIONS
             && days.len() >= RUN_DAYS
-            && hours_odds <= 1.0 / RUN_ODDS
-            && content_odds <= 1.0 / RUN_ODDS;
+            && hours_odds.max(content_odds) <= 1.0 / EACH_ODDS
+            && hours_odds * content_odds <= 1.0 / (RUN_ODDS * RUN_ODDS);
         // Either may stand alone.
         let stands_alone = night_run || second_routine;
         let cap = if stands_alone || blind {
