@@ -887,20 +887,17 @@ fn results_reader() -> Practice {
     ])
 }
 
+/// A's own phone at home every `every` days over `days` at `hour`, reading `readings` in turn.
+fn on_phone_a(p: &mut Practice, days: (i64, i64), every: usize, hour: u32, readings: &[&[&str]]) {
+    reading(
+        p, NHS_A, "phone-a", PHONE, HOME_A, days, every, hour, readings,
+    );
+}
+
 /// A's own phone every other evening at 19:00 from 28 Sep to 22 Nov, reading `readings` in turn.
 fn holder_reading(readings: &[&[&str]]) -> Practice {
     let mut p = Practice::default();
-    reading(
-        &mut p,
-        NHS_A,
-        "phone-a",
-        PHONE,
-        HOME_A,
-        (0, 55),
-        2,
-        19,
-        readings,
-    );
+    on_phone_a(&mut p, (0, 55), 2, 19, readings);
     p
 }
 
@@ -911,6 +908,15 @@ fn assert_not_flagged(d: &detect::Detection, nhs: &str) {
         "{:?}",
         d.findings
     );
+}
+
+/// `unusual_hour` fired on A's own phone and A is flagged; `why` says what the test expects to be found.
+fn foreign_hours_on_phone_a<'a>(d: &'a detect::Detection, why: &str) -> &'a Finding {
+    let u = fired(&d.findings, NHS_A, "unusual_hour")
+        .unwrap_or_else(|| panic!("{why}: {:?}", d.findings));
+    assert_eq!(u.device_id.as_deref(), Some("phone-a"));
+    assert_ne!(risk_level(d, NHS_A), "low", "{:?}", d.patients);
+    u
 }
 
 #[test]
@@ -957,9 +963,10 @@ fn the_holders_own_phone_at_hours_they_do_not_keep_is_found_even_when_it_recurs(
     let mut p = with_habit();
     watching(&mut p, "phone-a", PHONE, HOME_A, (2, 55), 5, 3);
     let d = p.detection();
-    let u = fired(&d.findings, NHS_A, "unusual_hour")
-        .expect("recurring foreign sessions are not learned as the holder's hours");
-    assert_eq!(u.device_id.as_deref(), Some("phone-a"));
+    let u = foreign_hours_on_phone_a(
+        &d,
+        "recurring foreign sessions are not learned as the holder's hours",
+    );
     assert!(
         u.explanation.contains("patient's own device")
             && u.explanation.contains("19:00")
@@ -968,7 +975,6 @@ fn the_holders_own_phone_at_hours_they_do_not_keep_is_found_even_when_it_recurs(
         "{}",
         u.explanation
     );
-    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
 }
 
 #[test]
@@ -978,12 +984,8 @@ fn someone_who_uses_the_holders_phone_more_than_the_holder_is_found_though_they_
     // glances at the appointments too. Measured against all visits, their nights would set the rate of managing care;
     // against A's other hours, the nights hardly ever manage care, far below chance.
     let mut p = with_habit();
-    reading(
+    on_phone_a(
         &mut p,
-        NHS_A,
-        "phone-a",
-        PHONE,
-        HOME_A,
         (1, 55),
         1,
         2,
@@ -995,15 +997,15 @@ fn someone_who_uses_the_holders_phone_more_than_the_holder_is_found_though_they_
         ],
     );
     let d = p.detection();
-    let u = fired(&d.findings, NHS_A, "unusual_hour")
-        .expect("a majority that hardly ever manages care is not the holder's hours");
-    assert_eq!(u.device_id.as_deref(), Some("phone-a"));
+    let u = foreign_hours_on_phone_a(
+        &d,
+        "a majority that hardly ever manages care is not the holder's hours",
+    );
     assert!(
         u.explanation.contains("while they sleep"),
         "{}",
         u.explanation
     );
-    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
 }
 
 #[test]
@@ -1046,12 +1048,14 @@ fn a_second_routine_far_outside_the_holders_hours_is_found_when_its_reading_is_o
     // reading only consultations and problems. That so many visits fall at an hour A does not keep is far beyond
     // chance; that they all read the way A mostly reads anyway is only somewhat unusual (about once in twenty). Two
     // tests that together would pass by chance less than once in 40,000 devices make a second routine.
-    let mut p = results_reader();
-    watching(&mut p, "phone-a", PHONE, HOME_A, (1, 55), 3, 11);
-    let d = p.detection();
-    let u = fired(&d.findings, NHS_A, "unusual_hour").expect("the daytime routine is found");
-    assert_eq!(u.device_id.as_deref(), Some("phone-a"));
-    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+    let d = daytime_routine(results_reader(), (1, 55), 3);
+    foreign_hours_on_phone_a(&d, "the daytime routine is found");
+}
+
+/// `p` with A's own phone also opened at 11:00 every `every` days over `days`, reading only what a watcher reads.
+fn daytime_routine(mut p: Practice, days: (i64, i64), every: usize) -> detect::Detection {
+    watching(&mut p, "phone-a", PHONE, HOME_A, days, every, 11);
+    p.detection()
 }
 
 #[test]
@@ -1060,11 +1064,8 @@ fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_r
     // A keeps evenings (19:00, every three days, managing their care). Their own phone is also opened at 11:00
     // every four days from the start of the data, from home, reading only consultations and problems: a second
     // routine on the holder's phone, at an hour they do not keep, reading the way they never do.
-    let mut watched = with_habit();
-    watching(&mut watched, "phone-a", PHONE, HOME_A, (2, 54), 4, 11);
-    let d = watched.detection();
-    let u = fired(&d.findings, NHS_A, "unusual_hour").expect("the daytime routine is found");
-    assert_eq!(u.device_id.as_deref(), Some("phone-a"));
+    let d = daytime_routine(with_habit(), (2, 54), 4);
+    let u = foreign_hours_on_phone_a(&d, "the daytime routine is found");
     // In the daytime, the patient is apart from their phone rather than asleep.
     assert!(
         u.explanation.contains("patient's own device")
@@ -1073,7 +1074,6 @@ fn someone_else_on_the_holders_phone_in_the_daytime_is_found_but_not_a_results_r
         "{}",
         u.explanation
     );
-    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
 
     // A holder who mostly follows their own results and letters (three evening visits in four read nothing else),
     // doing the same now and then at lunchtime: the daytime visits read the way the holder reads. Not flagged.
