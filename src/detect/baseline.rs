@@ -121,9 +121,10 @@ pub const MIN_CARE_SESSIONS: f64 = 6.0;
 pub const MIN_CARE_RATE: f64 = 0.25;
 /// Visits (in an hour and its neighbours) before that hour's share of care is judged.
 pub const MIN_LOW_CARE_VISITS: f64 = 4.0;
-/// An hour whose visits manage care at under this fraction of the holder's overall rate is not the holder's.
+/// An hour whose visits manage care at under this fraction of the rate at the holder's other hours (or overall, if
+/// higher) is not the holder's...
 pub const LOW_CARE_RATIO: f64 = 0.35;
-/// ...and so few that the holder's rate would give so few by chance less than once in this many hours.
+/// ...when chance would also put so few care visits in that hour less than once in this many (Fisher's exact test).
 pub const LOW_CARE_ODDS: f64 = 50.0;
 /// A device reads like a watcher when at least this share of its reading sessions only read prying sections...
 pub const WATCHER_SHARE: f64 = 0.8;
@@ -245,7 +246,7 @@ pub struct PatientBaseline {
     /// The holder's core hours (with at least [`MIN_CORE_SESSIONS`] sessions to learn them from).
     pub core: Option<HourArc>,
     /// Hours (with their neighbours) whose visits on the holder's devices manage care at under
-    /// [`LOW_CARE_RATIO`] of the holder's overall rate.
+    /// [`LOW_CARE_RATIO`] of the rate at the holder's other hours, beyond chance ([`LOW_CARE_ODDS`]).
     pub low_care: [bool; 24],
     /// Addresses the holder's devices use at the holder's usual hours.
     pub ips: HashSet<String>,
