@@ -38,22 +38,35 @@ pub fn surprise(n: usize, k: usize, learned_rate: f64) -> f64 {
 /// The chance that `draws` items taken at random from `total`, of which `marked` are marked, hold at most `k` marked
 /// ones (the lower tail of the hypergeometric distribution: Fisher's exact test of a part against the whole).
 pub fn hypergeometric_lower_tail(total: usize, marked: usize, draws: usize, k: usize) -> f64 {
-    let ln_choose = |n: usize, r: usize| -> Option<f64> {
-        (r <= n).then(|| {
-            let r = r.min(n - r);
-            (0..r)
-                .map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln())
-                .sum()
-        })
-    };
-    let (Some(all), true) = (ln_choose(total, draws), marked <= total && draws <= total) else {
+    if marked > total || draws > total {
         return 1.0;
+    }
+    let ln_choose = |n: usize, r: usize| -> f64 {
+        let r = r.min(n - r);
+        (0..r)
+            .map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln())
+            .sum()
     };
-    (0..=k.min(marked).min(draws))
-        .filter_map(|x| Some(ln_choose(marked, x)? + ln_choose(total - marked, draws - x)? - all))
-        .map(f64::exp)
-        .sum::<f64>()
-        .min(1.0)
+    let unmarked = total - marked;
+    // The fewest marked a draw can hold, and its chance; each further term from the one before, as in
+    // [`binomial_tail`]: P(x + 1) / P(x) = (marked - x)(draws - x) / ((x + 1)(unmarked - draws + x + 1)).
+    let lowest = draws.saturating_sub(unmarked);
+    let highest = k.min(marked).min(draws);
+    if lowest > highest {
+        return 0.0;
+    }
+    let mut ln_p =
+        ln_choose(marked, lowest) + ln_choose(unmarked, draws - lowest) - ln_choose(total, draws);
+    let mut sum = 0.0;
+    for x in lowest..=highest {
+        sum += ln_p.exp();
+        if x < highest {
+            ln_p += ((marked - x) as f64).ln() + ((draws - x) as f64).ln()
+                - ((x + 1) as f64).ln()
+                - ((unmarked + x + 1 - draws) as f64).ln();
+        }
+    }
+    sum.min(1.0)
 }
 
 #[cfg(test)]
