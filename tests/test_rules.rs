@@ -1404,6 +1404,47 @@ fn a_device_reads_like_a_watcher_only_against_how_the_holder_reads() {
     assert_eq!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
 }
 
+#[test]
+fn a_device_that_books_for_the_patient_does_not_read_like_a_watcher_however_much_else_it_reads_results(
+) {
+    // The tablet of the test above, which reads like a watcher beside this holder...
+    let tablet = |p: &mut Practice| {
+        reading(
+            p,
+            NHS_A,
+            "tablet-a",
+            TABLET,
+            HOME_A,
+            (1, 55),
+            4,
+            21,
+            &[&["test_results", "letters"], &["consultations"]],
+        );
+    };
+    let mut watcher = with_habit();
+    tablet(&mut watcher);
+    let d = watcher.detection();
+    let u = fired(&d.findings, NHS_A, "unfamiliar_device").expect("fires");
+    assert!(u.explanation.contains("never booked"), "{}", u.explanation);
+    let watcher_score = u.score;
+    // ...once booked an appointment on it: it manages the patient's care, so it is not said never to have booked, and
+    // it weighs less than a device that only reads.
+    let mut booked = with_habit();
+    tablet(&mut booked);
+    booked.action(
+        NHS_A,
+        "acct-a",
+        "tablet-a",
+        "2026-10-20 21:30",
+        "book_appointment",
+    );
+    let d = booked.detection();
+    if let Some(u) = fired(&d.findings, NHS_A, "unfamiliar_device") {
+        assert!(!u.explanation.contains("never booked"), "{}", u.explanation);
+        assert!(u.score < watcher_score, "{} vs {watcher_score}", u.score);
+    }
+}
+
 /// A's habit on their phone until day `old_last`, a password reset on a new phone on 12 Nov (day 45), and the new
 /// phone reading consultations and results every other day over `new_days` at `hour`.
 fn new_phone_after_reset(old_last: u32, new_days: (i64, i64), hour: u32) -> Practice {

@@ -481,13 +481,19 @@ impl PatientBaseline {
     }
 
     /// A device that reads the way a watcher does, distinctly more so than the holder: it (nearly) only reads the
-    /// sections where disclosures are found, and the holder's own main device does not.
+    /// sections where disclosures are found, and the holder's own main device does not; and it never books, orders
+    /// or writes to the practice for the patient.
     pub fn reads_like_watcher(&self, device: &str) -> bool {
         self.devices.get(device).is_some_and(|u| {
             let share = u.watcher_share();
             // A handful of visits says little about how a device reads: a new phone's first three visits may all
             // happen to be results.
             if u.reading_sessions() < MIN_READS_TO_JUDGE {
+                return false;
+            }
+            // A device that books, orders or writes to the practice for the patient is managing their care, whatever
+            // else it reads.
+            if u.owner_action_sessions > 0 {
                 return false;
             }
             share >= WATCHER_SHARE
