@@ -335,3 +335,68 @@ fn one_device_holds_one_session_on_a_record_at_a_time() {
     }
     assert!(sessions > 1000, "{sessions}");
 }
+
+#[test]
+fn a_password_takeover_sometimes_locks_the_victim_out_and_their_phone_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p");
+    let r = run(&[
+        "generate",
+        "--out",
+        out.to_str().unwrap(),
+        "--patients",
+        "1500",
+        "--days",
+        "60",
+        "--seed",
+        "3",
+        "--as-of",
+        "2026-11-22",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut truth = csv::Reader::from_path(truth_of(&out)).unwrap();
+    let takeovers: BTreeSet<String> = truth
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[2] == "account_change_takeover")
+        .map(|r| r[0].to_string())
+        .collect();
+    // Per victim of a takeover: the password change (when, on which device), then that device's refused and
+    // successful sign-ins after it.
+    let mut audit = csv::Reader::from_path(out.join("audit.csv")).unwrap();
+    let h = audit.headers().unwrap().clone();
+    let at = |name: &str| h.iter().position(|x| x == name).unwrap();
+    let (t, nhs, dev, act) = (
+        at("occurred_at"),
+        at("nhs_number"),
+        at("device_id"),
+        at("action"),
+    );
+    let mut rows: Vec<csv::StringRecord> = audit
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| takeovers.contains(&r[nhs]))
+        .collect();
+    rows.sort_by(|a, b| a[t].cmp(&b[t]));
+    let (mut locked_out, mut still_in) = (0, 0);
+    for victim in &takeovers {
+        let mine: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[nhs] == victim).collect();
+        let Some(change) = mine.iter().find(|r| &r[act] == "change_password") else {
+            continue;
+        };
+        let after = |action: &str| {
+            mine.iter()
+                .filter(|r| r[t] > change[t] && r[dev] == change[dev] && &r[act] == action)
+                .count()
+        };
+        match (after("login_failed"), after("login")) {
+            (refused, 0) if refused > 0 => locked_out += 1,
+            (_, n) if n > 0 => still_in += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        locked_out > 0 && still_in > 0,
+        "locked out {locked_out}, still in {still_in}"
+    );
+}

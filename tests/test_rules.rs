@@ -74,6 +74,13 @@ impl Practice {
         self
     }
 
+    /// A sign-in refused on `device`.
+    fn refused(&mut self, nhs: &str, device: &str, at: &str) -> &mut Self {
+        self.sessions += 1;
+        let _ = writeln!(self.audit, ",{at}:00,{nhs},acct-a,patient,{device},{PHONE},{HOME_A},nhs_app,s{},login_failed,,failure", self.sessions);
+        self
+    }
+
     /// The patient's habit: a session on their own phone every `every` days at `hour`, from `from` to `to`.
     #[allow(clippy::too_many_arguments)]
     fn habit(
@@ -636,6 +643,82 @@ fn access_despite_restriction_fires_for_a_new_device_not_for_the_patients_own() 
         &["consultations"],
     );
     assert!(fired(&lifted.detect(), NHS_A, "access_despite_restriction").is_none());
+}
+
+/// A's phone every 3 days at 19:00 until 11 Nov (day 44), and a tablet once a week at 20:00; a password reset on a
+/// new phone on 12 Nov, which then reads A's summary, appointments and medications every other day at 19:00, as A
+/// did.
+fn reset_on_a_phone_that_reads_like_the_holders() -> Practice {
+    let mut p = Practice::default();
+    p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, 44), 3, 19);
+    p.habit(NHS_A, "acct-a", "tablet-a", TABLET, HOME_A, (1, 43), 7, 20);
+    p.action(
+        NHS_A,
+        "acct-a",
+        "phone-new",
+        "2026-11-12 19:05",
+        "change_password",
+    );
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-new",
+        PHONE,
+        HOME_A,
+        (45, 55),
+        2,
+        19,
+        &[&["summary", "appointments", "medications"]],
+    );
+    p
+}
+
+#[test]
+fn after_a_password_change_the_patients_main_phone_refused_is_a_takeover_unless_it_gets_in_at_the_next_try(
+) {
+    let locked_out = |p: &Practice| {
+        let d = p.detection();
+        let f = fired(&d.findings, NHS_A, "account_change_then_new_device")
+            .expect("fires")
+            .clone();
+        (f, risk_level(&d, NHS_A))
+    };
+    // The new phone reads the way A does, and the old one is not used again: most likely A's new phone.
+    let (f, _) = locked_out(&reset_on_a_phone_that_reads_like_the_holders());
+    assert!(!f.explanation.contains("refused"), "{}", f.explanation);
+    let new_phone = f.score;
+    // A's main phone then tries to sign in and is refused, and does not get in: A has been locked out of their own
+    // login, whatever the new phone reads.
+    let mut p = reset_on_a_phone_that_reads_like_the_holders();
+    p.refused(NHS_A, "phone-a", "2026-11-15 19:02");
+    let (f, level) = locked_out(&p);
+    assert!(
+        f.explanation.contains("was refused (Sun 15 Nov 19:02)"),
+        "{}",
+        f.explanation
+    );
+    assert!(f.score > new_phone, "{} vs {new_phone}", f.score);
+    assert_ne!(level, "low");
+    // Refused, then in a minute later: a mistyped or new password, not a lock-out.
+    let mut p = reset_on_a_phone_that_reads_like_the_holders();
+    p.refused(NHS_A, "phone-a", "2026-11-15 19:02");
+    p.session(
+        NHS_A,
+        "acct-a",
+        "phone-a",
+        PHONE,
+        HOME_A,
+        "2026-11-15 19:03",
+        &["summary"],
+    );
+    let (f, _) = locked_out(&p);
+    assert!(!f.explanation.contains("refused"), "{}", f.explanation);
+    // An old tablet left with the old password, refused: not A's main device.
+    let mut p = reset_on_a_phone_that_reads_like_the_holders();
+    p.refused(NHS_A, "tablet-a", "2026-11-15 20:02");
+    let (f, _) = locked_out(&p);
+    assert!(!f.explanation.contains("refused"), "{}", f.explanation);
+    assert_eq!(f.score, new_phone);
 }
 
 #[test]

@@ -42,6 +42,8 @@ pub struct Context<'a> {
     pub practice_hours: [f64; 24],
     /// (patient, proxy account) -> periods of formal proxy access.
     pub proxy_links: HashMap<(String, String), Vec<ProxyPeriod>>,
+    /// Refused logins per patient over the look-back, in time order: (when, device key).
+    pub failed_logins: HashMap<String, Vec<(i64, String)>>,
 }
 
 /// One patient's sessions and the model of the account holder, as each rule receives them.

@@ -88,8 +88,10 @@ pub fn detect(
         restrictions: HashMap::new(),
         practice_hours: [0.0; 24],
         proxy_links: HashMap::new(),
+        failed_logins: HashMap::new(),
     };
     context::load_context(store, catalogue, &mut ctx)?;
+    ctx.failed_logins = sessions::failed_logins(store, lookback_start, end)?;
 
     // What the export carries decides how sessions are built and which rules can run.
     let coverage = sessions::window_figures(store, lookback_start, end)?;

@@ -84,6 +84,66 @@ pub fn window_figures(store: &Path, start: i64, end: i64) -> PolarsResult<FieldC
     })
 }
 
+/// Events with their device key: the device id; without one, the user agent with its version numbers masked (the
+/// regex runs only on the events that need it); without either, the unknown device.
+fn with_device_key(events: LazyFrame) -> PolarsResult<LazyFrame> {
+    let with_id = events
+        .clone()
+        .filter(col(DEVICE_ID).is_not_null())
+        .with_column(col(DEVICE_ID).alias("device_key"));
+    let without_id = events.filter(col(DEVICE_ID).is_null()).with_column(
+        coalesce(&[
+            concat_str(
+                [
+                    lit(UA_KEY),
+                    col(USER_AGENT)
+                        .str()
+                        .replace_all(lit(r"[0-9]+"), lit("#"), false),
+                ],
+                "",
+                false,
+            ),
+            lit(UNKNOWN_DEVICE),
+        ])
+        .alias("device_key"),
+    );
+    concat([with_id, without_id], UnionArgs::default())
+}
+
+/// The look-back's refused logins (`login_failed`), per patient in time order, with the device key each came from.
+/// They are not access to the record, so no session holds them; they are few, and they tell a patient locked out
+/// of their own login after someone else changed the password.
+pub fn failed_logins(
+    store: &Path,
+    start: i64,
+    end: i64,
+) -> PolarsResult<std::collections::HashMap<String, Vec<(i64, String)>>> {
+    let refused = scan_kind(store, Kind::Audit)?
+        .filter(partition_window(start, end))
+        .filter(in_window(start, end))
+        .filter(col(ACTION).eq(lit("login_failed")));
+    let df = with_device_key(refused)?
+        .select([col(NHS_NUMBER), time().alias("t"), col("device_key")])
+        .collect()?;
+    let (nhs, t, device) = (
+        df.column(NHS_NUMBER)?.str()?,
+        df.column("t")?.i64()?,
+        df.column("device_key")?.str()?,
+    );
+    let mut out: std::collections::HashMap<String, Vec<(i64, String)>> = Default::default();
+    for ((n, t), d) in nhs.iter().zip(t.iter()).zip(device.iter()) {
+        if let (Some(n), Some(t)) = (n, t) {
+            out.entry(n.to_string())
+                .or_default()
+                .push((t, d.unwrap_or(UNKNOWN_DEVICE).to_string()));
+        }
+    }
+    for list in out.values_mut() {
+        list.sort();
+    }
+    Ok(out)
+}
+
 fn one_of(c: &str, name: &str, values: &[&str]) -> Expr {
     col(c).is_in(lit(Series::new(name.into(), values)).implode(false), false)
 }
@@ -124,30 +184,8 @@ pub fn batch_sessions(
         // A failed login is not access to the record.
         .filter(col(OUTCOME).eq(lit("success")))
         .with_column(col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"));
-    // The device key: the device id; without one, the user agent with its version numbers masked (the regex runs
-    // only on the events that need it); without either, the unknown device.
-    let with_id = base
-        .clone()
-        .filter(col(DEVICE_ID).is_not_null())
-        .with_column(col(DEVICE_ID).alias("device_key"));
-    let without_id = base.filter(col(DEVICE_ID).is_null()).with_column(
-        coalesce(&[
-            concat_str(
-                [
-                    lit(UA_KEY),
-                    col(USER_AGENT)
-                        .str()
-                        .replace_all(lit(r"[0-9]+"), lit("#"), false),
-                ],
-                "",
-                false,
-            ),
-            lit(UNKNOWN_DEVICE),
-        ])
-        .alias("device_key"),
-    );
     // Per event, only what a session sums up.
-    let mut events = concat([with_id, without_id], UnionArgs::default())?
+    let mut events = with_device_key(base)?
         .select([
             col(NHS_NUMBER),
             col("device_key"),

@@ -7,7 +7,8 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::{
     at_local, AppointmentRow, Device, Generator, Persona, BROAD_SECTIONS, PRYING_SECTIONS,
@@ -253,6 +254,51 @@ impl Generator<'_> {
         }
     }
 
+    /// A password changed by someone else may lock the victim out: then their own use after the change is gone, and
+    /// in its place their phone tries to sign in, once to three times over the next days, and is refused. Drawn
+    /// from a stream of its own (seeded by the practice's seed and the NHS number), so that adding it changed no
+    /// other patient of a seeded practice.
+    fn lock_out(&mut self, h: &super::habits::Habits, at: DateTime<Utc>) {
+        let id: u64 = h.nhs.parse().unwrap_or(0);
+        let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed ^ id.rotate_left(17));
+        if !rng.gen_bool(0.5) {
+            return;
+        }
+        let own = |r: &super::AuditRow| {
+            r.nhs_number == h.nhs && r.at > at && h.devices.iter().any(|d| d.id == r.device.id)
+        };
+        self.practice.audit.retain(|r| !own(r));
+        let tz = self.spec.timezone;
+        for _ in 0..rng.gen_range(1..=3) {
+            let day = at.with_timezone(&tz).date_naive() + Duration::days(rng.gen_range(1..10));
+            if day > self.spec.as_of {
+                continue;
+            }
+            let peak = h.peaks[rng.gen_range(0..h.peaks.len())].0;
+            let when = at_local(tz, day, (peak + rng.gen_range(-1.0..1.0)).rem_euclid(24.0));
+            self.next_id += 1;
+            let session_id = format!(
+                "sess-{:06x}{:04x}",
+                rng.gen::<u32>() & 0xff_ffff,
+                self.next_id & 0xffff
+            );
+            self.next_event += 1;
+            self.practice.audit.push(super::AuditRow {
+                event_id: None,
+                at: when,
+                nhs_number: h.nhs.clone(),
+                account_id: h.account.clone(),
+                actor_role: "patient",
+                device: h.devices[0].clone(),
+                ip: h.home_ip.clone(),
+                session_id,
+                action: "login_failed",
+                section: None,
+                outcome: "failure",
+            });
+        }
+    }
+
     fn day_in(&mut self, from: NaiveDate, to: NaiveDate) -> NaiveDate {
         from + Duration::days(self.rng.gen_range(0..=(to - from).num_days().max(0)))
     }
@@ -381,6 +427,9 @@ impl Generator<'_> {
                 };
                 let phone = h.devices[0].clone();
                 self.single_action(&nhs, &account, &phone, &watcher_ip, at, action);
+                if action == "change_password" {
+                    self.lock_out(&h, at);
+                }
                 let after = Watch {
                     from: day + Duration::days(1),
                     ..w

@@ -63,34 +63,57 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         }
         let first = sessions[0];
         let delay_h = (first.start - at).max(0) / HOUR;
-        // The devices used before the change and never again after it: the patient locked out of their own login.
-        let before: std::collections::BTreeSet<&str> = p
-            .sessions
-            .iter()
-            .filter(|s| s.start < at - HOUR)
-            .map(|s| s.device.as_str())
-            .collect();
+        // The devices used before the change (with their sessions), and whether none is used again after it: the
+        // patient locked out of their own login.
+        let mut before: std::collections::BTreeMap<&str, usize> = Default::default();
+        for s in p.sessions.iter().filter(|s| s.start < at - HOUR) {
+            *before.entry(s.device.as_str()).or_default() += 1;
+        }
         let locked_out = !before.is_empty()
             && ctx.end - at > 7 * DAY
             && !p
                 .sessions
                 .iter()
-                .any(|s| s.start > at + DAY && before.contains(s.device.as_str()));
+                .any(|s| s.start > at + DAY && before.contains_key(s.device.as_str()));
+        // The device the patient used most before the change, tried after it and refused, without getting in within
+        // the hour (someone who mistypes, or types the new password, gets in at the next try): the patient locked
+        // out of their own login. Nobody signs in on the phone they have replaced, and an old tablet left with the
+        // old password is not their main device.
+        let main_before = before
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(d, _)| *d);
+        let refused: Vec<i64> = ctx
+            .failed_logins
+            .get(p.nhs)
+            .into_iter()
+            .flatten()
+            .filter(|(t, d)| {
+                *t > at
+                    && Some(d.as_str()) == main_before
+                    && !p
+                        .sessions
+                        .iter()
+                        .any(|s| s.device == *d && s.start >= *t && s.start <= t + HOUR)
+            })
+            .map(|(t, _)| *t)
+            .collect();
         // A new phone used the way the patient used the old one (their sections, their hours) after a reset is
         // most likely their own: it still counts, at `own_phone_factor`. So is a new device that takes over from
         // the old ones without reading the way a watcher does: a replacement phone, set up with a new password.
+        // Neither holds once the old one has been refused.
         let own_phone = new_devices.iter().all(|d| p.baseline.is_holders(d));
         let prying = new_devices.iter().any(|d| p.baseline.reads_like_watcher(d));
         let replacement = locked_out && !prying;
         let mut score = (cfg.base_score
             + if sessions.len() > 2 { 5.0 } else { 0.0 }
-            + if locked_out && prying && !own_phone {
+            + if !refused.is_empty() || (locked_out && prying && !own_phone) {
                 cfg.locked_out_score
             } else {
                 0.0
             })
         .min(cfg.max_score);
-        if own_phone || replacement {
+        if refused.is_empty() && (own_phone || replacement) {
             score *= cfg.own_phone_factor;
         }
         let what = match change.account_change.as_deref() {
@@ -105,14 +128,22 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             if delay_h < 1 { "less than an hour".to_string() } else { format!("{delay_h} hours") },
             short_device(&first.device),
             times(sessions.len()),
-            if locked_out && prying {
+            if let Some(t) = refused.first() {
+                format!(
+                    "Since then the device the patient used most before the change tried to sign in and was refused \
+                     ({}), and did not get in: the patient may be locked out of their own login. ",
+                    ctx.when(*t)
+                )
+            } else if locked_out && prying {
                 "The devices the patient used before the change have not been used since, and the new one only \
                  reads consultations, problems, results, letters or documents. "
+                    .to_string()
             } else if locked_out {
                 "The devices the patient used before the change have not been used since: this may simply be a new \
                  phone. "
+                    .to_string()
             } else {
-                ""
+                String::new()
             },
         );
         out.push(Finding::new(
