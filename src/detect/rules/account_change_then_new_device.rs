@@ -12,10 +12,14 @@ pub const META: RuleMeta = RuleMeta {
     title: "Login details changed, then a new device",
     severity: "medium",
     detects: "The account's password or contact details were changed, and within days a device never seen on this \
-              record before started using it: the pattern of someone taking over a login.",
+              record before started using it: the pattern of someone taking over a login. Stronger when the phone \
+              the patient used most before the change is then refused at sign-in and does not get in: the patient \
+              locked out of their own login.",
     benign_lookalikes: &[
         "a patient who resets a forgotten password on a new phone (not flagged once the phone is used for their own \
          care: booking, ordering, reading the summary)",
+        "a patient refused once who gets in at the next try, or an old tablet left with the old password (not a \
+         lock-out)",
     ],
     guide: "Ask the patient, alone, whether they changed their password or contact details, and whether they have a \
             new phone. If not, the login may have been taken over: help them secure it with NHS login and consider \
