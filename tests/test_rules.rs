@@ -1488,6 +1488,47 @@ fn a_device_reads_like_a_watcher_only_against_how_the_holder_reads() {
 }
 
 #[test]
+fn a_device_reads_like_a_watcher_only_beyond_what_a_light_holders_few_visits_can_say() {
+    // A holder who reads their summary and appointments in half their visits and results and letters in the other
+    // half, every `every` days; a tablet that reads consultations and letters in 11 of its 12 visits.
+    let mut readings: Vec<&[&str]> = vec![&["consultations", "letters"]; 11];
+    readings.push(&["allergies"]);
+    let practice = |every: usize| {
+        let mut p = Practice::default();
+        on_phone_a(
+            &mut p,
+            (0, 55),
+            every,
+            19,
+            &[&["summary", "appointments"], &["test_results", "letters"]],
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "tablet-a",
+            TABLET,
+            HOME_A,
+            (1, 45),
+            4,
+            21,
+            &readings,
+        );
+        p.detection()
+    };
+    let reads_like_watcher = |d: &detect::Detection| {
+        fired(&d.findings, NHS_A, "unfamiliar_device")
+            .is_some_and(|u| u.explanation.contains("never booked"))
+    };
+    // Beside 28 such visits of the holder's, the tablet reads unlike them (Fisher's exact test: about once in 80).
+    let d = practice(2);
+    assert!(reads_like_watcher(&d), "{:?}", d.findings);
+    // Beside 6, the holder's own rate is too uncertain to say so (about once in 12), though against the rate those
+    // 6 suggest, 11 of 12 would happen once in 300.
+    let d = practice(10);
+    assert!(!reads_like_watcher(&d), "{:?}", d.findings);
+}
+
+#[test]
 fn a_device_that_books_for_the_patient_does_not_read_like_a_watcher_however_much_else_it_reads_results(
 ) {
     // The tablet of the test above, which reads like a watcher beside this holder...

@@ -133,6 +133,9 @@ pub const WATCHER_MARGIN: f64 = 0.35;
 /// ...and its visits read that way more often than the holder's reading would by chance less than once in this many
 /// devices: a margin alone lets a few visits of the holder's own tablet read "like a watcher" by luck.
 pub const WATCHER_ODDS: f64 = 50.0;
+/// ...and Fisher's exact test of its visits against the holder's main device's says the two would differ this much by
+/// chance less than once in this many: the holder's rate is itself learned, from a few visits for a light user.
+pub const WATCHER_VISITS_ODDS: f64 = 20.0;
 /// A device that reads care sections in two visits or more is the holder's unless it reads like a watcher more than
 /// this beyond the holder's own main device (and beyond one visit in two).
 pub const HOLDER_MIX_MARGIN: f64 = 0.1;
@@ -496,10 +499,24 @@ impl PatientBaseline {
             if u.owner_action_sessions > 0 {
                 return false;
             }
+            // Beyond chance twice over: against the holder's rate as learned, and (Fisher's exact test) against
+            // the holder's main device's own visits, whose rate is itself learned from few visits when the holder
+            // is a light user.
+            let (n, k) = (u.reading_sessions(), u.watcher_sessions);
+            let beyond_holders_visits = self
+                .primary_device
+                .as_ref()
+                .filter(|d| d.as_str() != device)
+                .and_then(|d| self.devices.get(d))
+                .is_none_or(|h| {
+                    let (hn, hk) = (h.reading_sessions(), h.watcher_sessions);
+                    hypergeometric_lower_tail(n + hn, (n - k) + (hn - hk), n, n - k)
+                        <= 1.0 / WATCHER_VISITS_ODDS
+                });
             share >= WATCHER_SHARE
                 && share - self.holder_prying >= WATCHER_MARGIN
-                && surprise(u.reading_sessions(), u.watcher_sessions, self.holder_prying)
-                    <= 1.0 / WATCHER_ODDS
+                && surprise(n, k, self.holder_prying) <= 1.0 / WATCHER_ODDS
+                && beyond_holders_visits
         })
     }
 
