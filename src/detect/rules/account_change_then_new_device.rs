@@ -1,6 +1,6 @@
 //! `account_change_then_new_device`: contact details or password changed, then a new device appears.
 
-use super::{counts, times, EvidenceKind, Needs, RuleMeta};
+use super::{counts, times, watcher_reading, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "account_change_then_new_device";
@@ -107,7 +107,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // the old ones without reading the way a watcher does: a replacement phone, set up with a new password.
         // Neither holds once the old one has been refused.
         let own_phone = new_devices.iter().all(|d| p.baseline.is_holders(d));
-        let prying = new_devices.iter().any(|d| p.baseline.reads_like_watcher(d));
+        let prying_use = new_devices
+            .iter()
+            .find(|d| p.baseline.reads_like_watcher(d))
+            .and_then(|d| p.baseline.devices.get(*d));
+        let prying = prying_use.is_some();
         let replacement = locked_out && !prying;
         let mut score = (cfg.base_score
             + if sessions.len() > 2 { 5.0 } else { 0.0 }
@@ -138,10 +142,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                      ({}), and did not get in: the patient may be locked out of their own login. ",
                     ctx.when(*t)
                 )
-            } else if locked_out && prying {
-                "The devices the patient used before the change have not been used since, and the new one only \
-                 reads consultations, problems, results, letters or documents. "
-                    .to_string()
+            } else if let (true, Some(u)) = (locked_out, prying_use) {
+                format!(
+                    "The devices the patient used before the change have not been used since. {}. ",
+                    watcher_reading(u)
+                )
             } else if locked_out {
                 "The devices the patient used before the change have not been used since: this may simply be a new \
                  phone. "

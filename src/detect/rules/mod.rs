@@ -160,6 +160,23 @@ pub fn find(id: &str) -> Option<&'static Rule> {
 
 /// Sessions a rule may hold against a patient: not an allowlisted device, not a formal proxy acting within
 /// their recorded access.
+/// How a device that reads like a watcher read, in words a clinician can check against the record: how many of its
+/// visits read nothing the patient manages their care with, and that it never booked, ordered or wrote (see
+/// [`crate::detect::baseline::PatientBaseline::reads_like_watcher`]).
+pub fn watcher_reading(u: &crate::detect::baseline::DeviceUse) -> String {
+    let (w, n) = (u.watcher_sessions, u.reading_sessions());
+    let visits = if w == n {
+        format!("all {n} of its visits")
+    } else {
+        format!("{w} of its {n} visits")
+    };
+    format!(
+        "In {visits} it read nothing the patient manages their care with (appointments, allergies, immunisations), \
+         only consultations, problems, results, letters, documents, medications or the summary, and it never booked, \
+         ordered or sent a message"
+    )
+}
+
 pub fn counts(ctx: &Context, s: &Session) -> bool {
     !ctx.allowed(&s.nhs_number, &s.device) && !ctx.is_formal_proxy(s)
 }

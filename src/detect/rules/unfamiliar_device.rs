@@ -1,7 +1,7 @@
 //! `unfamiliar_device`: a device that is not the account holder's, reading the record alongside the holder's own,
 //! whether it appeared this week or was already there when the look-back began.
 
-use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
+use super::{counts, list_times, times, watcher_reading, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView};
 
 pub const ID: &str = "unfamiliar_device";
@@ -11,9 +11,9 @@ pub const META: RuleMeta = RuleMeta {
     title: "A device that is not the patient's own",
     severity: "low",
     detects: "A device other than the patient's own reads the record while the patient goes on using theirs. The \
-              patient's own devices are recognised by what they do (booking, ordering, messages, reading the \
-              summary or appointments); this one only reads consultations, problems, results, letters or \
-              documents. It counts however long it has been there.",
+              patient's own devices are recognised by what they do (booking, ordering, messages, reading their \
+              appointments, allergies or immunisations); this one, in nearly all its visits, reads nothing the patient \
+              manages their care with, and never books, orders or writes. It counts however long it has been there.",
     benign_lookalikes: &[
         "a replacement phone that takes over from the old one (not flagged: it is used the way the patient used the \
          old one)",
@@ -84,10 +84,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             usage.days,
             list_times(ctx, &sessions),
             if prying {
-                "It only read consultations, problems, results, letters or documents, and never booked, ordered or \
-                 sent a message, unlike the patient's own device. "
+                format!("{}, unlike the patient's own device. ", watcher_reading(usage))
             } else {
-                ""
+                String::new()
             },
             if alongside {
                 "The patient's own device was still in use alongside it: a new phone that simply replaces the old \
