@@ -825,6 +825,37 @@ fn monitoring_cadence_fires_for_a_schedule_not_for_an_anxious_burst() {
 }
 
 #[test]
+fn a_daily_check_too_short_for_a_machine_counts_when_it_keeps_hours_the_holder_does_not_and_only_reads(
+) {
+    // A's phone, 16-21 Nov, once a day within three minutes of `time`, reading `sections`; A keeps 19:00.
+    let practice = |time: (u32, u32), sections: &[&str]| {
+        let mut p = with_habit();
+        for day in 16..=21 {
+            let at = format!("2026-11-{day} {:02}:{:02}", time.0, time.1 + day % 3);
+            p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, &at, sections);
+        }
+        p.detect()
+    };
+    let schedule = |f: &[Finding]| {
+        fired(f, NHS_A, "monitoring_cadence")
+            .is_some_and(|c| c.explanation.contains("on a schedule"))
+    };
+    // At 09:27, reading consultations: six days are fewer than a daily habit needs on its own (ten), but this one is
+    // not the holder's: found.
+    let f = practice((9, 27), &["consultations"]);
+    let c = fired(&f, NHS_A, "monitoring_cadence").expect("fires");
+    assert!(
+        c.explanation.contains("6 times") && schedule(&f),
+        "{}",
+        c.explanation
+    );
+    // The same mornings spent booking and reading appointments: the holder's own new routine.
+    assert!(!schedule(&practice((9, 27), &["appointments"])));
+    // At the holder's own hour: their habit.
+    assert!(!schedule(&practice((19, 40), &["consultations"])));
+}
+
+#[test]
 fn too_little_history_is_not_flagged_by_the_baseline_rules() {
     let mut p = Practice::default();
     // A patient who first logged in this week, at night, from two devices.

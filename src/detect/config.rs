@@ -127,7 +127,7 @@ impl DetectConfig {
         bounded(o, "stale_factor", self.stale_factor, 0.0, 1.0);
         bounded(o, "case.gap_days", self.case.gap_days, 0, 3650);
         bounded(o, "case.rise", self.case.rise, 1, 100);
-        let scores: [(&str, f64); 27] = [
+        let scores: [(&str, f64); 28] = [
             (
                 "unfamiliar_device.base_score",
                 self.unfamiliar_device.base_score,
@@ -217,6 +217,10 @@ impl DetectConfig {
             (
                 "monitoring_cadence.regular_score",
                 self.monitoring_cadence.regular_score,
+            ),
+            (
+                "monitoring_cadence.foreign_schedule_score",
+                self.monitoring_cadence.foreign_schedule_score,
             ),
         ];
         for (key, v) in scores {
@@ -644,6 +648,9 @@ pub struct Cadence {
     /// The tolerance grows with the period: at least this share of it (1.5% of a day is about 22 minutes).
     pub tolerance_share: f64,
     pub regular_score: f64,
+    /// A daily check of at least `min_regular_sessions` (but fewer than `min_regular_days`) that keeps the same
+    /// minute at hours the holder does not keep, and only reads: someone else's schedule on the record. Scores this.
+    pub foreign_schedule_score: f64,
     pub max_score: f64,
 }
 
@@ -659,6 +666,7 @@ impl Default for Cadence {
             tolerance_minutes: 3,
             tolerance_share: 0.015,
             regular_score: 55.0,
+            foreign_schedule_score: 40.0,
             max_score: 70.0,
         }
     }

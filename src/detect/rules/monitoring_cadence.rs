@@ -90,25 +90,49 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let Some((period, chain)) = regular_chain(&starts, tolerance) else {
             continue;
         };
-        // A daily habit is more common than a machine's hourly poll: a long period needs a longer run.
-        let needed = if period >= 12 * 3_600_000_000 {
+        // A daily habit is more common than a machine's hourly poll: a long period needs a longer run, unless the
+        // daily check keeps hours the holder does not, and only reads: then it is not the holder's habit.
+        let daily = period >= 12 * 3_600_000_000;
+        let needed = if daily {
             cfg.min_regular_days
         } else {
             cfg.min_regular_sessions
         };
-        if chain.len() < needed {
+        let foreign_schedule = daily
+            && chain.len() >= cfg.min_regular_sessions
+            && p.baseline.has_history(ctx)
+            && chain
+                .iter()
+                .all(|i| list[*i].watcher_like() && p.baseline.foreign_hour(ctx, list[*i].start));
+        if chain.len() < needed && !foreign_schedule {
             continue;
         }
-        score = score.max(cfg.regular_score);
         let hours = period as f64 / 3_600_000_000.0;
-        reasons.push(format!(
-            "It was opened {} times from {} at regular intervals (every {}, to within {} minutes), a regularity \
-             people rarely keep: an app, or someone checking on a schedule.",
-            chain.len(),
-            short_device(d),
-            if (23.0..=25.0).contains(&hours) { "day at the same time".to_string() } else { format!("{hours:.1} hours") },
-            tolerance(period) / 60_000_000,
-        ));
+        let every = if (23.0..=25.0).contains(&hours) {
+            "day at the same time".to_string()
+        } else {
+            format!("{hours:.1} hours")
+        };
+        if chain.len() >= needed {
+            score = score.max(cfg.regular_score);
+            reasons.push(format!(
+                "It was opened {} times from {} at regular intervals (every {every}, to within {} minutes), a \
+                 regularity people rarely keep: an app, or someone checking on a schedule.",
+                chain.len(),
+                short_device(d),
+                tolerance(period) / 60_000_000,
+            ));
+        } else {
+            score = score.max(cfg.foreign_schedule_score);
+            reasons.push(format!(
+                "It was opened {} times from {} on a schedule (every {every}, to within {} minutes), at hours the \
+                 patient does not otherwise keep, each time only to read: someone checking on a schedule of their \
+                 own.",
+                chain.len(),
+                short_device(d),
+                tolerance(period) / 60_000_000,
+            ));
+        }
         evidence.extend(chain.iter().map(|i| list[*i]));
         device = Some(*d);
     }
