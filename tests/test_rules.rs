@@ -851,8 +851,8 @@ fn a_daily_check_too_short_for_a_machine_counts_when_it_keeps_hours_the_holder_d
     );
     // The same mornings spent booking and reading appointments: the holder's own new routine.
     assert!(!schedule(&practice((9, 27), &["appointments"])));
-    // At the holder's own hour: their habit.
-    assert!(!schedule(&practice((19, 40), &["consultations"])));
+    // Within the holder's own hours (an hour after their usual time): their habit.
+    assert!(!schedule(&practice((20, 30), &["consultations"])));
 }
 
 #[test]
