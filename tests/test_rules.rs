@@ -713,6 +713,35 @@ fn after_a_password_change_the_patients_main_phone_refused_is_a_takeover_unless_
     );
     let (f, _) = locked_out(&p);
     assert!(!f.explanation.contains("refused"), "{}", f.explanation);
+    // No use of the record before the change in the look-back: the phone the password was changed on, refused
+    // afterwards, stands for A's.
+    let mut p = Practice::default();
+    p.action(
+        NHS_A,
+        "acct-a",
+        "phone-a",
+        "2026-11-12 19:05",
+        "change_password",
+    );
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-new",
+        PHONE,
+        HOME_A,
+        (45, 55),
+        2,
+        19,
+        &[&["consultations", "letters"]],
+    );
+    p.refused(NHS_A, "phone-a", "2026-11-15 19:02");
+    let (f, _) = locked_out(&p);
+    assert!(
+        f.explanation
+            .contains("the change was made on tried to sign in and was refused"),
+        "{}",
+        f.explanation
+    );
     // An old tablet left with the old password, refused: not A's main device.
     let mut p = reset_on_a_phone_that_reads_like_the_holders();
     p.refused(NHS_A, "tablet-a", "2026-11-15 20:02");

@@ -83,10 +83,13 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // the hour (someone who mistypes, or types the new password, gets in at the next try): the patient locked
         // out of their own login. Nobody signs in on the phone they have replaced, and an old tablet left with the
         // old password is not their main device.
-        let main_before = before
+        // With no use before the change in the look-back, the device the change was made on stands in: whoever
+        // changed the password there knows it.
+        let used_most = before
             .iter()
             .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
             .map(|(d, _)| *d);
+        let main_before = used_most.unwrap_or(change.device.as_str());
         let refused: Vec<i64> = ctx
             .failed_logins
             .get(p.nhs)
@@ -94,7 +97,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .flatten()
             .filter(|(t, d)| {
                 *t > at
-                    && Some(d.as_str()) == main_before
+                    && d.as_str() == main_before
                     && !p
                         .sessions
                         .iter()
@@ -138,8 +141,13 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             times(sessions.len()),
             if let Some(t) = refused.first() {
                 format!(
-                    "Since then the device the patient used most before the change tried to sign in and was refused \
-                     ({}), and did not get in: the patient may be locked out of their own login. ",
+                    "Since then the device {} tried to sign in and was refused ({}), and did not get in: the patient \
+                     may be locked out of their own login. ",
+                    if used_most.is_some() {
+                        "the patient used most before the change"
+                    } else {
+                        "the change was made on"
+                    },
                     ctx.when(*t)
                 )
             } else if let (true, Some(u)) = (locked_out, prying_use) {
