@@ -674,6 +674,46 @@ fn reset_on_a_phone_that_reads_like_the_holders() -> Practice {
 }
 
 #[test]
+fn a_second_device_set_up_with_a_password_reset_is_the_holders_when_it_keeps_their_hours_and_manages_their_care(
+) {
+    // A keeps their phone (every 3 days at 19:00); on 12 Nov a password reset on a new tablet, which from 13 Nov
+    // reads every other day at `hour`, now and then their appointments.
+    let practice = |hour: u32| {
+        let mut p = with_habit();
+        p.action(
+            NHS_A,
+            "acct-a",
+            "tablet-new",
+            "2026-11-12 19:05",
+            "change_password",
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "tablet-new",
+            TABLET,
+            HOME_A,
+            (46, 55),
+            2,
+            hour,
+            &[
+                &["test_results", "letters"],
+                &["appointments"],
+                &["consultations"],
+            ],
+        );
+        let d = p.detection();
+        fired(&d.findings, NHS_A, "account_change_then_new_device")
+            .expect("fires")
+            .score
+    };
+    // At A's own hour: A's second device, discounted below medium.
+    assert!(practice(19) < 45.0);
+    // At 03:00, hours A does not keep: not discounted.
+    assert!(practice(3) >= 45.0);
+}
+
+#[test]
 fn after_a_password_change_the_patients_main_phone_refused_is_a_takeover_unless_it_gets_in_at_the_next_try(
 ) {
     let locked_out = |p: &Practice| {

@@ -92,8 +92,30 @@ impl Generator<'_> {
                     "web"
                 };
                 let second = self.device(kind);
-                self.add_own_device(&mut h, second);
-                self.ordinary_use(&h, &|_, r| usize::from(r.gen_bool(0.35)), first, last);
+                self.add_own_device(&mut h, second.clone());
+                // Some take the second device up partway through, resetting a forgotten password on it first, and
+                // go on using their phone too (the patient's own look-alike of a takeover). Drawn from the patient's
+                // side stream.
+                let mut side = self.side_stream(&nhs);
+                let from = side.gen_bool(0.3).then(|| {
+                    let span = i64::from(self.spec.days.max(2));
+                    first + Duration::days(side.gen_range(span / 4..span * 3 / 4))
+                });
+                let starts = from.unwrap_or(first);
+                self.ordinary_use(
+                    &h,
+                    &move |d, r| {
+                        let on_second = r.gen_bool(0.35);
+                        usize::from(on_second && d >= starts)
+                    },
+                    first,
+                    last,
+                );
+                if let Some(day) = from {
+                    let peak = h.peaks[side.gen_range(0..h.peaks.len())].0;
+                    let at = at_local(self.spec.timezone, day, (peak - 0.5).rem_euclid(24.0));
+                    self.lone_event(&mut side, &h, &second, at, "change_password", "success");
+                }
             }
             Persona::PhoneReplacement => {
                 let new_phone = self.device("phone");

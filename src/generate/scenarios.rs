@@ -254,13 +254,52 @@ impl Generator<'_> {
         }
     }
 
+    /// A stream of its own for one patient (seeded by the practice's seed and the NHS number), for choices added to
+    /// the generator later: drawing them from the main stream would have changed every other patient of a seeded
+    /// practice.
+    pub(super) fn side_stream(&self, nhs: &str) -> ChaCha8Rng {
+        let id: u64 = nhs.parse().unwrap_or(0);
+        ChaCha8Rng::seed_from_u64(self.spec.seed ^ id.rotate_left(17))
+    }
+
+    /// One lone event of the holder's (a sign-in, a refused sign-in, a password change), its ids drawn from `rng`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn lone_event(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        h: &super::habits::Habits,
+        device: &Device,
+        at: DateTime<Utc>,
+        action: &'static str,
+        outcome: &'static str,
+    ) {
+        self.next_id += 1;
+        let session_id = format!(
+            "sess-{:06x}{:04x}",
+            rng.gen::<u32>() & 0xff_ffff,
+            self.next_id & 0xffff
+        );
+        self.next_event += 1;
+        self.practice.audit.push(super::AuditRow {
+            event_id: None,
+            at,
+            nhs_number: h.nhs.clone(),
+            account_id: h.account.clone(),
+            actor_role: "patient",
+            device: device.clone(),
+            ip: h.home_ip.clone(),
+            session_id,
+            action,
+            section: None,
+            outcome,
+        });
+    }
+
     /// A password changed by someone else may lock the victim out: then their own use after the change is gone, and
     /// in its place their phone tries to sign in, once to three times over the next days, and is refused. Drawn
-    /// from a stream of its own (seeded by the practice's seed and the NHS number), so that adding it changed no
-    /// other patient of a seeded practice.
+    /// from the patient's side stream.
     fn lock_out(&mut self, h: &super::habits::Habits, at: DateTime<Utc>) {
-        let id: u64 = h.nhs.parse().unwrap_or(0);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed ^ id.rotate_left(17));
+        let mut rng = self.side_stream(&h.nhs);
         if !rng.gen_bool(0.5) {
             return;
         }
@@ -276,26 +315,8 @@ impl Generator<'_> {
             }
             let peak = h.peaks[rng.gen_range(0..h.peaks.len())].0;
             let when = at_local(tz, day, (peak + rng.gen_range(-1.0..1.0)).rem_euclid(24.0));
-            self.next_id += 1;
-            let session_id = format!(
-                "sess-{:06x}{:04x}",
-                rng.gen::<u32>() & 0xff_ffff,
-                self.next_id & 0xffff
-            );
-            self.next_event += 1;
-            self.practice.audit.push(super::AuditRow {
-                event_id: None,
-                at: when,
-                nhs_number: h.nhs.clone(),
-                account_id: h.account.clone(),
-                actor_role: "patient",
-                device: h.devices[0].clone(),
-                ip: h.home_ip.clone(),
-                session_id,
-                action: "login_failed",
-                section: None,
-                outcome: "failure",
-            });
+            let phone = h.devices[0].clone();
+            self.lone_event(&mut rng, h, &phone, when, "login_failed", "failure");
         }
     }
 

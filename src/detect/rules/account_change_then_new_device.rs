@@ -109,7 +109,18 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // most likely their own: it still counts, at `own_phone_factor`. So is a new device that takes over from
         // the old ones without reading the way a watcher does: a replacement phone, set up with a new password.
         // Neither holds once the old one has been refused.
-        let own_phone = new_devices.iter().all(|d| p.baseline.is_holders(d));
+        // A device that keeps the holder's hours and now and then manages their care is the holder's second device,
+        // set up with a reset password, though the model does not count it among theirs.
+        let keeps_hours = sessions
+            .iter()
+            .all(|s| !p.baseline.foreign_hour(ctx, s.start))
+            && new_devices.iter().all(|d| {
+                p.baseline
+                    .devices
+                    .get(*d)
+                    .is_some_and(|u| u.holder_sessions > 0)
+            });
+        let own_phone = keeps_hours || new_devices.iter().all(|d| p.baseline.is_holders(d));
         let prying_use = new_devices
             .iter()
             .find(|d| p.baseline.reads_like_watcher(d))
