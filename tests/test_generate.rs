@@ -400,3 +400,46 @@ fn a_password_takeover_sometimes_locks_the_victim_out_and_their_phone_is_refused
         "locked out {locked_out}, still in {still_in}"
     );
 }
+
+#[test]
+fn some_patients_set_up_a_second_device_with_a_password_reset_and_keep_their_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = generate(dir.path(), "p", "4");
+    let mut truth = csv::Reader::from_path(truth_of(&out)).unwrap();
+    let two_devices: BTreeSet<String> = truth
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[3] == "two_own_devices")
+        .map(|r| r[0].to_string())
+        .collect();
+    let mut audit = csv::Reader::from_path(out.join("audit.csv")).unwrap();
+    let h = audit.headers().unwrap().clone();
+    let at = |name: &str| h.iter().position(|x| x == name).unwrap();
+    let (t, nhs, dev, act) = (
+        at("occurred_at"),
+        at("nhs_number"),
+        at("device_id"),
+        at("action"),
+    );
+    let rows: Vec<csv::StringRecord> = audit
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| two_devices.contains(&r[nhs]))
+        .collect();
+    // A reset on a device never used on the record before it, after which that device reads and another device of
+    // the patient's reads too.
+    let set_up = two_devices.iter().filter(|p| {
+        let mine: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[nhs] == *p).collect();
+        mine.iter().any(|c| {
+            &c[act] == "change_password"
+                && !mine.iter().any(|r| r[dev] == c[dev] && r[t] < c[t])
+                && mine
+                    .iter()
+                    .any(|r| r[dev] == c[dev] && r[t] > c[t] && &r[act] == "view")
+                && mine
+                    .iter()
+                    .any(|r| r[dev] != c[dev] && r[t] > c[t] && &r[act] == "view")
+        })
+    });
+    assert!(set_up.count() > 0);
+}

@@ -698,8 +698,9 @@ fn a_second_device_set_up_with_a_password_reset_is_the_holders_when_it_keeps_the
             hour,
             &[
                 &["test_results", "letters"],
-                &["appointments"],
                 &["consultations"],
+                &["appointments"],
+                &["letters"],
             ],
         );
         let d = p.detection();
