@@ -167,8 +167,9 @@ fn ratio(a: usize, b: usize) -> f64 {
 }
 
 fn score(truth: &HashMap<String, Truth>, mut reported: Vec<Reported>) -> Evaluation {
-    // Highest risk first; the file's own order breaks ties.
-    reported.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // Highest risk first; the NHS number breaks ties, so that a report and a replay of the same night, which order
+    // equal scores by different keys (a report puts new cases first), score the same.
+    reported.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.nhs.cmp(&b.nhs)));
     let monitored = truth.values().filter(|t| t.monitored).count();
     let is_monitored = |nhs: &str| truth.get(nhs).is_some_and(|t| t.monitored);
     let flagged: Vec<&Reported> = reported.iter().filter(|r| r.flagged).collect();
