@@ -50,6 +50,37 @@ fn column(path: &std::path::Path, name: &str) -> Vec<String> {
     r.records().map(|x| x.unwrap()[i].to_string()).collect()
 }
 
+/// The patients whose truth row has `value` in column `col` (2: the scenario, 3: the persona).
+fn labelled(out: &std::path::Path, col: usize, value: &str) -> BTreeSet<String> {
+    csv::Reader::from_path(truth_of(out))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| &r[col] == value)
+        .map(|r| r[0].to_string())
+        .collect()
+}
+
+/// The audit rows of `patients`, with where occurred_at, nhs_number, device_id and action are in them.
+fn audit_of(
+    out: &std::path::Path,
+    patients: &BTreeSet<String>,
+) -> (Vec<csv::StringRecord>, [usize; 4]) {
+    let mut audit = csv::Reader::from_path(out.join("audit.csv")).unwrap();
+    let h = audit.headers().unwrap().clone();
+    let at = |name: &str| h.iter().position(|x| x == name).unwrap();
+    let nhs = at("nhs_number");
+    let rows = audit
+        .records()
+        .map(|r| r.unwrap())
+        .filter(|r| patients.contains(&r[nhs]))
+        .collect();
+    (
+        rows,
+        [at("occurred_at"), nhs, at("device_id"), at("action")],
+    )
+}
+
 #[test]
 fn the_same_seed_gives_the_same_practice_and_another_seed_does_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -354,29 +385,10 @@ fn a_password_takeover_sometimes_locks_the_victim_out_and_their_phone_is_refused
         "2026-11-22",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let mut truth = csv::Reader::from_path(truth_of(&out)).unwrap();
-    let takeovers: BTreeSet<String> = truth
-        .records()
-        .map(|r| r.unwrap())
-        .filter(|r| &r[2] == "account_change_takeover")
-        .map(|r| r[0].to_string())
-        .collect();
+    let takeovers = labelled(&out, 2, "account_change_takeover");
     // Per victim of a takeover: the password change (when, on which device), then that device's refused and
     // successful sign-ins after it.
-    let mut audit = csv::Reader::from_path(out.join("audit.csv")).unwrap();
-    let h = audit.headers().unwrap().clone();
-    let at = |name: &str| h.iter().position(|x| x == name).unwrap();
-    let (t, nhs, dev, act) = (
-        at("occurred_at"),
-        at("nhs_number"),
-        at("device_id"),
-        at("action"),
-    );
-    let mut rows: Vec<csv::StringRecord> = audit
-        .records()
-        .map(|r| r.unwrap())
-        .filter(|r| takeovers.contains(&r[nhs]))
-        .collect();
+    let (mut rows, [t, nhs, dev, act]) = audit_of(&out, &takeovers);
     rows.sort_by(|a, b| a[t].cmp(&b[t]));
     let (mut locked_out, mut still_in) = (0, 0);
     for victim in &takeovers {
@@ -405,27 +417,8 @@ fn a_password_takeover_sometimes_locks_the_victim_out_and_their_phone_is_refused
 fn some_patients_set_up_a_second_device_with_a_password_reset_and_keep_their_phone() {
     let dir = tempfile::tempdir().unwrap();
     let out = generate(dir.path(), "p", "4");
-    let mut truth = csv::Reader::from_path(truth_of(&out)).unwrap();
-    let two_devices: BTreeSet<String> = truth
-        .records()
-        .map(|r| r.unwrap())
-        .filter(|r| &r[3] == "two_own_devices")
-        .map(|r| r[0].to_string())
-        .collect();
-    let mut audit = csv::Reader::from_path(out.join("audit.csv")).unwrap();
-    let h = audit.headers().unwrap().clone();
-    let at = |name: &str| h.iter().position(|x| x == name).unwrap();
-    let (t, nhs, dev, act) = (
-        at("occurred_at"),
-        at("nhs_number"),
-        at("device_id"),
-        at("action"),
-    );
-    let rows: Vec<csv::StringRecord> = audit
-        .records()
-        .map(|r| r.unwrap())
-        .filter(|r| two_devices.contains(&r[nhs]))
-        .collect();
+    let two_devices = labelled(&out, 3, "two_own_devices");
+    let (rows, [t, nhs, dev, act]) = audit_of(&out, &two_devices);
     // A reset on a device never used on the record before it, after which that device reads and another device of
     // the patient's reads too.
     let set_up = two_devices.iter().filter(|p| {

@@ -649,27 +649,13 @@ fn access_despite_restriction_fires_for_a_new_device_not_for_the_patients_own() 
 /// new phone on 12 Nov, which then reads A's summary, appointments and medications every other day at 19:00, as A
 /// did.
 fn reset_on_a_phone_that_reads_like_the_holders() -> Practice {
-    let mut p = Practice::default();
-    p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, 44), 3, 19);
-    p.habit(NHS_A, "acct-a", "tablet-a", TABLET, HOME_A, (1, 43), 7, 20);
-    p.action(
-        NHS_A,
-        "acct-a",
-        "phone-new",
-        "2026-11-12 19:05",
-        "change_password",
-    );
-    reading(
-        &mut p,
-        NHS_A,
-        "phone-new",
-        PHONE,
-        HOME_A,
+    let mut p = reset_then_reading(
+        44,
         (45, 55),
-        2,
         19,
         &[&["summary", "appointments", "medications"]],
     );
+    p.habit(NHS_A, "acct-a", "tablet-a", TABLET, HOME_A, (1, 43), 7, 20);
     p
 }
 
@@ -1554,22 +1540,24 @@ fn reading(
     }
 }
 
+/// A tablet that only ever reads results, letters and consultations, in the evenings (21:00, every 4 days), for weeks.
+fn results_tablet(p: &mut Practice) {
+    reading(
+        p,
+        NHS_A,
+        "tablet-a",
+        TABLET,
+        HOME_A,
+        (1, 55),
+        4,
+        21,
+        &[&["test_results", "letters"], &["consultations"]],
+    );
+}
+
 #[test]
 fn a_device_reads_like_a_watcher_only_against_how_the_holder_reads() {
-    // A tablet that only ever reads results, letters and consultations, in the evenings, for weeks.
-    let tablet = |p: &mut Practice| {
-        reading(
-            p,
-            NHS_A,
-            "tablet-a",
-            TABLET,
-            HOME_A,
-            (1, 55),
-            4,
-            21,
-            &[&["test_results", "letters"], &["consultations"]],
-        );
-    };
+    let tablet = results_tablet;
     // Beside a holder who books and reads their summary, appointments and medications, it is a watcher.
     let mut broad = with_habit();
     tablet(&mut broad);
@@ -1641,19 +1629,7 @@ fn a_device_reads_like_a_watcher_only_beyond_what_a_light_holders_few_visits_can
 fn a_device_that_books_for_the_patient_does_not_read_like_a_watcher_however_much_else_it_reads_results(
 ) {
     // The tablet of the test above, which reads like a watcher beside this holder...
-    let tablet = |p: &mut Practice| {
-        reading(
-            p,
-            NHS_A,
-            "tablet-a",
-            TABLET,
-            HOME_A,
-            (1, 55),
-            4,
-            21,
-            &[&["test_results", "letters"], &["consultations"]],
-        );
-    };
+    let tablet = results_tablet;
     let mut watcher = with_habit();
     tablet(&mut watcher);
     let d = watcher.detection();
@@ -1681,6 +1657,21 @@ fn a_device_that_books_for_the_patient_does_not_read_like_a_watcher_however_much
 /// A's habit on their phone until day `old_last`, a password reset on a new phone on 12 Nov (day 45), and the new
 /// phone reading consultations and results every other day over `new_days` at `hour`.
 fn new_phone_after_reset(old_last: u32, new_days: (i64, i64), hour: u32) -> Practice {
+    reset_then_reading(
+        old_last,
+        new_days,
+        hour,
+        &[&["consultations", "test_results"]],
+    )
+}
+
+/// [`new_phone_after_reset`], the new phone reading `readings` in turn.
+fn reset_then_reading(
+    old_last: u32,
+    new_days: (i64, i64),
+    hour: u32,
+    readings: &[&[&str]],
+) -> Practice {
     let mut p = Practice::default();
     p.habit(
         NHS_A,
@@ -1708,7 +1699,7 @@ fn new_phone_after_reset(old_last: u32, new_days: (i64, i64), hour: u32) -> Prac
         new_days,
         2,
         hour,
-        &[&["consultations", "test_results"]],
+        readings,
     );
     p
 }
