@@ -106,11 +106,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .map(|(t, _)| *t)
             .collect();
         // A new phone used the way the patient used the old one (their sections, their hours) after a reset is
-        // most likely their own: it still counts, at `own_phone_factor`. So is a new device that takes over from
-        // the old ones without reading the way a watcher does: a replacement phone, set up with a new password.
-        // Neither holds once the old one has been refused.
-        // A device that keeps the holder's hours and now and then manages their care is the holder's second device,
-        // set up with a reset password, though the model does not count it among theirs.
+        // most likely their own: it still counts, at `own_phone_factor`. So is a new device that keeps the holder's
+        // hours and now and then manages their care (their second device, set up with a reset password, though the
+        // model does not count it among theirs), and a new device that takes over from the old ones without reading
+        // the way a watcher does (a replacement phone, set up with a new password). None of these holds once the old
+        // one has been refused.
         let keeps_hours = sessions
             .iter()
             .all(|s| !p.baseline.foreign_hour(ctx, s.start))
