@@ -503,20 +503,21 @@ impl PatientBaseline {
             // the holder's main device's own visits, whose rate is itself learned from few visits when the holder
             // is a light user.
             let (n, k) = (u.reading_sessions(), u.watcher_sessions);
-            let beyond_holders_visits = self
-                .primary_device
-                .as_ref()
-                .filter(|d| d.as_str() != device)
-                .and_then(|d| self.devices.get(d))
-                .is_none_or(|h| {
-                    let (hn, hk) = (h.reading_sessions(), h.watcher_sessions);
-                    hypergeometric_lower_tail(n + hn, (n - k) + (hn - hk), n, n - k)
-                        <= 1.0 / WATCHER_VISITS_ODDS
-                });
+            let beyond_holders_visits = || {
+                self.primary_device
+                    .as_ref()
+                    .filter(|d| d.as_str() != device)
+                    .and_then(|d| self.devices.get(d))
+                    .is_none_or(|h| {
+                        let (hn, hk) = (h.reading_sessions(), h.watcher_sessions);
+                        hypergeometric_lower_tail(n + hn, (n - k) + (hn - hk), n, n - k)
+                            <= 1.0 / WATCHER_VISITS_ODDS
+                    })
+            };
             share >= WATCHER_SHARE
                 && share - self.holder_prying >= WATCHER_MARGIN
                 && surprise(n, k, self.holder_prying) <= 1.0 / WATCHER_ODDS
-                && beyond_holders_visits
+                && beyond_holders_visits()
         })
     }
 

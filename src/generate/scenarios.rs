@@ -298,7 +298,8 @@ impl Generator<'_> {
     /// A password changed by someone else may lock the victim out: then their own use after the change is gone, and
     /// in its place their phone tries to sign in, once to three times over the next days, and is refused. Drawn
     /// from the patient's side stream.
-    fn lock_out(&mut self, h: &super::habits::Habits, at: DateTime<Utc>) {
+    /// `first_row`: where this patient's rows begin in the practice's audit (only those are looked at).
+    fn lock_out(&mut self, h: &super::habits::Habits, at: DateTime<Utc>, first_row: usize) {
         let mut rng = self.side_stream(&h.nhs);
         if !rng.gen_bool(0.5) {
             return;
@@ -306,7 +307,9 @@ impl Generator<'_> {
         let own = |r: &super::AuditRow| {
             r.nhs_number == h.nhs && r.at > at && h.devices.iter().any(|d| d.id == r.device.id)
         };
-        self.practice.audit.retain(|r| !own(r));
+        let mut mine = self.practice.audit.split_off(first_row);
+        mine.retain(|r| !own(r));
+        self.practice.audit.append(&mut mine);
         let tz = self.spec.timezone;
         for _ in 0..rng.gen_range(1..=3) {
             let day = at.with_timezone(&tz).date_naive() + Duration::days(rng.gen_range(1..10));
@@ -333,6 +336,7 @@ impl Generator<'_> {
         obvious: bool,
         onset: Onset,
     ) {
+        let first_row = self.practice.audit.len();
         let mut h = self.habits(nhs.clone());
         // Some victims hardly use the app themselves.
         if self.rng.gen_bool(0.1) {
@@ -449,7 +453,7 @@ impl Generator<'_> {
                 let phone = h.devices[0].clone();
                 self.single_action(&nhs, &account, &phone, &watcher_ip, at, action);
                 if action == "change_password" {
-                    self.lock_out(&h, at);
+                    self.lock_out(&h, at, first_row);
                 }
                 let after = Watch {
                     from: day + Duration::days(1),

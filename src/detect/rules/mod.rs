@@ -158,8 +158,6 @@ pub fn find(id: &str) -> Option<&'static Rule> {
     CATALOGUE.iter().find(|r| r.meta.id == id)
 }
 
-/// Sessions a rule may hold against a patient: not an allowlisted device, not a formal proxy acting within
-/// their recorded access.
 /// How a device that reads like a watcher read, in words a clinician can check against the record: how many of its
 /// visits read nothing the patient manages their care with, and that it never booked, ordered or wrote (see
 /// [`crate::detect::baseline::PatientBaseline::reads_like_watcher`]).
@@ -177,6 +175,8 @@ pub fn watcher_reading(u: &crate::detect::baseline::DeviceUse) -> String {
     )
 }
 
+/// Sessions a rule may hold against a patient: not an allowlisted device, not a formal proxy acting within
+/// their recorded access.
 pub fn counts(ctx: &Context, s: &Session) -> bool {
     !ctx.allowed(&s.nhs_number, &s.device) && !ctx.is_formal_proxy(s)
 }

@@ -113,26 +113,27 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         } else {
             format!("{hours:.1} hours")
         };
-        if chain.len() >= needed {
-            score = score.max(cfg.regular_score);
-            reasons.push(format!(
-                "It was opened {} times from {} at regular intervals (every {every}, to within {} minutes), a \
-                 regularity people rarely keep: an app, or someone checking on a schedule.",
-                chain.len(),
-                short_device(d),
-                tolerance(period) / 60_000_000,
-            ));
+        let (points, how, why) = if chain.len() >= needed {
+            (
+                cfg.regular_score,
+                "at regular intervals",
+                "a regularity people rarely keep: an app, or someone checking on a schedule.",
+            )
         } else {
-            score = score.max(cfg.foreign_schedule_score);
-            reasons.push(format!(
-                "It was opened {} times from {} on a schedule (every {every}, to within {} minutes), at hours the \
-                 patient does not otherwise keep, each time only to read: someone checking on a schedule of their \
-                 own.",
-                chain.len(),
-                short_device(d),
-                tolerance(period) / 60_000_000,
-            ));
-        }
+            (
+                cfg.foreign_schedule_score,
+                "on a schedule",
+                "at hours the patient does not otherwise keep, each time only to read: someone checking on a \
+                 schedule of their own.",
+            )
+        };
+        score = score.max(points);
+        reasons.push(format!(
+            "It was opened {} times from {} {how} (every {every}, to within {} minutes), {why}",
+            chain.len(),
+            short_device(d),
+            tolerance(period) / 60_000_000,
+        ));
         evidence.extend(chain.iter().map(|i| list[*i]));
         device = Some(*d);
     }
