@@ -1800,6 +1800,79 @@ fn another_patients_phone_that_starts_when_the_holder_goes_quiet_is_not_the_hold
 }
 
 #[test]
+fn another_patients_own_phone_reading_the_holders_sections_here_is_still_theirs_unless_it_manages_care_here(
+) {
+    // B's phone manages B's care (B orders prescriptions on it). For eight weeks it has also read A's record,
+    // appointments now and then among what it reads, so by its reading alone it could pass for one of A's own
+    // devices. A keeps their own phone throughout.
+    let practice = |books_for_a: bool, a_keeps_own_phone: bool| {
+        let mut p = if a_keeps_own_phone {
+            with_habit()
+        } else {
+            Practice::default()
+        };
+        p.habit(NHS_B, "acct-b", "phone-b", PHONE, HOME_B, (0, 55), 2, 8);
+        p.action(
+            NHS_B,
+            "acct-b",
+            "phone-b",
+            "2026-10-05 08:30",
+            "order_prescription",
+        );
+        p.action(
+            NHS_B,
+            "acct-b",
+            "phone-b",
+            "2026-11-02 08:30",
+            "order_prescription",
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "phone-b",
+            PHONE,
+            HOME_B,
+            (1, 55),
+            4,
+            21,
+            &[&["consultations", "appointments"], &["letters", "problems"]],
+        );
+        if books_for_a {
+            p.action(
+                NHS_A,
+                "acct-a",
+                "phone-b",
+                "2026-11-10 21:30",
+                "book_appointment",
+            );
+        }
+        p.detect()
+    };
+    let f = practice(false, true);
+    let s = fired(&f, NHS_A, "shared_device").expect("fires");
+    assert_eq!(s.device_id.as_deref(), Some("phone-b"));
+    assert!(
+        rules_for(&f, NHS_B).is_empty(),
+        "{:?}",
+        rules_for(&f, NHS_B)
+    );
+    // The same phone booking for A is A managing their care on it (or someone doing it for them): not flagged.
+    let f = practice(true, true);
+    assert!(
+        fired(&f, NHS_A, "shared_device").is_none(),
+        "{:?}",
+        rules_for(&f, NHS_A)
+    );
+    // Nor when it is the only device A uses: A reads their record on their partner's phone.
+    let f = practice(false, false);
+    assert!(
+        fired(&f, NHS_A, "shared_device").is_none(),
+        "{:?}",
+        rules_for(&f, NHS_A)
+    );
+}
+
+#[test]
 fn two_devices_at_once_count_only_when_one_reads_the_way_a_watcher_does() {
     // A's phone is open at 19:21 on 1 Oct (the habit); another device opens the record a minute later, and once
     // more on its own in the small hours.

@@ -32,7 +32,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     }
     let mut out = Vec::new();
     for (device, sessions) in super::by_device(p, |s| {
-        counts(ctx, s) && s.reads > 0 && !p.baseline.is_holders(&s.device)
+        counts(ctx, s)
+            && s.reads > 0
+            && (!p.baseline.is_holders(&s.device) || only_reads_here(ctx, p, &s.device))
     }) {
         let Some((_, owner_since)) = ctx.someone_elses_device(p.nhs, device) else {
             continue;
@@ -68,4 +70,22 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// A device taken for one of this patient's own (it reads the sections they manage care with) that is plainly
+/// another patient's phone: on that patient's record it books, orders or writes to the practice, and on this one it
+/// never does, while this patient has a device of their own besides. Reading the holder's sections is not ownership
+/// when someone else demonstrably owns the device.
+fn only_reads_here(ctx: &Context, p: &PatientView, device: &str) -> bool {
+    let here = p.baseline.devices.get(device);
+    here.is_some_and(|u| u.owner_action_sessions == 0)
+        && p.baseline.holder_devices.iter().any(|d| d != device)
+        && ctx.devices.get(device).is_some_and(|h| {
+            h.on.iter().any(|(other, u)| {
+                other.as_str() != p.nhs
+                    && u.owner_action_sessions > 0
+                    && u.non_proxy_sessions > 0
+                    && u.sessions >= ctx.cfg.established_device_sessions
+            })
+        })
 }
