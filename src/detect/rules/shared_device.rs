@@ -11,7 +11,8 @@ pub const META: RuleMeta = RuleMeta {
     severity: "medium",
     detects: "A device that is another patient's own (they use it to manage their own care) opens this patient's \
               record too, and here only reads, with no formal proxy access between the two. It counts however long \
-              it has been going on.",
+              it has been going on, and however much of what it reads here is what the holder manages care with, \
+              when it books or orders on the other record, never here, and the holder has a device of their own.",
     benign_lookalikes: &[
         "a household tablet both partners use, each for their own care (not flagged: it manages this patient's \
          care too)",
@@ -34,7 +35,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     for (device, sessions) in super::by_device(p, |s| {
         counts(ctx, s)
             && s.reads > 0
-            && (!p.baseline.is_holders(&s.device) || only_reads_here(ctx, p, &s.device))
+            && (!p.baseline.is_holders(&s.device)
+                || (only_reads_here(ctx, p, &s.device) && !ctx.household_device(p, s)))
     }) {
         let Some((_, owner_since)) = ctx.someone_elses_device(p.nhs, device) else {
             continue;
@@ -75,7 +77,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
 /// A device taken for one of this patient's own (it reads the sections they manage care with) that is plainly
 /// another patient's phone: on that patient's record it books, orders or writes to the practice, and on this one it
 /// never does, while this patient has a device of their own besides. Reading the holder's sections is not ownership
-/// when someone else demonstrably owns the device.
+/// when someone else demonstrably owns the device. (A household tablet over the home connection is left to the
+/// household rule above: a couple's family tablet reads each partner's care sections.)
 fn only_reads_here(ctx: &Context, p: &PatientView, device: &str) -> bool {
     let here = p.baseline.devices.get(device);
     here.is_some_and(|u| u.owner_action_sessions == 0)
