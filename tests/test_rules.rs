@@ -912,6 +912,47 @@ fn a_daily_check_too_short_for_a_machine_counts_when_it_keeps_hours_the_holder_d
 }
 
 #[test]
+fn a_device_that_keeps_one_clock_time_with_days_skipped_is_checking_on_a_schedule() {
+    // From 12 Oct, a tablet that is not A's reads A's record on 12 days, never two days running (no daily chain), at
+    // `slot` plus the minutes below; A keeps 19:00 on their phone.
+    let practice = |hours: &[u32], sections: &[&str]| {
+        let mut p = with_habit();
+        for (k, day) in [0, 2, 5, 7, 10, 13, 15, 18, 21, 24, 26, 29]
+            .into_iter()
+            .enumerate()
+        {
+            let date = NaiveDate::from_ymd_opt(2026, 10, 12).unwrap() + chrono::Duration::days(day);
+            let at = format!(
+                "{date} {:02}:{:02}",
+                hours[k % hours.len()],
+                3 + (k * 7) % 15
+            );
+            p.session(NHS_A, "acct-a", "tablet-x", TABLET, HOME_B, &at, sections);
+        }
+        p.detect()
+    };
+    let slot = |f: &[Finding]| {
+        fired(f, NHS_A, "monitoring_cadence")
+            .is_some_and(|c| c.explanation.contains("days skipped"))
+    };
+    let f = practice(&[21], &["consultations", "letters"]);
+    let c = fired(&f, NHS_A, "monitoring_cadence").expect("fires");
+    assert!(
+        slot(&f) && c.explanation.contains("12 different days"),
+        "{}",
+        c.explanation
+    );
+    assert_eq!(c.device_id.as_deref(), Some("tablet-x"));
+    // The same visits wandering over the evening, as a person's do: no schedule.
+    assert!(!slot(&practice(
+        &[18, 21, 19, 23, 20],
+        &["consultations", "letters"]
+    )));
+    // The same slot spent on appointments: someone managing the patient's care, not checking on them.
+    assert!(!slot(&practice(&[21], &["appointments"])));
+}
+
+#[test]
 fn too_little_history_is_not_flagged_by_the_baseline_rules() {
     let mut p = Practice::default();
     // A patient who first logged in this week, at night, from two devices.

@@ -485,7 +485,18 @@ impl Generator<'_> {
                 let mut t = at_local(tz, w.from, self.rng.gen_range(6.0..10.0));
                 let end = at_local(tz, w.to, 23.9);
                 let jitter = self.watch.jitter_seconds;
+                // Half the daily checkers keep their slot only on some days (from their own stream, so no other
+                // patient changes): a daily chain breaks at the first day missed, the time of day does not.
+                let mut side = self.side_stream(&nhs);
+                let keep = if every_hours == 24 && side.gen_bool(0.5) {
+                    side.gen_range(0.45..0.85)
+                } else {
+                    1.0
+                };
                 while t < end {
+                    // A missed day is drawn and then dropped, so the practice's main stream draws what it always did.
+                    let missed = keep < 1.0 && !side.gen_bool(keep);
+                    let rows = self.practice.audit.len();
                     let j = Duration::seconds(self.rng.gen_range(-jitter..=jitter));
                     let views = vec![PRYING_SECTIONS[self.rng.gen_range(0..2)]];
                     self.session_reading(
@@ -498,6 +509,9 @@ impl Generator<'_> {
                         &views,
                         0.0,
                     );
+                    if missed {
+                        self.practice.audit.truncate(rows);
+                    }
                     t += Duration::hours(every_hours);
                 }
             }

@@ -1,6 +1,8 @@
 //! `monitoring_cadence`: checking far above the patient's own pace, or machine-regular polling.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Timelike;
 
 use super::{counts, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
@@ -63,6 +65,34 @@ pub fn regular_chain(starts: &[i64], tol: impl Fn(i64) -> i64) -> Option<(i64, V
                     best = Some((period, chain));
                 }
             }
+        }
+    }
+    best
+}
+
+/// The device's largest set of visits within `tolerance` of one local time of day (around midnight too), when every
+/// one of them only reads; `None` if every such set has a visit that manages care. Sorted by time.
+fn clock_slot<'a>(ctx: &Context, list: &[&'a Session], tolerance: i64) -> Option<Vec<&'a Session>> {
+    const DAY_MINUTES: i64 = 1440;
+    let tol = tolerance / 60_000_000;
+    let minute = |s: &Session| {
+        let t = ctx.local(s.start);
+        i64::from(t.hour() * 60 + t.minute())
+    };
+    let minutes: Vec<i64> = list.iter().map(|s| minute(s)).collect();
+    let mut best: Option<Vec<&Session>> = None;
+    for m0 in &minutes {
+        let band: Vec<&Session> = list
+            .iter()
+            .zip(&minutes)
+            .filter(|(_, m)| {
+                let d = (*m - m0).rem_euclid(DAY_MINUTES);
+                d.min(DAY_MINUTES - d) <= tol
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        if band.iter().all(|s| s.watcher_like()) && band.len() > best.as_ref().map_or(0, Vec::len) {
+            best = Some(band);
         }
     }
     best
@@ -135,6 +165,41 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             tolerance(period) / 60_000_000,
         ));
         evidence.extend(chain.iter().map(|i| list[*i]));
+        device = Some(*d);
+    }
+
+    // The same time of day on many days, with days skipped (a daily chain breaks at the first day missed): a
+    // device that is not the holder's, reading and nothing else, at one clock time. People's own visits wander by
+    // hours; a check fitted around someone else's day keeps its slot.
+    let day_tolerance = (cfg.tolerance_minutes * 60_000_000)
+        .max((24.0 * 3_600_000_000.0 * cfg.tolerance_share) as i64);
+    for (d, list) in &by_device {
+        if device == Some(*d) || p.baseline.is_holders(d) || !crate::detect::is_known_device(d) {
+            continue;
+        }
+        let Some(band) = clock_slot(ctx, list, day_tolerance) else {
+            continue;
+        };
+        let days: BTreeSet<_> = band
+            .iter()
+            .map(|s| ctx.local(s.start).date_naive())
+            .collect();
+        if days.len() < cfg.min_regular_days || 3 * band.len() < 2 * list.len() {
+            continue;
+        }
+        score = score.max(cfg.foreign_schedule_score);
+        let at = ctx.local(band[band.len() / 2].start).format("%H:%M");
+        reasons.push(format!(
+            "It was opened on {} different days from {} at about the same time of day (within {} minutes of \
+             {at}), with days skipped between, each time only to read: {} of its {} visits. Someone may be \
+             checking on a schedule of their own.",
+            days.len(),
+            short_device(d),
+            day_tolerance / 60_000_000,
+            band.len(),
+            list.len(),
+        ));
+        evidence.extend(band.iter().copied());
         device = Some(*d);
     }
 
