@@ -927,7 +927,10 @@ fn a_device_that_keeps_one_clock_time_with_days_skipped_is_checking_on_a_schedul
                 hours[k % hours.len()],
                 3 + (k * 7) % 15
             );
-            p.session(NHS_A, "acct-a", "tablet-x", TABLET, HOME_B, &at, sections);
+            // One visit also glances at appointments, as a watcher may.
+            let glance = [sections, &["appointments"]].concat();
+            let read: &[&str] = if k == 4 { &glance } else { sections };
+            p.session(NHS_A, "acct-a", "tablet-x", TABLET, HOME_B, &at, read);
         }
         p.detect()
     };
@@ -945,7 +948,7 @@ fn a_device_that_keeps_one_clock_time_with_days_skipped_is_checking_on_a_schedul
     assert_eq!(c.device_id.as_deref(), Some("tablet-x"));
     // The same visits wandering over the evening, as a person's do: no schedule.
     assert!(!slot(&practice(
-        &[18, 21, 19, 23, 20],
+        &[19, 21, 20, 22, 20, 21],
         &["consultations", "letters"]
     )));
     // The same slot spent on appointments: someone managing the patient's care, not checking on them.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Timelike;
 
 use super::{counts, EvidenceKind, Needs, RuleMeta};
+use crate::detect::baseline::WATCHER_SHARE;
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "monitoring_cadence";
@@ -70,8 +71,9 @@ pub fn regular_chain(starts: &[i64], tol: impl Fn(i64) -> i64) -> Option<(i64, V
     best
 }
 
-/// The device's largest set of visits within `tolerance` of one local time of day (around midnight too), when every
-/// one of them only reads; `None` if every such set has a visit that manages care. Sorted by time.
+/// The device's largest set of visits within `tolerance` of one local time of day (around midnight too) that reads the
+/// way a watcher does: no booking, order or message, and at least [`WATCHER_SHARE`] of the visits reading nothing the
+/// holder manages care with (a watcher glances at appointments now and then). `None` if there is none.
 fn clock_slot<'a>(ctx: &Context, list: &[&'a Session], tolerance: i64) -> Option<Vec<&'a Session>> {
     const DAY_MINUTES: i64 = 1440;
     let tol = tolerance / 60_000_000;
@@ -91,7 +93,10 @@ fn clock_slot<'a>(ctx: &Context, list: &[&'a Session], tolerance: i64) -> Option
             })
             .map(|(s, _)| *s)
             .collect();
-        if band.iter().all(|s| s.watcher_like()) && band.len() > best.as_ref().map_or(0, Vec::len) {
+        let prying = band.iter().filter(|s| s.watcher_like()).count();
+        let reads_like_watcher = band.iter().all(|s| s.owner_actions == 0)
+            && prying as f64 >= WATCHER_SHARE * band.len() as f64;
+        if reads_like_watcher && band.len() > best.as_ref().map_or(0, Vec::len) {
             best = Some(band);
         }
     }
