@@ -1584,19 +1584,22 @@ fn reading(
     }
 }
 
-/// A tablet that only ever reads results, letters and consultations, in the evenings (21:00, every 4 days), for weeks.
+/// A tablet that only ever reads results, letters and consultations, in the evenings (every 4 days, at 20:00 and
+/// 22:00 in turn, as a person's evenings vary), for weeks.
 fn results_tablet(p: &mut Practice) {
-    reading(
-        p,
-        NHS_A,
-        "tablet-a",
-        TABLET,
-        HOME_A,
-        (1, 55),
-        4,
-        21,
-        &[&["test_results", "letters"], &["consultations"]],
-    );
+    for (first, hour) in [(1, 20), (5, 22)] {
+        reading(
+            p,
+            NHS_A,
+            "tablet-a",
+            TABLET,
+            HOME_A,
+            (first, 55),
+            8,
+            hour,
+            &[&["test_results", "letters"], &["consultations"]],
+        );
+    }
 }
 
 #[test]
@@ -1796,6 +1799,41 @@ fn a_new_phone_set_up_with_a_new_password_that_takes_over_is_the_holders_own() {
     let a = fired(&d.findings, NHS_A, "account_change_then_new_device").expect("fires");
     assert!(a.explanation.contains("password"), "{}", a.explanation);
     assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+}
+
+#[test]
+fn a_new_phone_that_takes_over_after_a_reset_but_keeps_other_hours_is_not_the_patients_replacement()
+{
+    // A resets their password on a new phone on 12 Nov and never uses the old one again (A kept 19:00 on it). The
+    // new phone reads A's summary, appointments and medications every other day from 13 Nov, as A did, at `hour`.
+    let practice = |hour: u32| {
+        let d = reset_then_reading(
+            44,
+            (46, 55),
+            hour,
+            &[&["summary", "appointments", "medications"]],
+        )
+        .detection();
+        fired(&d.findings, NHS_A, "account_change_then_new_device")
+            .expect("fires")
+            .clone()
+    };
+    // At A's hour: A's new phone, discounted below medium.
+    let own = practice(19);
+    assert!(own.score < 45.0, "{own:?}");
+    // Two hours later: still within a person's rhythm.
+    assert!(practice(21).score < 45.0);
+    // At 03:00: whoever has the login keeps other hours than A did. Not discounted, and said.
+    let moved = practice(3);
+    assert!(moved.score >= 45.0, "{moved:?}");
+    assert!(
+        moved.explanation.contains("other times of day")
+            && moved
+                .explanation
+                .contains("mostly 03:00-03:59, against mostly 19:00-19:59"),
+        "{}",
+        moved.explanation
+    );
 }
 
 #[test]

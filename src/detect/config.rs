@@ -384,6 +384,13 @@ impl DetectConfig {
             0,
             24 * 60,
         );
+        bounded(
+            o,
+            "monitoring_cadence.slot_minutes",
+            self.monitoring_cadence.slot_minutes,
+            0,
+            12 * 60,
+        );
         p
     }
 }
@@ -651,6 +658,10 @@ pub struct Cadence {
     /// A daily check of at least `min_regular_sessions` (but fewer than `min_regular_days`) that keeps the same
     /// minute at hours the holder does not keep, and only reads: someone else's schedule on the record. Scores this.
     pub foreign_schedule_score: f64,
+    /// A device (not the holder's) that reads the record on at least `min_regular_days` days within this many
+    /// minutes either side of one time of day, with days skipped between: a schedule too, scored
+    /// `foreign_schedule_score`. Tighter than a daily chain's tolerance, since nothing else here says it is a schedule.
+    pub slot_minutes: i64,
     pub max_score: f64,
 }
 
@@ -667,6 +678,7 @@ impl Default for Cadence {
             tolerance_share: 0.015,
             regular_score: 55.0,
             foreign_schedule_score: 40.0,
+            slot_minutes: 12,
             max_score: 70.0,
         }
     }

@@ -1,4 +1,5 @@
-//! The one piece of statistics detection needs: how surprising a count is under a rate.
+//! The statistics detection needs: how surprising a count is under a rate, and whether two sets of visits keep
+//! different times of day.
 
 /// The chance of at least `k` successes in `n` trials of chance `p` (the upper tail of the binomial distribution),
 /// written out here rather than pulled from a statistics crate (it is the only distribution detection uses) and
@@ -69,9 +70,83 @@ pub fn hypergeometric_lower_tail(total: usize, marked: usize, draws: usize, k: u
     sum.min(1.0)
 }
 
+/// Permutations [`different_hours`] draws.
+const PERMUTATIONS: usize = 999;
+
+/// Whether two sets of visits keep different times of day: a permutation test of the distance between their mean
+/// directions on the 24-hour clock (minutes since local midnight), so that 23:30 and 00:30 are an hour apart. Returns
+/// the chance that the visits, shuffled between the two sets at random, lie at least as far apart (with a fixed seed:
+/// the same visits always give the same answer); 1 when their mean times of day are less than `min_shift` minutes
+/// apart, since a tight habit makes a small shift significant without making it someone else's. People keep their
+/// rhythm when they change phones; someone else does not keep theirs.
+pub fn different_hours(a: &[u32], b: &[u32], min_shift: u32) -> f64 {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    if a.is_empty() || b.is_empty() {
+        return 1.0;
+    }
+    let unit: Vec<(f64, f64)> = a
+        .iter()
+        .chain(b)
+        .map(|m| {
+            let angle = f64::from(*m % 1440) / 1440.0 * std::f64::consts::TAU;
+            (angle.cos(), angle.sin())
+        })
+        .collect();
+    let distance = |v: &[(f64, f64)]| {
+        let mean = |part: &[(f64, f64)]| {
+            let n = part.len() as f64;
+            part.iter()
+                .fold((0.0, 0.0), |acc, p| (acc.0 + p.0 / n, acc.1 + p.1 / n))
+        };
+        let (x, y) = (mean(&v[..a.len()]), mean(&v[a.len()..]));
+        (x.0 - y.0).hypot(x.1 - y.1)
+    };
+    let direction = |part: &[(f64, f64)]| {
+        let (x, y) = part
+            .iter()
+            .fold((0.0, 0.0), |acc, p| (acc.0 + p.0, acc.1 + p.1));
+        y.atan2(x)
+    };
+    let apart = (direction(&unit[..a.len()]) - direction(&unit[a.len()..])).abs();
+    let apart_minutes = apart.min(std::f64::consts::TAU - apart) / std::f64::consts::TAU * 1440.0;
+    if apart_minutes < f64::from(min_shift) {
+        return 1.0;
+    }
+    let observed = distance(&unit);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
+    let mut shuffled = unit.clone();
+    let as_far = (0..PERMUTATIONS)
+        .filter(|_| {
+            shuffled.shuffle(&mut rng);
+            distance(&shuffled) >= observed - 1e-12
+        })
+        .count();
+    (1 + as_far) as f64 / (1 + PERMUTATIONS) as f64
+}
+
 #[cfg(test)]
 mod tests {
-    use super::binomial_tail;
+    use super::{binomial_tail, different_hours};
+
+    #[test]
+    fn different_hours_wraps_midnight_and_needs_a_real_shift() {
+        let evenings: Vec<u32> = (0..8).map(|i| 19 * 60 + i * 5).collect();
+        let small_hours: Vec<u32> = (0..6).map(|i| 3 * 60 + i * 7).collect();
+        let p = different_hours(&evenings, &small_hours, 180);
+        assert!(p <= 0.01, "{p}");
+        // The same answer every time (a fixed seed).
+        assert_eq!(p, different_hours(&evenings, &small_hours, 180));
+        // Either side of midnight, 23:20 and 00:20 are an hour apart, not 23 hours: under a 70-minute shift, however
+        // tight the two habits.
+        let before: Vec<u32> = (0..8).map(|i| 23 * 60 + 20 + i).collect();
+        let after: Vec<u32> = (0..6).map(|i| 20 + i).collect();
+        assert_eq!(different_hours(&before, &after, 70), 1.0);
+        assert!(different_hours(&before, &after, 50) <= 0.01);
+        // Mixed the same way on both sides: no difference.
+        let mixed: Vec<u32> = evenings.iter().chain(&small_hours).copied().collect();
+        assert!(different_hours(&mixed, &mixed, 0) > 0.5);
+    }
 
     #[test]
     fn binomial_tail_matches_hand_worked_values() {

@@ -1,6 +1,9 @@
 //! `account_change_then_new_device`: contact details or password changed, then a new device appears.
 
 use super::{counts, times, watcher_reading, EvidenceKind, Needs, RuleMeta};
+use chrono::Timelike;
+
+use crate::detect::stats::different_hours;
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "account_change_then_new_device";
@@ -27,6 +30,36 @@ pub const META: RuleMeta = RuleMeta {
     kind: EvidenceKind::Device,
     needs: Needs::Device,
 };
+
+/// Visits needed on each side of the change before their times of day are compared...
+const MIN_VISITS_EACH: usize = 3;
+/// ...and the times differ by chance less than once in this many (see [`different_hours`])...
+const MOVED_ODDS: f64 = 100.0;
+/// ...by at least this many minutes between their mean times of day.
+const MIN_SHIFT_MINUTES: u32 = 180;
+
+/// "mostly 21:00-02:59": the shortest run of whole hours holding most (four in five) of the visits.
+fn clock_range(_ctx: &Context, minutes: &[u32]) -> String {
+    let mut counts = [0.0; 24];
+    for m in minutes {
+        counts[(*m / 60 % 24) as usize] += 1.0;
+    }
+    let total: f64 = counts.iter().sum();
+    let arc = (1..=24u32).find_map(|len| {
+        (0..24u32)
+            .find(|start| {
+                (0..len)
+                    .map(|i| counts[((start + i) % 24) as usize])
+                    .sum::<f64>()
+                    >= 0.8 * total - 1e-9
+            })
+            .map(|start| (start, len))
+    });
+    match arc {
+        Some((start, len)) => format!("mostly {start:02}:00-{:02}:59", (start + len - 1) % 24),
+        None => "no usual hours".into(),
+    }
+}
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let cfg = &ctx.cfg.account_change_then_new_device;
@@ -120,13 +153,32 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                     .get(*d)
                     .is_some_and(|u| u.holder_sessions > 0)
             });
-        let own_phone = keeps_hours || new_devices.iter().all(|d| p.baseline.is_holders(d));
+        // A new device that takes over from the old ones but keeps other times of day than the patient did before
+        // the change, beyond chance: people keep their rhythm when they change phones. This too outweighs the signs
+        // of a new phone of their own. (Alongside the old phone, other hours are what a second device is for.)
+        let minutes = |s: &&Session| {
+            let t = ctx.local(s.start);
+            t.hour() * 60 + t.minute()
+        };
+        let earlier: Vec<u32> = p
+            .sessions
+            .iter()
+            .filter(|s| s.start < at - HOUR && counts(ctx, s))
+            .map(|s| minutes(&s))
+            .collect();
+        let later: Vec<u32> = sessions.iter().map(minutes).collect();
+        let hours_moved = locked_out
+            && earlier.len() >= MIN_VISITS_EACH
+            && later.len() >= MIN_VISITS_EACH
+            && different_hours(&earlier, &later, MIN_SHIFT_MINUTES) <= 1.0 / MOVED_ODDS;
+        let own_phone =
+            !hours_moved && (keeps_hours || new_devices.iter().all(|d| p.baseline.is_holders(d)));
         let prying_use = new_devices
             .iter()
             .find(|d| p.baseline.reads_like_watcher(d))
             .and_then(|d| p.baseline.devices.get(*d));
         let prying = prying_use.is_some();
-        let replacement = locked_out && !prying;
+        let replacement = locked_out && !prying && !hours_moved;
         let mut score = (cfg.base_score
             + if sessions.len() > 2 { 5.0 } else { 0.0 }
             + if !refused.is_empty() || (locked_out && prying && !own_phone) {
@@ -160,6 +212,13 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                         "the change was made on"
                     },
                     ctx.when(*t)
+                )
+            } else if hours_moved {
+                format!(
+                    "It keeps other times of day than the patient did before the change ({}, against {}): people keep \
+                     their rhythm when they change phones. ",
+                    clock_range(ctx, &later),
+                    clock_range(ctx, &earlier),
                 )
             } else if let (true, Some(u)) = (locked_out, prying_use) {
                 format!(

@@ -176,8 +176,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     // The same time of day on many days, with days skipped (a daily chain breaks at the first day missed): a
     // device that is not the holder's, reading and nothing else, at one clock time. People's own visits wander by
     // hours; a check fitted around someone else's day keeps its slot.
-    let day_tolerance = (cfg.tolerance_minutes * 60_000_000)
-        .max((24.0 * 3_600_000_000.0 * cfg.tolerance_share) as i64);
+    let day_tolerance = cfg.slot_minutes * 60_000_000;
     for (d, list) in &by_device {
         if device == Some(*d) || p.baseline.is_holders(d) || !crate::detect::is_known_device(d) {
             continue;
