@@ -143,6 +143,10 @@ mod tests {
         let after: Vec<u32> = (0..6).map(|i| 20 + i).collect();
         assert_eq!(different_hours(&before, &after, 70), 1.0);
         assert!(different_hours(&before, &after, 50) <= 0.01);
+        // The same either side of noon, where the clock's angle wraps: 11:40 and 12:20 are 40 minutes apart.
+        let morning: Vec<u32> = (0..8).map(|i| 11 * 60 + 40 + i).collect();
+        let noon: Vec<u32> = (0..6).map(|i| 12 * 60 + 20 + i).collect();
+        assert_eq!(different_hours(&morning, &noon, 60), 1.0);
         // Mixed the same way on both sides: no difference.
         let mixed: Vec<u32> = evenings.iter().chain(&small_hours).copied().collect();
         assert!(different_hours(&mixed, &mixed, 0) > 0.5);
