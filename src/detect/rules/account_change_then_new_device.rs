@@ -17,7 +17,8 @@ pub const META: RuleMeta = RuleMeta {
     detects: "The account's password or contact details were changed, and within days a device never seen on this \
               record before started using it: the pattern of someone taking over a login. Stronger when the phone \
               the patient used most before the change is then refused at sign-in and does not get in: the patient \
-              locked out of their own login.",
+              locked out of their own login. A new device that takes over from the old ones is not taken for the \
+              patient's replacement phone when it keeps other times of day than they did.",
     benign_lookalikes: &[
         "a patient who resets a forgotten password on a new phone (not flagged once the phone is used for their own \
          care: booking, ordering, reading the summary)",

@@ -16,7 +16,9 @@ pub const META: RuleMeta = RuleMeta {
     title: "Checked far more often, or on a schedule",
     severity: "medium",
     detects: "The record is opened many times more often than this patient's own pace before, or at intervals so \
-              regular (every few hours, or every day at the same minute) that a person rarely keeps them.",
+              regular (every few hours, or every day at the same minute) that a person rarely keeps them, or by a \
+              device that is not the patient's at one time of day on ten days or more, with days skipped, only to \
+              read.",
     benign_lookalikes: &[
         "a patient waiting anxiously for a result (a burst, but irregular: scores on pace only)",
         "a night-shift worker or anyone with a steady routine (people are not regular to the minute)",
