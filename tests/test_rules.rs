@@ -1837,6 +1837,72 @@ fn a_new_phone_that_takes_over_after_a_reset_but_keeps_other_hours_is_not_the_pa
 }
 
 #[test]
+fn a_device_set_up_with_a_reset_used_now_and_then_at_home_beside_the_holders_phone_is_their_second_device(
+) {
+    // A keeps their phone (every 3 days at 19:00, at home). A password reset on a new tablet on `change` (a day
+    // number from 28 Sep), which then reads results and consultations `visits` times, a week apart, from `ip`.
+    let practice = |change: i64, visits: i64, ip: &str| {
+        let mut p = with_habit();
+        let day = NaiveDate::from_ymd_opt(2026, 9, 28).unwrap() + chrono::Duration::days(change);
+        p.action(
+            NHS_A,
+            "acct-a",
+            "tablet-new",
+            &format!("{day} 14:05"),
+            "change_password",
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "tablet-new",
+            TABLET,
+            ip,
+            (change + 1, (change + 1 + 7 * (visits - 1)).min(55)),
+            7,
+            14,
+            &[&["consultations", "test_results"]],
+        );
+        let d = p.detection();
+        fired(&d.findings, NHS_A, "account_change_then_new_device")
+            .expect("fires")
+            .score
+    };
+    // From 18 Oct, four visits over the home connection, fewer than A's phone makes meanwhile: A's second device.
+    assert!(practice(20, 4, HOME_A) < 45.0);
+    // The same from an address A's devices never use: someone else's.
+    assert!(practice(20, 4, HOME_B) >= 45.0);
+    // Used more than A's own phone since the change: someone reading on.
+    let busy = {
+        let mut p = with_habit();
+        p.action(
+            NHS_A,
+            "acct-a",
+            "tablet-new",
+            "2026-10-18 14:05",
+            "change_password",
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "tablet-new",
+            TABLET,
+            HOME_A,
+            (21, 55),
+            1,
+            14,
+            &[&["consultations", "test_results"]],
+        );
+        let d = p.detection();
+        fired(&d.findings, NHS_A, "account_change_then_new_device")
+            .expect("fires")
+            .score
+    };
+    assert!(busy >= 45.0, "{busy}");
+    // A change in the last fortnight: too soon to tell a second device from a takeover.
+    assert!(practice(46, 2, HOME_A) >= 45.0);
+}
+
+#[test]
 fn a_few_visits_are_too_few_to_say_a_new_phone_reads_like_a_watcher() {
     // A resets their password on a new phone on 12 Nov and stops using the old one. The new phone is used `visits`
     // times, every other day from 13 Nov at 22:00, reading only consultations and results.

@@ -172,8 +172,29 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && earlier.len() >= MIN_VISITS_EACH
             && later.len() >= MIN_VISITS_EACH
             && different_hours(&earlier, &later, MIN_SHIFT_MINUTES) <= 1.0 / MOVED_ODDS;
-        let own_phone =
-            !hours_moved && (keeps_hours || new_devices.iter().all(|d| p.baseline.is_holders(d)));
+        // A new device used only over the connections the patient's own devices use at home, no more often than the
+        // patient's phone, which goes on being used, over at least the recent window's length since the change: a
+        // second device of theirs, set up with a reset password. Someone who has taken the login over reads on it more
+        // than the patient does, or from elsewhere. In the first days after a change the two look alike, and the
+        // finding stands until the weeks tell them apart.
+        let old_after = p
+            .sessions
+            .iter()
+            .filter(|s| s.start > at && before.contains_key(s.device.as_str()) && counts(ctx, s))
+            .count();
+        let home_only = sessions
+            .iter()
+            .all(|s| s.ip.as_ref().is_some_and(|ip| p.baseline.ips.contains(ip)));
+        let weeks_of_use = ctx.end - at >= i64::from(ctx.cfg.recent_days) * DAY;
+        let second_device = weeks_of_use
+            && home_only
+            && !locked_out
+            && refused.is_empty()
+            && sessions.len() <= old_after;
+        let own_phone = !hours_moved
+            && (keeps_hours
+                || second_device
+                || new_devices.iter().all(|d| p.baseline.is_holders(d)));
         let prying_use = new_devices
             .iter()
             .find(|d| p.baseline.reads_like_watcher(d))
