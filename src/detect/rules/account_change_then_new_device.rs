@@ -24,6 +24,8 @@ pub const META: RuleMeta = RuleMeta {
          care: booking, ordering, reading the summary)",
         "a patient refused once who gets in at the next try, or an old tablet left with the old password (not a \
          lock-out)",
+        "a second device set up with a reset and used now and then at home beside the patient's phone (scores \
+         lower, once a fortnight has passed since the change)",
     ],
     guide: "Ask the patient, alone, whether they changed their password or contact details, and whether they have a \
             new phone. If not, the login may have been taken over: help them secure it with NHS login and consider \
