@@ -75,8 +75,13 @@ pub fn regular_chain(starts: &[i64], tol: impl Fn(i64) -> i64) -> Option<(i64, V
 
 /// The device's largest set of visits within `tolerance` of one local time of day (around midnight too) that reads the
 /// way a watcher does: no booking, order or message, and at least [`WATCHER_SHARE`] of the visits reading nothing the
-/// holder manages care with (a watcher glances at appointments now and then). `None` if there is none.
-fn clock_slot<'a>(ctx: &Context, list: &[&'a Session], tolerance: i64) -> Option<Vec<&'a Session>> {
+/// holder manages care with (a watcher glances at appointments now and then). With the time of day it is centred on
+/// (minutes after midnight); `None` if there is none.
+fn clock_slot<'a>(
+    ctx: &Context,
+    list: &[&'a Session],
+    tolerance: i64,
+) -> Option<(i64, Vec<&'a Session>)> {
     const DAY_MINUTES: i64 = 1440;
     let tol = tolerance / 60_000_000;
     let minute = |s: &Session| {
@@ -84,7 +89,7 @@ fn clock_slot<'a>(ctx: &Context, list: &[&'a Session], tolerance: i64) -> Option
         i64::from(t.hour() * 60 + t.minute())
     };
     let minutes: Vec<i64> = list.iter().map(|s| minute(s)).collect();
-    let mut best: Option<Vec<&Session>> = None;
+    let mut best: Option<(i64, Vec<&Session>)> = None;
     for m0 in &minutes {
         let band: Vec<&Session> = list
             .iter()
@@ -98,8 +103,8 @@ fn clock_slot<'a>(ctx: &Context, list: &[&'a Session], tolerance: i64) -> Option
         let prying = band.iter().filter(|s| s.watcher_like()).count();
         let reads_like_watcher = band.iter().all(|s| s.owner_actions == 0)
             && prying as f64 >= WATCHER_SHARE * band.len() as f64;
-        if reads_like_watcher && band.len() > best.as_ref().map_or(0, Vec::len) {
-            best = Some(band);
+        if reads_like_watcher && band.len() > best.as_ref().map_or(0, |b| b.1.len()) {
+            best = Some((*m0, band));
         }
     }
     best
@@ -183,7 +188,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         if device == Some(*d) || p.baseline.is_holders(d) || !crate::detect::is_known_device(d) {
             continue;
         }
-        let Some(band) = clock_slot(ctx, list, day_tolerance) else {
+        let Some((centre, band)) = clock_slot(ctx, list, day_tolerance) else {
             continue;
         };
         let days: BTreeSet<_> = band
@@ -194,7 +199,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             continue;
         }
         score = score.max(cfg.foreign_schedule_score);
-        let at = ctx.local(band[band.len() / 2].start).format("%H:%M");
+        let at = format!("{:02}:{:02}", centre / 60, centre % 60);
         reasons.push(format!(
             "It was opened on {} different days from {} at about the same time of day (within {} minutes of \
              {at}), with days skipped between, each time only to read: {} of its {} visits. Someone may be \
