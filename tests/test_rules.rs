@@ -941,7 +941,9 @@ fn a_device_that_keeps_one_clock_time_with_days_skipped_is_checking_on_a_schedul
     let f = practice(&[21], &["consultations", "letters"]);
     let c = fired(&f, NHS_A, "monitoring_cadence").expect("fires");
     assert!(
-        slot(&f) && c.explanation.contains("12 different days"),
+        slot(&f)
+            && c.explanation.contains("12 different days")
+            && c.explanation.contains("within 12 minutes of 21:10"),
         "{}",
         c.explanation
     );
