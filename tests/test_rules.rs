@@ -665,23 +665,12 @@ fn a_second_device_set_up_with_a_password_reset_is_the_holders_when_it_keeps_the
     // A keeps their phone (every 3 days at 19:00); on 12 Nov a password reset on a new tablet, which from 13 Nov
     // reads every other day at `hour`, now and then their appointments.
     let practice = |hour: u32| {
-        let mut p = with_habit();
-        p.action(
-            NHS_A,
-            "acct-a",
-            "tablet-new",
+        let p = tablet_after_reset(
             "2026-11-12 19:05",
-            "change_password",
-        );
-        reading(
-            &mut p,
-            NHS_A,
-            "tablet-new",
-            TABLET,
-            HOME_A,
             (46, 55),
             2,
             hour,
+            HOME_A,
             &[
                 &["test_results", "letters"],
                 &["consultations"],
@@ -1714,6 +1703,33 @@ fn new_phone_after_reset(old_last: u32, new_days: (i64, i64), hour: u32) -> Prac
     )
 }
 
+/// A's habit ([`with_habit`]: their phone every 3 days at 19:00, at home), a password reset on a new tablet at
+/// `change_at`, and the tablet reading `readings` in turn every `every` days over `days` at `hour`, from `ip`.
+#[allow(clippy::too_many_arguments)]
+fn tablet_after_reset(
+    change_at: &str,
+    days: (i64, i64),
+    every: usize,
+    hour: u32,
+    ip: &str,
+    readings: &[&[&str]],
+) -> Practice {
+    let mut p = with_habit();
+    p.action(NHS_A, "acct-a", "tablet-new", change_at, "change_password");
+    reading(
+        &mut p,
+        NHS_A,
+        "tablet-new",
+        TABLET,
+        ip,
+        days,
+        every,
+        hour,
+        readings,
+    );
+    p
+}
+
 /// [`new_phone_after_reset`], the new phone reading `readings` in turn.
 fn reset_then_reading(
     old_last: u32,
@@ -1842,26 +1858,17 @@ fn a_new_phone_that_takes_over_after_a_reset_but_keeps_other_hours_is_not_the_pa
 fn a_device_set_up_with_a_reset_used_now_and_then_at_home_beside_the_holders_phone_is_their_second_device(
 ) {
     // A keeps their phone (every 3 days at 19:00, at home). A password reset on a new tablet on `change` (a day
-    // number from 28 Sep), which then reads results and consultations `visits` times, a week apart, from `ip`.
-    let practice = |change: i64, visits: i64, ip: &str| {
-        let mut p = with_habit();
+    // number from 28 Sep), which then reads results and consultations every `every` days, `visits` times at most,
+    // from `ip`.
+    let practice = |change: i64, visits: i64, every: i64, ip: &str| {
         let day = NaiveDate::from_ymd_opt(2026, 9, 28).unwrap() + chrono::Duration::days(change);
-        p.action(
-            NHS_A,
-            "acct-a",
-            "tablet-new",
+        let last = (change + 1 + every * (visits - 1)).min(55);
+        let p = tablet_after_reset(
             &format!("{day} 14:05"),
-            "change_password",
-        );
-        reading(
-            &mut p,
-            NHS_A,
-            "tablet-new",
-            TABLET,
+            (change + 1, last),
+            every as usize,
+            14,
             ip,
-            (change + 1, (change + 1 + 7 * (visits - 1)).min(55)),
-            7,
-            14,
             &[&["consultations", "test_results"]],
         );
         let d = p.detection();
@@ -1869,39 +1876,15 @@ fn a_device_set_up_with_a_reset_used_now_and_then_at_home_beside_the_holders_pho
             .expect("fires")
             .score
     };
-    // From 18 Oct, four visits over the home connection, fewer than A's phone makes meanwhile: A's second device.
-    assert!(practice(20, 4, HOME_A) < 45.0);
+    // From 18 Oct, four visits a week apart over the home connection, fewer than A's phone makes meanwhile: A's
+    // second device.
+    assert!(practice(20, 4, 7, HOME_A) < 45.0);
     // The same from an address A's devices never use: someone else's.
-    assert!(practice(20, 4, HOME_B) >= 45.0);
-    // Used more than A's own phone since the change: someone reading on.
-    let busy = {
-        let mut p = with_habit();
-        p.action(
-            NHS_A,
-            "acct-a",
-            "tablet-new",
-            "2026-10-18 14:05",
-            "change_password",
-        );
-        reading(
-            &mut p,
-            NHS_A,
-            "tablet-new",
-            TABLET,
-            HOME_A,
-            (21, 55),
-            1,
-            14,
-            &[&["consultations", "test_results"]],
-        );
-        let d = p.detection();
-        fired(&d.findings, NHS_A, "account_change_then_new_device")
-            .expect("fires")
-            .score
-    };
-    assert!(busy >= 45.0, "{busy}");
+    assert!(practice(20, 4, 7, HOME_B) >= 45.0);
+    // Every day, more than A's own phone since the change: someone reading on.
+    assert!(practice(20, 35, 1, HOME_A) >= 45.0);
     // A change in the last fortnight: too soon to tell a second device from a takeover.
-    assert!(practice(46, 2, HOME_A) >= 45.0);
+    assert!(practice(46, 2, 7, HOME_A) >= 45.0);
 }
 
 #[test]
