@@ -1575,6 +1575,19 @@ fn reading(
     }
 }
 
+/// B's phone, from B's home, reading A's record every `every` days over `days` at `hour`.
+fn phone_b_reads_a(
+    p: &mut Practice,
+    days: (i64, i64),
+    every: usize,
+    hour: u32,
+    readings: &[&[&str]],
+) {
+    reading(
+        p, NHS_A, "phone-b", PHONE, HOME_B, days, every, hour, readings,
+    );
+}
+
 /// A tablet that only ever reads results, letters and consultations, in the evenings (every 4 days, at 20:00 and
 /// 22:00 in turn, as a person's evenings vary), for weeks.
 fn results_tablet(p: &mut Practice) {
@@ -1916,17 +1929,7 @@ fn another_patients_phone_that_starts_when_the_holder_goes_quiet_is_not_the_hold
     let mut p = Practice::default();
     p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, 40), 3, 14);
     p.habit(NHS_B, "acct-b", "phone-b", PHONE, HOME_B, (0, 55), 2, 14);
-    reading(
-        &mut p,
-        NHS_A,
-        "phone-b",
-        PHONE,
-        HOME_B,
-        (50, 54),
-        2,
-        14,
-        &[&["consultations", "problems"]],
-    );
+    phone_b_reads_a(&mut p, (50, 54), 2, 14, &[&["consultations", "problems"]]);
     let f = p.detect();
     let s = fired(&f, NHS_A, "shared_device").expect("fires");
     assert_eq!(s.device_id.as_deref(), Some("phone-b"));
@@ -1959,12 +1962,8 @@ fn another_patients_own_phone_reading_the_holders_sections_here_is_still_theirs_
             "2026-11-02 08:30",
             "order_prescription",
         );
-        reading(
+        phone_b_reads_a(
             &mut p,
-            NHS_A,
-            "phone-b",
-            PHONE,
-            HOME_B,
             (1, 55),
             4,
             21,
