@@ -944,6 +944,26 @@ fn a_device_that_keeps_one_clock_time_with_days_skipped_is_checking_on_a_schedul
     )));
     // The same slot spent on appointments: someone managing the patient's care, not checking on them.
     assert!(!slot(&practice(&[21], &["appointments"])));
+    // Either side of midnight (23:51 to 00:05) is one slot.
+    let mut p = with_habit();
+    for (k, day) in (0..24).step_by(2).enumerate() {
+        let date = NaiveDate::from_ymd_opt(2026, 10, 12).unwrap() + chrono::Duration::days(day);
+        let at = if k % 2 == 0 {
+            format!("{date} 23:{:02}", 51 + k % 7)
+        } else {
+            format!("{} 00:0{}", date + chrono::Duration::days(1), k % 6)
+        };
+        p.session(
+            NHS_A,
+            "acct-a",
+            "tablet-x",
+            TABLET,
+            HOME_B,
+            &at,
+            &["letters"],
+        );
+    }
+    assert!(slot(&p.detect()));
 }
 
 #[test]

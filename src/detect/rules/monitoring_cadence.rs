@@ -89,25 +89,56 @@ fn clock_slot<'a>(
         i64::from(t.hour() * 60 + t.minute())
     };
     let minutes: Vec<i64> = list.iter().map(|s| minute(s)).collect();
-    let mut best: Option<(i64, Vec<&Session>)> = None;
+    // Visits, watcher-like visits and visits that book or order, per minute of the day, summed over two days so that
+    // a band across midnight is one run: each anchor's band is then two lookups, not a pass over the device's visits
+    // (a polling app can leave thousands).
+    let mut per_minute = vec![[0usize; 3]; DAY_MINUTES as usize];
+    for (s, m) in list.iter().zip(&minutes) {
+        let c = &mut per_minute[*m as usize];
+        c[0] += 1;
+        c[1] += usize::from(s.watcher_like());
+        c[2] += usize::from(s.owner_actions > 0);
+    }
+    let mut running = vec![[0usize; 3]; 2 * DAY_MINUTES as usize + 1];
+    for i in 0..2 * DAY_MINUTES as usize {
+        let c = per_minute[i % DAY_MINUTES as usize];
+        running[i + 1] = [
+            running[i][0] + c[0],
+            running[i][1] + c[1],
+            running[i][2] + c[2],
+        ];
+    }
+    // A band `tol` either side of `m0`: minutes m0 - tol to m0 + tol, or the whole day once that is 24 hours or more.
+    let band_of = |m0: i64| -> [usize; 3] {
+        if 2 * tol + 1 >= DAY_MINUTES {
+            return running[DAY_MINUTES as usize];
+        }
+        let from = (m0 - tol).rem_euclid(DAY_MINUTES) as usize;
+        let to = from + (2 * tol + 1) as usize;
+        let (a, b) = (running[from], running[to]);
+        [b[0] - a[0], b[1] - a[1], b[2] - a[2]]
+    };
+    let in_band = |m0: i64, m: i64| {
+        let d = (m - m0).rem_euclid(DAY_MINUTES);
+        d.min(DAY_MINUTES - d) <= tol
+    };
+    let mut best: Option<(i64, usize)> = None;
     for m0 in &minutes {
-        let band: Vec<&Session> = list
-            .iter()
-            .zip(&minutes)
-            .filter(|(_, m)| {
-                let d = (*m - m0).rem_euclid(DAY_MINUTES);
-                d.min(DAY_MINUTES - d) <= tol
-            })
-            .map(|(s, _)| *s)
-            .collect();
-        let prying = band.iter().filter(|s| s.watcher_like()).count();
-        let reads_like_watcher = band.iter().all(|s| s.owner_actions == 0)
-            && prying as f64 >= WATCHER_SHARE * band.len() as f64;
-        if reads_like_watcher && band.len() > best.as_ref().map_or(0, |b| b.1.len()) {
-            best = Some((*m0, band));
+        let [visits, prying, owner] = band_of(*m0);
+        let reads_like_watcher = owner == 0 && prying as f64 >= WATCHER_SHARE * visits as f64;
+        if reads_like_watcher && visits > best.map_or(0, |b| b.1) {
+            best = Some((*m0, visits));
         }
     }
-    best
+    best.map(|(m0, _)| {
+        let band = list
+            .iter()
+            .zip(&minutes)
+            .filter(|(_, m)| in_band(m0, **m))
+            .map(|(s, _)| *s)
+            .collect();
+        (m0, band)
+    })
 }
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
