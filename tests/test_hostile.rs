@@ -466,9 +466,7 @@ fn big_fhir_documents_are_read_in_memory_bounded_by_their_size() {
             j["totals"]["quarantined"], quarantined as u64,
             "{name}: {j}"
         );
-        // Linear in the document's size: the document, its parsed entries and what is written, with room for the
-        // allocator (mimalloc keeps freed pages a moment before handing them back).
-        let bound = (200 << 20) + 4 * size;
+        let bound = (200 << 20) + 3 * size;
         assert!(
             peak <= bound,
             "{name}: peak RSS {} MiB for a {} MiB file (bound {} MiB)",
