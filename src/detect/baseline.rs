@@ -178,8 +178,17 @@ pub fn hour_counts(ctx: &Context, sessions: &[&Session]) -> [f64; 24] {
 /// The shortest run of hours holding at least [`CORE_SHARE`] of the sessions (the earliest start on ties); `None`
 /// with fewer than [`MIN_CORE_SESSIONS`].
 pub fn core_arc(counts: &[f64; 24]) -> Option<HourArc> {
+    if counts.iter().sum::<f64>() < MIN_CORE_SESSIONS {
+        return None;
+    }
+    shortest_arc(counts)
+}
+
+/// The shortest run of hours holding at least [`CORE_SHARE`] of the sessions counted per hour (the earliest start on
+/// ties), however few; `None` with none.
+pub fn shortest_arc(counts: &[f64; 24]) -> Option<HourArc> {
     let total: f64 = counts.iter().sum();
-    if total < MIN_CORE_SESSIONS {
+    if total <= 0.0 {
         return None;
     }
     (1..=24u32).find_map(|len| {

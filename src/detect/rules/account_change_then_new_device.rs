@@ -3,6 +3,7 @@
 use super::{counts, times, watcher_reading, EvidenceKind, Needs, RuleMeta};
 use chrono::Timelike;
 
+use crate::detect::baseline::shortest_arc;
 use crate::detect::stats::different_hours;
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
@@ -41,25 +42,18 @@ const MOVED_ODDS: f64 = 100.0;
 /// ...by at least this many minutes between their mean times of day.
 const MIN_SHIFT_MINUTES: u32 = 180;
 
-/// "mostly 21:00-02:59": the shortest run of whole hours holding most (four in five) of the visits.
-fn clock_range(_ctx: &Context, minutes: &[u32]) -> String {
+/// "mostly 21:00-02:59": the shortest run of whole hours holding most of the visits (see [`shortest_arc`]).
+fn clock_range(minutes: &[u32]) -> String {
     let mut counts = [0.0; 24];
     for m in minutes {
         counts[(*m / 60 % 24) as usize] += 1.0;
     }
-    let total: f64 = counts.iter().sum();
-    let arc = (1..=24u32).find_map(|len| {
-        (0..24u32)
-            .find(|start| {
-                (0..len)
-                    .map(|i| counts[((start + i) % 24) as usize])
-                    .sum::<f64>()
-                    >= 0.8 * total - 1e-9
-            })
-            .map(|start| (start, len))
-    });
-    match arc {
-        Some((start, len)) => format!("mostly {start:02}:00-{:02}:59", (start + len - 1) % 24),
+    match shortest_arc(&counts) {
+        Some(a) => format!(
+            "mostly {:02}:00-{:02}:59",
+            a.start,
+            (a.start + a.len - 1) % 24
+        ),
         None => "no usual hours".into(),
     }
 }
@@ -241,8 +235,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 format!(
                     "It keeps other times of day than the patient did before the change ({}, against {}): people keep \
                      their rhythm when they change phones. ",
-                    clock_range(ctx, &later),
-                    clock_range(ctx, &earlier),
+                    clock_range(&later),
+                    clock_range(&earlier),
                 )
             } else if let (true, Some(u)) = (locked_out, prying_use) {
                 format!(
