@@ -93,19 +93,18 @@ pub fn different_hours(a: &[u32], b: &[u32], min_shift: u32) -> f64 {
             (angle.cos(), angle.sin())
         })
         .collect();
+    let sum = |part: &[(f64, f64)]| {
+        part.iter()
+            .fold((0.0, 0.0), |acc, p| (acc.0 + p.0, acc.1 + p.1))
+    };
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    // Between the two sets' mean vectors.
     let distance = |v: &[(f64, f64)]| {
-        let mean = |part: &[(f64, f64)]| {
-            let n = part.len() as f64;
-            part.iter()
-                .fold((0.0, 0.0), |acc, p| (acc.0 + p.0 / n, acc.1 + p.1 / n))
-        };
-        let (x, y) = (mean(&v[..a.len()]), mean(&v[a.len()..]));
-        (x.0 - y.0).hypot(x.1 - y.1)
+        let (x, y) = (sum(&v[..a.len()]), sum(&v[a.len()..]));
+        (x.0 / na - y.0 / nb).hypot(x.1 / na - y.1 / nb)
     };
     let direction = |part: &[(f64, f64)]| {
-        let (x, y) = part
-            .iter()
-            .fold((0.0, 0.0), |acc, p| (acc.0 + p.0, acc.1 + p.1));
+        let (x, y) = sum(part);
         y.atan2(x)
     };
     let apart = (direction(&unit[..a.len()]) - direction(&unit[a.len()..])).abs();
