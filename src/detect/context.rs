@@ -95,6 +95,17 @@ impl Context<'_> {
     /// orders, messages or the holder's sections), on at least `established_device_sessions` sessions, and not only
     /// as their formal proxy.
     pub fn someone_elses_device(&self, nhs: &str, device: &str) -> Option<(&str, i64)> {
+        self.used_elsewhere(nhs, device, |u| u.holder_sessions > 0)
+    }
+
+    /// The first other record (and the device's first use there) on which a real device is established, not only as
+    /// a formal proxy, and used the way `manages` asks.
+    pub fn used_elsewhere(
+        &self,
+        nhs: &str,
+        device: &str,
+        manages: impl Fn(&crate::detect::baseline::DeviceUse) -> bool,
+    ) -> Option<(&str, i64)> {
         if !is_identified_device(device) {
             return None;
         }
@@ -104,7 +115,7 @@ impl Context<'_> {
                     o.as_str() != nhs
                         && u.sessions >= self.cfg.established_device_sessions
                         && u.non_proxy_sessions > 0
-                        && u.holder_sessions > 0
+                        && manages(u)
                 })
                 .map(|(o, u)| (o.as_str(), u.first))
         })

@@ -83,12 +83,7 @@ fn only_reads_here(ctx: &Context, p: &PatientView, device: &str) -> bool {
     let here = p.baseline.devices.get(device);
     here.is_some_and(|u| u.owner_action_sessions == 0)
         && p.baseline.holder_devices.iter().any(|d| d != device)
-        && ctx.devices.get(device).is_some_and(|h| {
-            h.on.iter().any(|(other, u)| {
-                other.as_str() != p.nhs
-                    && u.owner_action_sessions > 0
-                    && u.non_proxy_sessions > 0
-                    && u.sessions >= ctx.cfg.established_device_sessions
-            })
-        })
+        && ctx
+            .used_elsewhere(p.nhs, device, |u| u.owner_action_sessions > 0)
+            .is_some()
 }
