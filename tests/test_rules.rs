@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use accesswatch::config::{Config, Overrides};
 use accesswatch::context::catalogue::SensitiveCatalogue;
+use accesswatch::detect::scoring::{combine, group_score};
 use accesswatch::detect::{self, Finding};
 use chrono::NaiveDate;
 use common::*;
@@ -1142,6 +1143,60 @@ fn foreign_hours_on_phone_a<'a>(d: &'a detect::Detection, why: &str) -> &'a Find
     assert_eq!(u.device_id.as_deref(), Some("phone-a"));
     assert_ne!(risk_level(d, NHS_A), "low", "{:?}", d.patients);
     u
+}
+
+#[test]
+fn a_night_read_after_a_sensitive_entry_on_the_holders_own_phone_counts_with_its_foreign_hours_not_beside_them() {
+    // A's own phone, three nights on three days (too few for a night run), one of them the night after a
+    // domestic-abuse entry appeared. Both findings rest on one model of A's hours: together they are one witness.
+    let nights = |device: &str, ua: &str| {
+        let mut p = with_habit();
+        p.entry(
+            NHS_A,
+            "E1",
+            "2026-11-15 11:00",
+            "205171000000107",
+            "Victim of domestic violence",
+        );
+        for at in ["2026-11-12 02:40", "2026-11-16 02:50", "2026-11-19 03:05"] {
+            p.session(
+                NHS_A,
+                "acct-a",
+                device,
+                ua,
+                HOME_A,
+                at,
+                &["consultations", "problems"],
+            );
+        }
+        p.detection()
+    };
+    let own = nights("phone-a", PHONE);
+    let hours = fired(&own.findings, NHS_A, "unusual_hour").expect("foreign hours on A's phone");
+    let after = fired(&own.findings, NHS_A, "access_after_sensitive_entry")
+        .expect("the night read after the entry");
+    assert_eq!(after.device_id.as_deref(), Some("phone-a"));
+    assert!(
+        after.explanation.contains("middle of their night"),
+        "{}",
+        after.explanation
+    );
+    let risk = |d: &detect::Detection| {
+        d.patients
+            .iter()
+            .find(|p| p.nhs_number == NHS_A)
+            .map_or(0, |p| p.risk_score)
+    };
+    let as_one = group_score(vec![hours.score, after.score]);
+    assert_eq!(f64::from(risk(&own)), as_one.round(), "{:?}", own.patients);
+    assert!(
+        as_one < combine([hours.score, after.score]) - 5.0,
+        "one witness scores less than two"
+    );
+    assert_not_flagged(&own, NHS_A);
+    // The same three nights from a tablet that is not A's: the read after the entry is a witness of its own.
+    let other = nights("tablet-x", TABLET);
+    assert_ne!(risk_level(&other, NHS_A), "low", "{:?}", other.patients);
 }
 
 #[test]

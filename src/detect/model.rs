@@ -137,6 +137,10 @@ pub struct Finding {
     /// export can replace each short device id in the text.
     #[serde(skip)]
     pub devices: Vec<String>,
+    /// The finding rests on the holder's model of hours alone (a read on the holder's own device at an hour they do
+    /// not keep): scoring counts it with the foreign hours, not as a witness of its own.
+    #[serde(skip)]
+    pub on_holders_hours: bool,
 }
 
 impl Finding {
@@ -176,6 +180,7 @@ impl Finding {
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
+            on_holders_hours: false,
         }
     }
 }

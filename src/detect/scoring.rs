@@ -123,6 +123,7 @@ pub fn patient_risk(
     let mut groups: BTreeMap<(EvidenceKind, String), Vec<(&str, f64)>> = BTreeMap::new();
     // Foreign hours on undescribed devices: one witness, its strongest showing (see the module's notes).
     let mut hours: f64 = 0.0;
+    let mut timed_hours: Vec<f64> = Vec::new();
     for f in fs {
         let weight = if current(f, recent_start, active) {
             1.0
@@ -137,6 +138,8 @@ pub fn patient_risk(
                 .is_some_and(|d| described.contains(d))
         {
             hours = hours.max(score);
+        } else if f.on_holders_hours {
+            timed_hours.push(score);
         } else {
             groups
                 .entry(group_of(f))
@@ -170,6 +173,11 @@ pub fn patient_risk(
                 && fs.iter().any(|(r, _)| *r == rules::unfamiliar_device::ID)
         })
         .max_by(|a, b| group_score(scores(a.1)).total_cmp(&group_score(scores(b.1))));
+    let hours = if timed_hours.is_empty() {
+        hours
+    } else {
+        group_score(std::iter::once(hours).chain(timed_hours).collect())
+    };
     let mut independent_hours = hours;
     if let Some((_, fs)) = judged {
         if hours > 0.0 {

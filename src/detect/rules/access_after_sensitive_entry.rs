@@ -92,14 +92,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         }
         text.push("Someone may be checking what the patient tells the practice.".into());
         let sessions: Vec<&Session> = hits.iter().map(|h| h.1).collect();
-        out.push(Finding::new(
-            p.nhs,
-            ID,
-            score,
-            &sessions,
-            Some(device),
-            text.join(" "),
-        ));
+        let mut f = Finding::new(p.nhs, ID, score, &sessions, Some(device), text.join(" "));
+        f.on_holders_hours = own && crate::detect::is_known_device(device);
+        out.push(f);
     }
     out
 }
