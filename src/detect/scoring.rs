@@ -11,7 +11,9 @@
 //! device, scored as its strongest finding: they are all judged against one model of the holder's hours, so one
 //! mistake in that model would show on every device, and hours alone stay below medium. When a device is judged not
 //! the holder's by how it is used (`unfamiliar_device`), those foreign hours join that device's group rather than
-//! corroborating it: both come from the same model of the holder. And a device that another patient's record shows
+//! corroborating it: both come from the same model of the holder. A read on the holder's own device soon after a
+//! sensitive entry, found only because it came at an hour the holder does not keep ([`Finding::on_holders_hours`]),
+//! rests on that model too: it joins the foreign hours as a further finding. And a device that another patient's record shows
 //! to be theirs is, by that fact, not this holder's: what it is and does here joins that witness.
 //! Different groups (another device, another kind of evidence) corroborate each other and combine as independent
 //! evidence: risk = 100 x (1 - product over groups of (1 - group/100)).
