@@ -1943,19 +1943,19 @@ fn a_new_phone_that_takes_over_after_a_reset_but_keeps_other_hours_is_not_the_pa
 }
 
 #[test]
-fn a_device_set_up_with_a_reset_used_now_and_then_at_home_beside_the_holders_phone_is_their_second_device(
+fn a_device_set_up_with_a_reset_used_now_and_then_at_home_or_at_the_holders_hours_beside_their_phone_is_their_second_device(
 ) {
     // A keeps their phone (every 3 days at 19:00, at home). A password reset on a new tablet on `change` (a day
     // number from 28 Sep), which then reads results and consultations every `every` days, `visits` times at most,
-    // from `ip`.
-    let practice = |change: i64, visits: i64, every: i64, ip: &str| {
+    // from `ip` at `hour`.
+    let practice = |change: i64, visits: i64, every: i64, ip: &str, hour: u32| {
         let day = NaiveDate::from_ymd_opt(2026, 9, 28).unwrap() + chrono::Duration::days(change);
         let last = (change + 1 + every * (visits - 1)).min(55);
         let p = tablet_after_reset(
             &format!("{day} 14:05"),
             (change + 1, last),
             every as usize,
-            14,
+            hour,
             ip,
             &[&["consultations", "test_results"]],
         );
@@ -1966,13 +1966,15 @@ fn a_device_set_up_with_a_reset_used_now_and_then_at_home_beside_the_holders_pho
     };
     // From 18 Oct, four visits a week apart over the home connection, fewer than A's phone makes meanwhile: A's
     // second device.
-    assert!(practice(20, 4, 7, HOME_A) < 45.0);
-    // The same from an address A's devices never use: someone else's.
-    assert!(practice(20, 4, 7, HOME_B) >= 45.0);
+    assert!(practice(20, 4, 7, HOME_A, 14) < 45.0);
+    // The same from an address A's devices never use, at 14:00, an hour A does not keep: someone else's.
+    assert!(practice(20, 4, 7, HOME_B, 14) >= 45.0);
+    // From that address but in A's own evenings: A's second device away from home.
+    assert!(practice(20, 4, 7, HOME_B, 19) < 45.0);
     // Every day, more than A's own phone since the change: someone reading on.
-    assert!(practice(20, 35, 1, HOME_A) >= 45.0);
+    assert!(practice(20, 35, 1, HOME_A, 14) >= 45.0);
     // A change in the last fortnight: too soon to tell a second device from a takeover.
-    assert!(practice(46, 2, 7, HOME_A) >= 45.0);
+    assert!(practice(46, 2, 7, HOME_A, 14) >= 45.0);
 }
 
 #[test]

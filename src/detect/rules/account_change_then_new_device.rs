@@ -141,9 +141,12 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // model does not count it among theirs), and a new device that takes over from the old ones without reading
         // the way a watcher does (a replacement phone, set up with a new password). None of these holds once the old
         // one has been refused.
-        let keeps_hours = sessions
+        // Its visits that read the record keep the holder's hours (the reset itself may come at any hour).
+        let at_holders_hours = sessions
             .iter()
-            .all(|s| !p.baseline.foreign_hour(ctx, s.start))
+            .filter(|s| s.reads > 0)
+            .all(|s| !p.baseline.foreign_hour(ctx, s.start));
+        let keeps_hours = at_holders_hours
             && new_devices.iter().all(|d| {
                 p.baseline
                     .devices
@@ -183,7 +186,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .all(|s| s.ip.as_ref().is_some_and(|ip| p.baseline.ips.contains(ip)));
         let weeks_of_use = ctx.end - at >= i64::from(ctx.cfg.recent_days) * DAY;
         let second_device = weeks_of_use
-            && home_only
+            && (home_only || at_holders_hours)
             && !locked_out
             && refused.is_empty()
             && sessions.len() <= old_after;
