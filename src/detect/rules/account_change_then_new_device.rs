@@ -171,10 +171,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && earlier.len() >= MIN_VISITS_EACH
             && later.len() >= MIN_VISITS_EACH
             && different_hours(&earlier, &later, MIN_SHIFT_MINUTES) <= 1.0 / MOVED_ODDS;
-        // A new device used only over the connections the patient's own devices use at home, no more often than the
-        // patient's phone, which goes on being used, over at least the recent window's length since the change: a
-        // second device of theirs, set up with a reset password. Someone who has taken the login over reads on it more
-        // than the patient does, or from elsewhere. In the first days after a change the two look alike, and the
+        // A new device used only over the connections the patient's own devices use at home, or reading only at the
+        // hours the patient keeps, no more often than the patient's phone, which goes on being used, over at least
+        // the recent window's length since the change: a second device of theirs, set up with a reset password.
+        // Someone who has taken the login over reads on it more than the patient does, or from elsewhere at hours of
+        // their own. In the first days after a change the two look alike, and the
         // finding stands until the weeks tell them apart.
         let old_after = p
             .sessions
