@@ -1971,6 +1971,9 @@ fn a_device_set_up_with_a_reset_used_now_and_then_at_home_or_at_the_holders_hour
     assert!(practice(20, 4, 7, HOME_B, 14) >= 45.0);
     // From that address but in A's own evenings: A's second device away from home.
     assert!(practice(20, 4, 7, HOME_B, 19) < 45.0);
+    // As many reading visits as A's phone makes after the change (twelve each, every three days; the reset itself
+    // reads nothing and is not a visit): A's second device.
+    assert!(practice(20, 12, 3, HOME_A, 14) < 45.0);
     // Every day, more than A's own phone since the change: someone reading on.
     assert!(practice(20, 35, 1, HOME_A, 14) >= 45.0);
     // A change in the last fortnight: too soon to tell a second device from a takeover.

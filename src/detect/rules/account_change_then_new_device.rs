@@ -180,7 +180,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let old_after = p
             .sessions
             .iter()
-            .filter(|s| s.start > at && before.contains_key(s.device.as_str()) && counts(ctx, s))
+            .filter(|s| {
+                s.start > at && s.reads > 0 && before.contains_key(s.device.as_str()) && counts(ctx, s)
+            })
             .count();
         let home_only = sessions
             .iter()
@@ -190,7 +192,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && (home_only || at_holders_hours)
             && !locked_out
             && refused.is_empty()
-            && sessions.len() <= old_after;
+            && sessions.iter().filter(|s| s.reads > 0).count() <= old_after;
         let own_phone = !hours_moved
             && (keeps_hours
                 || second_device
