@@ -1200,6 +1200,35 @@ fn a_night_read_after_a_sensitive_entry_on_the_holders_own_phone_counts_with_its
 }
 
 #[test]
+fn the_phone_a_holder_replaced_is_not_a_device_alongside_theirs() {
+    // A's old phone read results three times, a week or two apart, too few visits to say how it reads; A's new
+    // phone, from 19 Oct, manages A's care every three days. `old_days` and `every` place the old phone's visits.
+    let practice = |old_days: (i64, i64), every: usize| {
+        let mut p = Practice::default();
+        p.habit(NHS_A, "acct-a", "phone-new", PHONE, HOME_A, (21, 55), 3, 19);
+        reading(
+            &mut p,
+            NHS_A,
+            "phone-old",
+            PHONE,
+            HOME_A,
+            old_days,
+            every,
+            19,
+            &[&["test_results", "consultations"]],
+        );
+        p.detect()
+    };
+    // The old phone's last visit (12 Oct) came before the new phone's first: replaced, not joined.
+    let f = practice((0, 14), 7);
+    assert!(fired(&f, NHS_A, "unfamiliar_device").is_none(), "{f:?}");
+    // The same three visits, the last two after the new phone came: a device alongside A's own.
+    let f = practice((14, 42), 14);
+    let u = fired(&f, NHS_A, "unfamiliar_device").expect("a device alongside the holder's");
+    assert_eq!(u.device_id.as_deref(), Some("phone-old"));
+}
+
+#[test]
 fn an_established_watcher_is_found_however_long_it_has_been_there() {
     // A tablet has read A's record every four days since the data began (28 Sep), long before the recent window,
     // only ever consultations and problems, and read a domestic-abuse entry within hours of it appearing.

@@ -43,11 +43,18 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             continue;
         };
         let first = sessions[0].start;
-        // The holder's own devices still in use after this one appeared: it was joined, not replaced.
-        let alongside = p
-            .sessions
-            .iter()
-            .any(|s| p.baseline.is_holders(&s.device) && s.start > first);
+        let last = sessions.iter().map(|s| s.start).max().unwrap_or(first);
+        // The holder's own devices still in use after this one appeared: it was joined, not replaced. A device of
+        // the holder's first used only after this one's last visit is its successor (the holder's new phone after
+        // this old one), not a device alongside it.
+        let alongside = p.sessions.iter().any(|s| {
+            p.baseline.is_holders(&s.device)
+                && s.start > first
+                && p.baseline
+                    .devices
+                    .get(&s.device)
+                    .is_some_and(|u| u.first <= last)
+        });
         let prying = p.baseline.reads_like_watcher(device);
         if !alongside && !prying {
             continue;
