@@ -412,6 +412,41 @@ fn unusual_hour_fires_at_hours_the_patient_never_uses_but_not_for_a_night_worker
 }
 
 #[test]
+fn a_holder_who_orders_in_the_small_hours_is_awake_then_so_night_visits_on_their_phone_are_not_a_night_run() {
+    // Four nights on A's own phone, reading consultations and problems: a night run, medium alone (as above)...
+    let nights = |orders_at_night: bool| {
+        let mut p = with_habit();
+        for at in [
+            "2026-11-11 03:10",
+            "2026-11-14 02:50",
+            "2026-11-17 03:20",
+            "2026-11-20 03:05",
+        ] {
+            p.session(
+                NHS_A,
+                "acct-a",
+                "phone-a",
+                PHONE,
+                HOME_A,
+                at,
+                &["consultations", "problems"],
+            );
+        }
+        // ...unless A orders their own repeat prescription on that phone at night too.
+        if orders_at_night {
+            p.action(NHS_A, "acct-a", "phone-a", "2026-11-02 02:40", "order_prescription");
+        }
+        p.detection()
+    };
+    let d = nights(false);
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+    let d = nights(true);
+    let u = fired(&d.findings, NHS_A, "unusual_hour").expect("the hours are still foreign");
+    assert!(u.score < 45.0, "{u:?}");
+    assert_not_flagged(&d, NHS_A);
+}
+
+#[test]
 fn access_after_sensitive_entry_fires_for_another_device_not_for_the_patient_reading_it() {
     let mut p = with_habit();
     p.entry(

@@ -51,6 +51,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         };
         after(ctx.entry_times.get(p.nhs)) || after(ctx.appointment_ends.get(p.nhs))
     };
+    // The holder books, orders or writes to the practice in the small hours themself: they are awake then, and a
+    // run of night visits is not someone else's while they sleep.
+    let holder_manages_care_at_night = p.sessions.iter().any(|s| {
+        s.owner_actions > 0 && ctx.hour(s.start) < 6 && p.baseline.is_holders(&s.device)
+    });
     let mut out = Vec::new();
     for (device, rare) in super::by_device(p, |s| {
         counts(ctx, s)
@@ -85,8 +90,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let blind = !crate::detect::is_known_device(device) && rare.len() >= 5 && share(rare.len());
         // The night run must read the way a watcher does: a night-shift worker manages their care at night too.
         let reads_otherwise = prying as f64 >= WATCHER_SHARE * rare.len() as f64;
-        let night_run =
-            5 * night >= 3 * rare.len() && night >= 4 && share(night) && reads_otherwise;
+        let night_run = 5 * night >= 3 * rare.len()
+            && night >= 4
+            && share(night)
+            && reads_otherwise
+            && !holder_manages_care_at_night;
         // A second routine, at any hour: more visits at hours the holder does not keep than the holder's own model
         // allows, and more of them reading nothing the holder manages care with than this device's visits as a
         // whole do: the two together by chance less than once in [`RUN_ODDS`] squared, each less than once in
