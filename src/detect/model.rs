@@ -85,7 +85,7 @@ impl Session {
 
     /// The session read the record without managing any care.
     pub fn watcher_like(&self) -> bool {
-        self.reads > 0 && !self.holder_like()
+        self.prying_reads > 0 && !self.holder_like()
     }
 }
 
