@@ -2082,32 +2082,28 @@ fn another_patients_phone_that_starts_when_the_holder_goes_quiet_is_not_the_hold
 #[test]
 fn another_patients_own_phone_reading_the_holders_sections_here_is_still_theirs_unless_it_manages_care_here(
 ) {
-    // B's phone manages B's care (B orders prescriptions on it). For eight weeks it has also read A's record,
-    // appointments now and then among what it reads, so by its reading alone it could pass for one of A's own
-    // devices. A keeps their own phone throughout.
-    let practice = |books_for_a: bool, a_keeps_own_phone: bool| {
+    // B's phone manages B's care (B reads their appointments and medications on it, and with `b_orders` orders
+    // prescriptions on it too). For eight weeks it has also read A's record, appointments now and then among what
+    // it reads, so by its reading alone it could pass for one of A's own devices. A keeps their own phone
+    // throughout. `ua` says what kind of device it is.
+    let practice = |books_for_a: bool, a_keeps_own_phone: bool, b_orders: bool, ua: &str| {
         let mut p = if a_keeps_own_phone {
             with_habit()
         } else {
             Practice::default()
         };
-        p.habit(NHS_B, "acct-b", "phone-b", PHONE, HOME_B, (0, 55), 2, 8);
-        p.action(
-            NHS_B,
-            "acct-b",
-            "phone-b",
-            "2026-10-05 08:30",
-            "order_prescription",
-        );
-        p.action(
-            NHS_B,
-            "acct-b",
-            "phone-b",
-            "2026-11-02 08:30",
-            "order_prescription",
-        );
-        phone_b_reads_a(
+        p.habit(NHS_B, "acct-b", "phone-b", ua, HOME_B, (0, 55), 2, 8);
+        if b_orders {
+            for at in ["2026-10-05 08:30", "2026-11-02 08:30"] {
+                p.action(NHS_B, "acct-b", "phone-b", at, "order_prescription");
+            }
+        }
+        reading(
             &mut p,
+            NHS_A,
+            "phone-b",
+            ua,
+            HOME_B,
             (1, 55),
             4,
             21,
@@ -2124,7 +2120,7 @@ fn another_patients_own_phone_reading_the_holders_sections_here_is_still_theirs_
         }
         p.detect()
     };
-    let f = practice(false, true);
+    let f = practice(false, true, true, PHONE);
     let s = fired(&f, NHS_A, "shared_device").expect("fires");
     assert_eq!(s.device_id.as_deref(), Some("phone-b"));
     assert!(
@@ -2132,15 +2128,26 @@ fn another_patients_own_phone_reading_the_holders_sections_here_is_still_theirs_
         "{:?}",
         rules_for(&f, NHS_B)
     );
+    // A phone is one person's: B reading their own care sections on it is enough to make it B's, orders or not.
+    let f = practice(false, true, false, PHONE);
+    let s = fired(&f, NHS_A, "shared_device").expect("B's phone without orders");
+    assert_eq!(s.device_id.as_deref(), Some("phone-b"));
+    // A tablet is a family's: reading each partner's care sections, it is theirs as well, unless B orders on it.
+    let f = practice(false, true, false, TABLET);
+    assert!(
+        fired(&f, NHS_A, "shared_device").is_none(),
+        "{:?}",
+        rules_for(&f, NHS_A)
+    );
     // The same phone booking for A is A managing their care on it (or someone doing it for them): not flagged.
-    let f = practice(true, true);
+    let f = practice(true, true, true, PHONE);
     assert!(
         fired(&f, NHS_A, "shared_device").is_none(),
         "{:?}",
         rules_for(&f, NHS_A)
     );
     // Nor when it is the only device A uses: A reads their record on their partner's phone.
-    let f = practice(false, false);
+    let f = practice(false, false, true, PHONE);
     assert!(
         fired(&f, NHS_A, "shared_device").is_none(),
         "{:?}",

@@ -36,7 +36,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         counts(ctx, s)
             && s.reads > 0
             && (!p.baseline.is_holders(&s.device)
-                || (only_reads_here(ctx, p, &s.device) && !ctx.household_device(p, s)))
+                || (only_reads_here(ctx, p, &s.device, personal(s)) && !ctx.household_device(p, s)))
     }) {
         let Some((_, owner_since)) = ctx.someone_elses_device(p.nhs, device) else {
             continue;
@@ -79,11 +79,20 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
 /// never does, while this patient has a device of their own besides. Reading the holder's sections is not ownership
 /// when someone else demonstrably owns the device. (A household tablet over the home connection is left to the
 /// household rule above: a couple's family tablet reads each partner's care sections.)
-fn only_reads_here(ctx: &Context, p: &PatientView, device: &str) -> bool {
+fn only_reads_here(ctx: &Context, p: &PatientView, device: &str, phone: bool) -> bool {
     let here = p.baseline.devices.get(device);
     here.is_some_and(|u| u.owner_action_sessions == 0)
         && p.baseline.holder_devices.iter().any(|d| d != device)
         && ctx
-            .used_elsewhere(p.nhs, device, |u| u.owner_action_sessions > 0)
+            .used_elsewhere(p.nhs, device, |u| {
+                u.owner_action_sessions > 0 || (phone && u.holder_sessions > 0)
+            })
             .is_some()
+}
+
+/// A session on a phone, by its user agent: a personal device, unlike a family tablet or computer.
+fn personal(s: &crate::detect::Session) -> bool {
+    s.user_agent
+        .as_deref()
+        .is_some_and(|ua| !crate::detect::is_household_class(Some(ua)))
 }
