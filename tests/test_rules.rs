@@ -1264,6 +1264,34 @@ fn the_phone_a_holder_replaced_is_not_a_device_alongside_theirs() {
 }
 
 #[test]
+fn a_device_that_mostly_opens_only_the_summary_page_does_not_read_like_a_watcher() {
+    // A's tablet at home, in A's evenings, every five days: most visits open the summary page and nothing else, one in
+    // four checks allergies too. `page` stands in for the summary.
+    let practice = |page: &str| {
+        let mut p = with_habit();
+        reading(
+            &mut p,
+            NHS_A,
+            "tablet-a",
+            TABLET,
+            HOME_A,
+            (2, 55),
+            5,
+            20,
+            &[&[page], &[page], &[page], &["allergies", page]],
+        );
+        p.detect()
+    };
+    // The summary is the app's front page: opening it reads nothing a watcher is after. A's own tablet.
+    let f = practice("summary");
+    assert!(rules_for(&f, NHS_A).is_empty(), "{:?}", rules_for(&f, NHS_A));
+    // The same visits reading consultations instead: not the way A reads.
+    let f = practice("consultations");
+    let u = fired(&f, NHS_A, "unfamiliar_device").expect("reads the way a watcher does");
+    assert_eq!(u.device_id.as_deref(), Some("tablet-a"));
+}
+
+#[test]
 fn an_established_watcher_is_found_however_long_it_has_been_there() {
     // A tablet has read A's record every four days since the data began (28 Sep), long before the recent window,
     // only ever consultations and problems, and read a domestic-abuse entry within hours of it appearing.
