@@ -83,7 +83,8 @@ impl Session {
         self.owner_actions > 0 || self.broad_reads > 0
     }
 
-    /// The session read the record without managing any care.
+    /// The session read a section where disclosures are found ([`PRYING_SECTIONS`]) and managed no care. A visit
+    /// that opens only the summary (the app's front page) reads nothing a watcher is after, and is neither.
     pub fn watcher_like(&self) -> bool {
         self.prying_reads > 0 && !self.holder_like()
     }
