@@ -391,6 +391,20 @@ impl DetectConfig {
             0,
             12 * 60,
         );
+        bounded(
+            o,
+            "monitoring_cadence.exact_daily_minutes",
+            self.monitoring_cadence.exact_daily_minutes,
+            0,
+            12 * 60,
+        );
+        bounded(
+            o,
+            "monitoring_cadence.exact_daily_sessions",
+            self.monitoring_cadence.exact_daily_sessions,
+            2,
+            10_000,
+        );
         p
     }
 }
@@ -662,6 +676,11 @@ pub struct Cadence {
     /// minutes either side of one time of day, with days skipped between: a schedule too, scored
     /// `foreign_schedule_score`. Tighter than a daily chain's tolerance, since nothing else here says it is a schedule.
     pub slot_minutes: i64,
+    /// A daily check kept to within this many minutes from one day to the next, on at least `exact_daily_sessions`
+    /// visits that only read (fewer than `min_regular_days`): kept to the minute as people do not, it scores
+    /// `regular_score`.
+    pub exact_daily_minutes: i64,
+    pub exact_daily_sessions: usize,
     pub max_score: f64,
 }
 
@@ -679,6 +698,8 @@ impl Default for Cadence {
             regular_score: 55.0,
             foreign_schedule_score: 40.0,
             slot_minutes: 12,
+            exact_daily_minutes: 5,
+            exact_daily_sessions: 6,
             max_score: 70.0,
         }
     }

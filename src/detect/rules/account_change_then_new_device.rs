@@ -181,7 +181,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .sessions
             .iter()
             .filter(|s| {
-                s.start > at && s.reads > 0 && before.contains_key(s.device.as_str()) && counts(ctx, s)
+                s.start > at
+                    && s.reads > 0
+                    && before.contains_key(s.device.as_str())
+                    && counts(ctx, s)
             })
             .count();
         let home_only = sessions

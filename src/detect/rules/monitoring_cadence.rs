@@ -160,9 +160,24 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let tolerance = |period: i64| {
             (cfg.tolerance_minutes * 60_000_000).max((period as f64 * cfg.tolerance_share) as i64)
         };
-        let Some((period, chain)) = regular_chain(&starts, tolerance) else {
+        let Some((mut period, mut chain)) = regular_chain(&starts, tolerance) else {
             continue;
         };
+        // A daily check kept to the minute (within `exact_daily_minutes` from one day to the next, not the share of a
+        // day a daily habit is allowed), only reading: people are not that regular, however short the run.
+        let to_the_minute = || {
+            regular_chain(&starts, |_| cfg.exact_daily_minutes * 60_000_000).filter(|(p, c)| {
+                *p >= 20 * 3_600_000_000
+                    && c.len() >= cfg.exact_daily_sessions
+                    && c.iter().all(|i| list[*i].watcher_like())
+            })
+        };
+        let mut minute_exact = false;
+        if period >= 12 * 3_600_000_000 && chain.len() < cfg.min_regular_days {
+            if let Some((p2, c2)) = to_the_minute() {
+                (period, chain, minute_exact) = (p2, c2, true);
+            }
+        }
         // A daily habit is more common than a machine's hourly poll: a long period needs a longer run, unless the
         // daily check keeps hours the holder does not, and only reads: then it is not the holder's habit.
         let daily = period >= 12 * 3_600_000_000;
@@ -177,7 +192,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && chain
                 .iter()
                 .all(|i| list[*i].watcher_like() && p.baseline.foreign_hour(ctx, list[*i].start));
-        if chain.len() < needed && !foreign_schedule {
+        if chain.len() < needed && !foreign_schedule && !minute_exact {
             continue;
         }
         let hours = period as f64 / 3_600_000_000.0;
@@ -186,7 +201,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         } else {
             format!("{hours:.1} hours")
         };
-        let (points, how, why) = if chain.len() >= needed {
+        let (points, how, why) = if chain.len() >= needed || minute_exact {
             (
                 cfg.regular_score,
                 "at regular intervals",

@@ -53,9 +53,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     };
     // The holder books, orders or writes to the practice in the small hours themself: they are awake then, and a
     // run of night visits is not someone else's while they sleep.
-    let holder_manages_care_at_night = p.sessions.iter().any(|s| {
-        s.owner_actions > 0 && ctx.hour(s.start) < 6 && p.baseline.is_holders(&s.device)
-    });
+    let holder_manages_care_at_night = p
+        .sessions
+        .iter()
+        .any(|s| s.owner_actions > 0 && ctx.hour(s.start) < 6 && p.baseline.is_holders(&s.device));
     let mut out = Vec::new();
     for (device, rare) in super::by_device(p, |s| {
         counts(ctx, s)
