@@ -13,8 +13,8 @@
 //! the holder's by how it is used (`unfamiliar_device`), those foreign hours join that device's group rather than
 //! corroborating it: both come from the same model of the holder. A read on the holder's own device soon after a
 //! sensitive entry, found only because it came at an hour the holder does not keep ([`Finding::on_holders_hours`]),
-//! rests on that model too: it joins the foreign hours as a further finding. And a device that another patient's record shows
-//! to be theirs is, by that fact, not this holder's: what it is and does here joins that witness.
+//! rests on that model too: it joins the foreign hours as a further finding. And a device that another patient's
+//! record shows to be theirs is, by that fact, not this holder's: what it is and does here joins that witness.
 //! Different groups (another device, another kind of evidence) corroborate each other and combine as independent
 //! evidence: risk = 100 x (1 - product over groups of (1 - group/100)).
 //! Evidence that stopped before the recent window still counts, at `detect.stale_factor` of its score, so a

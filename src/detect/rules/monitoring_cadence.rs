@@ -165,16 +165,16 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         };
         // A daily check kept to the minute (within `exact_daily_minutes` from one day to the next, not the share of a
         // day a daily habit is allowed), only reading: people are not that regular, however short the run.
-        let to_the_minute = || {
-            regular_chain(&starts, |_| cfg.exact_daily_minutes * 60_000_000).filter(|(p, c)| {
-                *p >= 20 * 3_600_000_000
-                    && c.len() >= cfg.exact_daily_sessions
-                    && c.iter().all(|i| list[*i].watcher_like())
-            })
-        };
         let mut minute_exact = false;
         if period >= 12 * 3_600_000_000 && chain.len() < cfg.min_regular_days {
-            if let Some((p2, c2)) = to_the_minute() {
+            let exact = regular_chain(&starts, |_| cfg.exact_daily_minutes * 60_000_000).filter(
+                |(p, c)| {
+                    *p >= 20 * 3_600_000_000
+                        && c.len() >= cfg.exact_daily_sessions
+                        && c.iter().all(|i| list[*i].watcher_like())
+                },
+            );
+            if let Some((p2, c2)) = exact {
                 (period, chain, minute_exact) = (p2, c2, true);
             }
         }

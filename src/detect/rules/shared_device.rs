@@ -92,7 +92,5 @@ fn only_reads_here(ctx: &Context, p: &PatientView, device: &str, phone: bool) ->
 
 /// A session on a phone, by its user agent: a personal device, unlike a family tablet or computer.
 fn personal(s: &crate::detect::Session) -> bool {
-    s.user_agent
-        .as_deref()
-        .is_some_and(|ua| !crate::detect::is_household_class(Some(ua)))
+    s.user_agent.is_some() && !crate::detect::is_household_class(s.user_agent.as_deref())
 }
