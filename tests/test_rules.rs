@@ -454,6 +454,30 @@ fn a_holder_who_orders_in_the_small_hours_is_awake_then_so_night_visits_on_their
 }
 
 #[test]
+fn a_view_of_the_record_in_general_reads_what_a_watcher_is_after() {
+    // Four nights on A's own phone, each view with no section (the record in general, as an export without sections
+    // has it), or each opening only the summary page.
+    let nights = |section: &str| {
+        let mut p = with_habit();
+        for at in [
+            "2026-11-11 03:10",
+            "2026-11-14 02:50",
+            "2026-11-17 03:20",
+            "2026-11-20 03:05",
+        ] {
+            p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, &[section]);
+        }
+        p.detection()
+    };
+    // The record in general holds the consultations and results a watcher is after: a night run, medium alone.
+    let d = nights("");
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
+    // The summary page alone does not: the hours are foreign, but they do not stand alone.
+    let d = nights("summary");
+    assert_not_flagged(&d, NHS_A);
+}
+
+#[test]
 fn access_after_sensitive_entry_fires_for_another_device_not_for_the_patient_reading_it() {
     let mut p = with_habit();
     p.entry(

@@ -65,7 +65,7 @@ pub struct Session {
     pub events: u32,
     /// Views and downloads.
     pub reads: u32,
-    /// Reads of the sections where disclosures are found.
+    /// Reads of the sections where disclosures are found, or of the record in general (no section).
     pub prying_reads: u32,
     /// Reads of the sections the holder reads to manage their care ([`CARE_SECTIONS`]).
     pub broad_reads: u32,
@@ -83,8 +83,9 @@ impl Session {
         self.owner_actions > 0 || self.broad_reads > 0
     }
 
-    /// The session read a section where disclosures are found ([`PRYING_SECTIONS`]) and managed no care. A visit
-    /// that opens only the summary (the app's front page) reads nothing a watcher is after, and is neither.
+    /// The session read a section where disclosures are found ([`PRYING_SECTIONS`]), or the record in general, and
+    /// managed no care. A visit that opens only the summary (the app's front page) reads nothing a watcher is after,
+    /// and is neither.
     pub fn watcher_like(&self) -> bool {
         self.prying_reads > 0 && !self.holder_like()
     }

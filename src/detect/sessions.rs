@@ -164,9 +164,10 @@ pub fn batch_sessions(
     let is_read = one_of(ACTION, "r", &READ_ACTIONS);
     let is_change = one_of(ACTION, "c", &ACCOUNT_CHANGES);
     let is_owner = one_of(ACTION, "o", &OWNER_ACTIONS);
+    // A read with no section is of the record in general, disclosures included (an export may carry no sections).
     let is_prying = is_read
         .clone()
-        .and(one_of(SECTION, "p", &PRYING_SECTIONS).fill_null(lit(false)));
+        .and(one_of(SECTION, "p", &PRYING_SECTIONS).fill_null(lit(true)));
     let is_broad = is_read
         .clone()
         .and(one_of(SECTION, "b", &CARE_SECTIONS).fill_null(lit(false)));
