@@ -336,25 +336,22 @@ fn shared_device_flags_the_visited_record_not_the_owner_and_spares_household_tab
     );
 }
 
-#[test]
-fn unusual_hour_fires_at_hours_the_patient_never_uses_but_not_for_a_night_worker() {
-    let mut p = with_habit();
+/// A's own phone at home on four nights between 02:50 and 03:20 (11-20 Nov), reading `sections` each time.
+fn four_nights_on_phone_a(p: &mut Practice, sections: &[&str]) {
     for at in [
         "2026-11-11 03:10",
         "2026-11-14 02:50",
         "2026-11-17 03:20",
         "2026-11-20 03:05",
     ] {
-        p.session(
-            NHS_A,
-            "acct-a",
-            "phone-a",
-            PHONE,
-            HOME_A,
-            at,
-            &["consultations", "problems"],
-        );
+        p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, sections);
     }
+}
+
+#[test]
+fn unusual_hour_fires_at_hours_the_patient_never_uses_but_not_for_a_night_worker() {
+    let mut p = with_habit();
+    four_nights_on_phone_a(&mut p, &["consultations", "problems"]);
     let f = p.detect();
     let u = fired(&f, NHS_A, "unusual_hour").expect("fires");
     assert!(
@@ -417,22 +414,7 @@ fn a_holder_who_orders_in_the_small_hours_is_awake_then_so_night_visits_on_their
     // Four nights on A's own phone, reading consultations and problems: a night run, medium alone (as above)...
     let nights = |orders_at_night: bool| {
         let mut p = with_habit();
-        for at in [
-            "2026-11-11 03:10",
-            "2026-11-14 02:50",
-            "2026-11-17 03:20",
-            "2026-11-20 03:05",
-        ] {
-            p.session(
-                NHS_A,
-                "acct-a",
-                "phone-a",
-                PHONE,
-                HOME_A,
-                at,
-                &["consultations", "problems"],
-            );
-        }
+        four_nights_on_phone_a(&mut p, &["consultations", "problems"]);
         // ...unless A orders their own repeat prescription on that phone at night too.
         if orders_at_night {
             p.action(
@@ -459,14 +441,7 @@ fn a_view_of_the_record_in_general_reads_what_a_watcher_is_after() {
     // has it), or each opening only the summary page.
     let nights = |section: &str| {
         let mut p = with_habit();
-        for at in [
-            "2026-11-11 03:10",
-            "2026-11-14 02:50",
-            "2026-11-17 03:20",
-            "2026-11-20 03:05",
-        ] {
-            p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, &[section]);
-        }
+        four_nights_on_phone_a(&mut p, &[section]);
         p.detection()
     };
     // The record in general holds the consultations and results a watcher is after: a night run, medium alone.
