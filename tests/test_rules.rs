@@ -1180,6 +1180,14 @@ fn watching(
     }
 }
 
+/// The patient's risk score (0 with no findings).
+fn risk_score(d: &detect::Detection, nhs: &str) -> f64 {
+    d.patients
+        .iter()
+        .find(|p| p.nhs_number == nhs)
+        .map_or(0.0, |p| f64::from(p.risk_score))
+}
+
 fn risk_level(d: &detect::Detection, nhs: &str) -> &'static str {
     d.patients
         .iter()
@@ -1267,14 +1275,13 @@ fn a_night_read_after_a_sensitive_entry_on_the_holders_own_phone_counts_with_its
         "{}",
         after.explanation
     );
-    let risk = |d: &detect::Detection| {
-        d.patients
-            .iter()
-            .find(|p| p.nhs_number == NHS_A)
-            .map_or(0, |p| p.risk_score)
-    };
     let as_one = group_score(vec![hours.score, after.score]);
-    assert_eq!(f64::from(risk(&own)), as_one.round(), "{:?}", own.patients);
+    assert_eq!(
+        risk_score(&own, NHS_A),
+        as_one.round(),
+        "{:?}",
+        own.patients
+    );
     assert!(
         as_one < combine([hours.score, after.score]) - 5.0,
         "one witness scores less than two"
@@ -1559,12 +1566,7 @@ fn findings_about_one_device_count_once_and_separate_evidence_adds_up() {
         .collect();
     assert!(scores.len() >= 3, "{:?}", d.findings);
     let independent = accesswatch::detect::scoring::combine(scores.iter().copied());
-    let risk = d
-        .patients
-        .iter()
-        .find(|p| p.nhs_number == NHS_A)
-        .unwrap()
-        .risk_score as f64;
+    let risk = risk_score(&d, NHS_A);
     assert!(
         risk < independent - 5.0,
         "grouped {risk} vs counted as independent {independent}"
@@ -1581,12 +1583,7 @@ fn findings_about_one_device_count_once_and_separate_evidence_adds_up() {
         &["appointments", "consultations"],
     );
     let with_visit = q.detection();
-    let risk2 = with_visit
-        .patients
-        .iter()
-        .find(|p| p.nhs_number == NHS_A)
-        .unwrap()
-        .risk_score as f64;
+    let risk2 = risk_score(&with_visit, NHS_A);
     assert!(
         risk2 > risk + 5.0,
         "a visit overlap corroborates: {risk} -> {risk2}"
