@@ -69,8 +69,9 @@ pub struct DeviceHistory {
     pub on: BTreeMap<String, DeviceUse>,
 }
 
-/// Adds a batch of patients' sessions to the run's device histories. Only real device ids are tracked: a user agent
-/// stands for many people's devices, and no rule asks whose records it has been used on.
+/// Adds a batch of patients' sessions to the run's device histories. Real device ids are tracked; a user agent alone
+/// stands for many people's devices, so without an id it is tracked only together with the address it was seen from
+/// (see [`agent_at_address`]).
 pub fn add_device_histories(
     out: &mut HashMap<String, DeviceHistory>,
     sessions: &BTreeMap<String, Vec<Session>>,
@@ -79,11 +80,16 @@ pub fn add_device_histories(
 ) {
     for (nhs, list) in sessions {
         for s in list {
-            if !is_identified_device(&s.device) {
+            // A real device id; without one, a user agent from one address (see `agent_at_address`).
+            let key = if is_identified_device(&s.device) {
+                s.device.clone()
+            } else if let (true, Some(ip)) = (s.device.starts_with(UA_KEY), &s.ip) {
+                agent_at_address(&s.device, ip)
+            } else {
                 continue;
-            }
+            };
             let u = out
-                .entry(s.device.clone())
+                .entry(key)
                 .or_default()
                 .on
                 .entry(nhs.clone())

@@ -106,7 +106,7 @@ impl Context<'_> {
         device: &str,
         manages: impl Fn(&crate::detect::baseline::DeviceUse) -> bool,
     ) -> Option<(&str, i64)> {
-        if !is_identified_device(device) {
+        if !is_identified_device(device) && !crate::detect::is_agent_at_address(device) {
             return None;
         }
         self.devices.get(device).and_then(|h| {

@@ -46,6 +46,21 @@ pub fn is_identified_device(key: &str) -> bool {
     !(key.starts_with(UA_KEY) || key == UNKNOWN_DEVICE)
 }
 
+/// Where an export has no device ids: a user agent seen from one address, the key under which such a device is
+/// followed across records (see [`agent_at_address`]). Not a device key any session carries.
+const AT_ADDRESS: char = '\u{1f}';
+
+/// The cross-record key of a user agent (a [`UA_KEY`] device key) seen from one address: in an export without
+/// device ids, the same phone model on the same household connection is as near as the export comes to one device.
+pub fn agent_at_address(ua_key: &str, ip: &str) -> String {
+    format!("{ua_key}{AT_ADDRESS}{ip}")
+}
+
+/// A key made by [`agent_at_address`].
+pub fn is_agent_at_address(key: &str) -> bool {
+    key.starts_with(UA_KEY) && key.contains(AT_ADDRESS)
+}
+
 /// A device key that tells one device from another at all (a real id, or a user agent standing in for one).
 pub fn is_known_device(key: &str) -> bool {
     key != UNKNOWN_DEVICE

@@ -68,6 +68,8 @@ pub enum Needs {
     Device,
     /// A real device id (a user agent is shared by thousands of people's devices).
     DeviceId,
+    /// A real device id, or a user agent with the address it was seen from (one household's phone of that model).
+    DeviceIdOrAgentWithAddress,
     /// A device (id or user agent) or an address.
     DeviceOrAddress,
 }
@@ -94,6 +96,17 @@ pub fn not_runnable(c: &FieldCoverage) -> Vec<RuleNotRun> {
                     "needs real device ids to follow a device across records; the export carries them on {} of events",
                     pct(c.device_id)
                 )),
+                Needs::DeviceIdOrAgentWithAddress
+                    if c.device_id < MIN_COVERAGE && c.user_agent.min(c.ip_address) < MIN_COVERAGE =>
+                {
+                    Some(format!(
+                        "needs real device ids, or user agents with addresses, to follow a device across records; the \
+                         export carries device ids on {}, user agents on {} and addresses on {} of events",
+                        pct(c.device_id),
+                        pct(c.user_agent),
+                        pct(c.ip_address)
+                    ))
+                }
                 Needs::DeviceOrAddress if device.max(c.ip_address) < MIN_COVERAGE => Some(format!(
                     "needs a device id, user agent or address; the export carries them on {}, {} and {} of events",
                     pct(c.device_id),

@@ -1,9 +1,16 @@
 //! `shared_device`: a device that belongs with another patient's record, now used on this one.
 
+use std::collections::BTreeMap;
+
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
-use crate::detect::{short_device, Context, Finding, PatientView};
+use crate::detect::{
+    agent_at_address, is_agent_at_address, is_identified_device, short_device, Context, Finding,
+    PatientView, Session, UA_KEY,
+};
 
 pub const ID: &str = "shared_device";
+/// Without device ids, a phone model seen from one address on more records than this is not one household's phone.
+const MAX_HOUSEHOLD_RECORDS: usize = 4;
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
@@ -23,7 +30,7 @@ pub const META: RuleMeta = RuleMeta {
             this patient alone. If there is no recorded proxy and the patient did not share their login willingly, \
             consider a new password and the 104 code.",
     kind: EvidenceKind::OtherRecord,
-    needs: Needs::DeviceId,
+    needs: Needs::DeviceIdOrAgentWithAddress,
 };
 
 pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
@@ -31,16 +38,53 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     if !cfg.enabled {
         return Vec::new();
     }
-    let mut out = Vec::new();
-    for (device, sessions) in super::by_device(p, |s| {
-        counts(ctx, s)
-            && s.reads > 0
-            && (!p.baseline.is_holders(&s.device)
-                || (only_reads_here(ctx, p, &s.device, personal(s)) && !ctx.household_device(p, s)))
-    }) {
-        let Some((_, owner_since)) = ctx.someone_elses_device(p.nhs, device) else {
+    // The sessions of each device, under the key it is followed across records by: its id, or in an export without
+    // ids, its user agent with the address it was seen from.
+    let mut linked: BTreeMap<String, (&str, Vec<&Session>)> = BTreeMap::new();
+    for s in p.sessions.iter().filter(|s| counts(ctx, s) && s.reads > 0) {
+        let key = if is_identified_device(&s.device) {
+            if p.baseline.is_holders(&s.device)
+                && !(only_reads_here(ctx, p, &s.device, personal(s)) && !ctx.household_device(p, s))
+            {
+                continue;
+            }
+            s.device.clone()
+        } else if let (true, Some(ip)) = (s.device.starts_with(UA_KEY), &s.ip) {
+            // On a connection this record's other devices use too (the holder's household), one household's phones
+            // of one model cannot be told apart; nor, anywhere, can the holder's own model of phone managing their
+            // care.
+            let shared_connection = p
+                .sessions
+                .iter()
+                .any(|o| o.device != s.device && o.ip.as_ref() == Some(ip));
+            if shared_connection
+                || p.baseline.home_ip.as_ref() == Some(ip)
+                || (p.baseline.is_holders(&s.device) && s.holder_like())
+            {
+                continue;
+            }
+            agent_at_address(&s.device, ip)
+        } else {
             continue;
         };
+        linked
+            .entry(key)
+            .or_insert_with(|| (s.device.as_str(), Vec::new()))
+            .1
+            .push(s);
+    }
+    let mut out = Vec::new();
+    for (key, (device, sessions)) in linked {
+        let Some((_, owner_since)) = ctx.someone_elses_device(p.nhs, &key) else {
+            continue;
+        };
+        let by_address = is_agent_at_address(&key);
+        // A model and an address are not a device: once could be anyone of that model on that connection, and one
+        // seen on more records than a household holds is a shared network's (a mobile carrier's, an office's).
+        let records = ctx.devices.get(&key).map_or(0, |h| h.on.len());
+        if by_address && (sessions.len() < 2 || records > MAX_HOUSEHOLD_RECORDS) {
+            continue;
+        }
         let n = sessions.len();
         let household = sessions.iter().all(|s| ctx.household_device(p, s));
         let mut score =
@@ -53,14 +97,25 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 score *= cfg.household_factor;
             }
         }
+        // Without device ids the match is a kind of device and a connection: say so, without the address itself.
+        let (which, over) = if by_address {
+            ("The same kind of device", " over one internet connection")
+        } else {
+            ("A device", "")
+        };
         let explanation = format!(
-            "A device ({}) that another patient has used for their own record since {} opened this patient's record \
-             {} ({}), only to read it. There is no formal proxy access recorded between them. Another person may be \
-             reading this record from their own phone.",
+            "{which} ({}) that another patient has used for their own record{over} since {} opened this patient's \
+             record {} ({}){}, only to read it. There is no formal proxy access recorded between them. Another person \
+             may be reading this record from their own phone.",
             short_device(device),
             ctx.when(owner_since),
             times(n),
             list_times(ctx, &sessions),
+            if by_address {
+                " over that same connection, which this patient's own devices do not use"
+            } else {
+                ""
+            },
         );
         out.push(Finding::new(
             p.nhs,
@@ -91,6 +146,6 @@ fn only_reads_here(ctx: &Context, p: &PatientView, device: &str, phone: bool) ->
 }
 
 /// A session on a phone, by its user agent: a personal device, unlike a family tablet or computer.
-fn personal(s: &crate::detect::Session) -> bool {
+fn personal(s: &Session) -> bool {
     s.user_agent.is_some() && !crate::detect::is_household_class(s.user_agent.as_deref())
 }
