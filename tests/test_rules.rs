@@ -2236,6 +2236,61 @@ fn another_patients_own_phone_reading_the_holders_sections_here_is_still_theirs_
 }
 
 #[test]
+fn without_device_ids_another_patients_phone_is_followed_by_its_kind_and_their_home_connection() {
+    // An export with no device ids: every device is its user agent. A reads their record on their phone at home; B
+    // manages B's care on the same kind of phone at B's home. From 18 Oct that kind of phone reads A's record every
+    // five days, over `connection`. `neighbours` more patients use that kind of phone over B's connection.
+    let practice = |connection: &str, neighbours: &[&str]| {
+        let mut p = Practice::default();
+        p.habit(NHS_A, "acct-a", "", PHONE, HOME_A, (0, 55), 3, 19);
+        p.habit(NHS_B, "acct-b", "", PHONE, HOME_B, (0, 55), 2, 8);
+        for (i, nhs) in neighbours.iter().enumerate() {
+            let account = format!("acct-n{i}");
+            p.habit(nhs, &account, "", PHONE, HOME_B, (0, 55), 7, 12);
+        }
+        reading(
+            &mut p,
+            NHS_A,
+            "",
+            PHONE,
+            connection,
+            (20, 55),
+            5,
+            21,
+            &[&["consultations", "problems"]],
+        );
+        p.detection()
+    };
+    // Over B's home connection, which A's own devices never use: B's phone, as near as the export can tell.
+    let d = practice(HOME_B, &[]);
+    let s = fired(&d.findings, NHS_A, "shared_device").expect("followed by kind and connection");
+    assert!(
+        s.explanation.contains("over one internet connection") && !s.explanation.contains(HOME_B),
+        "says what was matched, not the address: {}",
+        s.explanation
+    );
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+    assert!(
+        !d.stats
+            .rules_not_run
+            .iter()
+            .any(|r| r.rule_id == "shared_device"),
+        "{:?}",
+        d.stats.rules_not_run
+    );
+    // Over A's own home connection: the household's phones of one kind cannot be told apart.
+    let d = practice(HOME_A, &[]);
+    assert!(fired(&d.findings, NHS_A, "shared_device").is_none());
+    // That kind of phone over that connection on more records than a household holds: a shared network, not B's
+    // phone.
+    let d = practice(
+        HOME_B,
+        &["9434766001", "9434766028", "9434766036", "9434766044"],
+    );
+    assert!(fired(&d.findings, NHS_A, "shared_device").is_none());
+}
+
+#[test]
 fn two_devices_at_once_count_only_when_one_reads_the_way_a_watcher_does() {
     // A's phone is open at 19:21 on 1 Oct (the habit); another device opens the record a minute later, and once
     // more on its own in the small hours.
