@@ -2239,14 +2239,14 @@ fn another_patients_own_phone_reading_the_holders_sections_here_is_still_theirs_
 fn without_device_ids_another_patients_phone_is_followed_by_its_kind_and_their_home_connection() {
     // An export with no device ids: every device is its user agent. A reads their record on their phone at home; B
     // manages B's care on the same kind of phone at B's home. From 18 Oct that kind of phone reads A's record every
-    // five days, over `connection`. `neighbours` more patients use that kind of phone over B's connection.
-    let practice = |connection: &str, neighbours: &[&str]| {
+    // five days, over `connection`. B lives at `b_home`; `neighbours` more patients use that kind of phone there.
+    let practice = |b_home: &str, connection: &str, neighbours: &[&str]| {
         let mut p = Practice::default();
         p.habit(NHS_A, "acct-a", "", PHONE, HOME_A, (0, 55), 3, 19);
-        p.habit(NHS_B, "acct-b", "", PHONE, HOME_B, (0, 55), 2, 8);
+        p.habit(NHS_B, "acct-b", "", PHONE, b_home, (0, 55), 2, 8);
         for (i, nhs) in neighbours.iter().enumerate() {
             let account = format!("acct-n{i}");
-            p.habit(nhs, &account, "", PHONE, HOME_B, (0, 55), 7, 12);
+            p.habit(nhs, &account, "", PHONE, b_home, (0, 55), 7, 12);
         }
         reading(
             &mut p,
@@ -2262,7 +2262,7 @@ fn without_device_ids_another_patients_phone_is_followed_by_its_kind_and_their_h
         p.detection()
     };
     // Over B's home connection, which A's own devices never use: B's phone, as near as the export can tell.
-    let d = practice(HOME_B, &[]);
+    let d = practice(HOME_B, HOME_B, &[]);
     let s = fired(&d.findings, NHS_A, "shared_device").expect("followed by kind and connection");
     assert!(
         s.explanation.contains("over one internet connection") && !s.explanation.contains(HOME_B),
@@ -2278,12 +2278,13 @@ fn without_device_ids_another_patients_phone_is_followed_by_its_kind_and_their_h
         "{:?}",
         d.stats.rules_not_run
     );
-    // Over A's own home connection: the household's phones of one kind cannot be told apart.
-    let d = practice(HOME_A, &[]);
+    // B living with A, over their shared home connection: the household's phones of one kind cannot be told apart.
+    let d = practice(HOME_A, HOME_A, &[]);
     assert!(fired(&d.findings, NHS_A, "shared_device").is_none());
     // That kind of phone over that connection on more records than a household holds: a shared network, not B's
     // phone.
     let d = practice(
+        HOME_B,
         HOME_B,
         &["9434766001", "9434766028", "9434766036", "9434766044"],
     );
