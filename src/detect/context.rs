@@ -98,8 +98,9 @@ impl Context<'_> {
         self.used_elsewhere(nhs, device, |u| u.holder_sessions > 0)
     }
 
-    /// The first other record (and the device's first use there) on which a real device is established, not only as
-    /// a formal proxy, and used the way `manages` asks.
+    /// The first other record (and the device's first use there) on which a real device (or, without ids, a user
+    /// agent from one address: see [`crate::detect::agent_at_address`]) is established, not only as a formal proxy,
+    /// and used the way `manages` asks.
     pub fn used_elsewhere(
         &self,
         nhs: &str,

@@ -19,7 +19,8 @@ pub const META: RuleMeta = RuleMeta {
     detects: "A device that is another patient's own (they use it to manage their own care) opens this patient's \
               record too, and here only reads, with no formal proxy access between the two. It counts however long \
               it has been going on, and however much of what it reads here is what the holder manages care with, \
-              when it books or orders on the other record, never here, and the holder has a device of their own.",
+              when it books or orders on the other record, never here, and the holder has a device of their own. \
+              Without device ids, the same kind of device over the other patient's own connection stands in.",
     benign_lookalikes: &[
         "a household tablet both partners use, each for their own care (not flagged: it manages this patient's \
          care too)",
