@@ -44,8 +44,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let mut linked: BTreeMap<String, (&str, Vec<&Session>)> = BTreeMap::new();
     for s in p.sessions.iter().filter(|s| counts(ctx, s) && s.reads > 0) {
         let key = if is_identified_device(&s.device) {
+            // The holder's own device, unless it is plainly another patient's phone that only reads here.
             if p.baseline.is_holders(&s.device)
-                && !(only_reads_here(ctx, p, &s.device, personal(s)) && !ctx.household_device(p, s))
+                && (ctx.household_device(p, s) || !only_reads_here(ctx, p, &s.device, personal(s)))
             {
                 continue;
             }
