@@ -979,11 +979,7 @@ fn a_daily_check_kept_to_the_minute_is_a_schedule_however_short() {
     assert!(c.explanation.contains("6 times"), "{}", c.explanation);
     // The same evening hour, wandering as a person's does: no schedule.
     let f = practice([10, 31, 2, 44, 18, 37]);
-    assert!(
-        fired(&f, NHS_A, "monitoring_cadence").is_none(),
-        "{:?}",
-        rules_for(&f, NHS_A)
-    );
+    assert_not_fired(&f, NHS_A, "monitoring_cadence");
 }
 
 #[test]
@@ -1145,11 +1141,7 @@ fn without_device_ids_a_shared_user_agent_is_not_someone_elses_device() {
     p.habit(NHS_A, "acct-a", "phone-a2", PHONE, HOME_A, (46, 55), 2, 19);
     strip(&mut p);
     let f = p.detect();
-    assert!(
-        fired(&f, NHS_A, "shared_device").is_none(),
-        "{:?}",
-        rules_for(&f, NHS_A)
-    );
+    assert_not_fired(&f, NHS_A, "shared_device");
     assert!(fired(&f, NHS_B, "shared_device").is_none());
 }
 
@@ -1218,6 +1210,11 @@ fn holder_reading(readings: &[&[&str]]) -> Practice {
     let mut p = Practice::default();
     on_phone_a(&mut p, (0, 55), 2, 19, readings);
     p
+}
+
+/// `rule` did not fire on the patient (the patient's rules are shown when it did).
+fn assert_not_fired(f: &[Finding], nhs: &str, rule: &str) {
+    assert!(fired(f, nhs, rule).is_none(), "{:?}", rules_for(f, nhs));
 }
 
 /// The patient is not flagged: no findings at all, or low risk.
@@ -2214,25 +2211,13 @@ fn another_patients_own_phone_reading_the_holders_sections_here_is_still_theirs_
     assert_eq!(s.device_id.as_deref(), Some("phone-b"));
     // A tablet is a family's: reading each partner's care sections, it is theirs as well, unless B orders on it.
     let f = practice(false, true, false, TABLET);
-    assert!(
-        fired(&f, NHS_A, "shared_device").is_none(),
-        "{:?}",
-        rules_for(&f, NHS_A)
-    );
+    assert_not_fired(&f, NHS_A, "shared_device");
     // The same phone booking for A is A managing their care on it (or someone doing it for them): not flagged.
     let f = practice(true, true, true, PHONE);
-    assert!(
-        fired(&f, NHS_A, "shared_device").is_none(),
-        "{:?}",
-        rules_for(&f, NHS_A)
-    );
+    assert_not_fired(&f, NHS_A, "shared_device");
     // Nor when it is the only device A uses: A reads their record on their partner's phone.
     let f = practice(false, false, true, PHONE);
-    assert!(
-        fired(&f, NHS_A, "shared_device").is_none(),
-        "{:?}",
-        rules_for(&f, NHS_A)
-    );
+    assert_not_fired(&f, NHS_A, "shared_device");
 }
 
 #[test]
