@@ -141,10 +141,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // model does not count it among theirs), and a new device that takes over from the old ones without reading
         // the way a watcher does (a replacement phone, set up with a new password). None of these holds once the old
         // one has been refused.
-        // Its visits that read the record keep the holder's hours (the reset itself may come at any hour).
-        let at_holders_hours = sessions
+        // Its visits that read the record (the reset itself reads nothing, and may come at any hour).
+        let visits: Vec<&Session> = sessions.iter().copied().filter(|s| s.reads > 0).collect();
+        let at_holders_hours = visits
             .iter()
-            .filter(|s| s.reads > 0)
             .all(|s| !p.baseline.foreign_hour(ctx, s.start));
         let keeps_hours = at_holders_hours
             && new_devices.iter().all(|d| {
@@ -175,8 +175,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // hours the patient keeps, no more often than the patient's phone, which goes on being used, over at least
         // the recent window's length since the change: a second device of theirs, set up with a reset password.
         // Someone who has taken the login over reads on it more than the patient does, or from elsewhere at hours of
-        // their own. In the first days after a change the two look alike, and the
-        // finding stands until the weeks tell them apart.
+        // their own. In the first days after a change the two look alike, and the finding stands until the weeks tell
+        // them apart.
         let old_after = p
             .sessions
             .iter()
@@ -195,7 +195,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && (home_only || at_holders_hours)
             && !locked_out
             && refused.is_empty()
-            && sessions.iter().filter(|s| s.reads > 0).count() <= old_after;
+            && visits.len() <= old_after;
         let own_phone = !hours_moved
             && (keeps_hours
                 || second_device
