@@ -1,6 +1,6 @@
 //! `shared_device`: a device that belongs with another patient's record, now used on this one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{
@@ -41,6 +41,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     }
     // The sessions of each device, under the key it is followed across records by: its id, or in an export without
     // ids, its user agent with the address it was seen from.
+    // The devices this record was read from over each address, gathered once (needed only without device ids).
+    let mut devices_on: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let without_ids = p.sessions.iter().any(|s| !is_identified_device(&s.device));
+    for s in p.sessions.iter().filter(|_| without_ids) {
+        if let Some(ip) = &s.ip {
+            devices_on.entry(ip).or_default().insert(&s.device);
+        }
+    }
     let mut linked: BTreeMap<String, (&str, Vec<&Session>)> = BTreeMap::new();
     for s in p.sessions.iter().filter(|s| counts(ctx, s) && s.reads > 0) {
         let key = if is_identified_device(&s.device) {
@@ -55,10 +63,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             // On a connection this record's other devices use too (the holder's household), one household's phones
             // of one model cannot be told apart; nor, anywhere, can the holder's own model of phone managing their
             // care.
-            let shared_connection = p
-                .sessions
-                .iter()
-                .any(|o| o.device != s.device && o.ip.as_ref() == Some(ip));
+            let shared_connection = devices_on
+                .get(ip.as_str())
+                .is_some_and(|d| d.iter().any(|d| *d != s.device));
             if shared_connection
                 || p.baseline.home_ip.as_ref() == Some(ip)
                 || (p.baseline.is_holders(&s.device) && s.holder_like())
