@@ -7,7 +7,7 @@
 //! channel), so the same access audited by both the client and the server (IHE BALP pairs) or sent twice is
 //! stored once, with the channel of the copy read first; the FHIR `id` stays in `raw`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 
 use chrono_tz::Tz;
@@ -15,9 +15,7 @@ use quick_xml::events::Event;
 use serde_json::{Map, Value};
 
 use super::rows::RowError;
-use super::validate;
 use crate::records::AuditEvent;
-use crate::schema;
 
 pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
 /// Deeper nesting than this is refused (a hostile file cannot exhaust the stack).
@@ -109,7 +107,56 @@ pub fn for_each_resource(
     layout: Layout,
     each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
 ) -> Result<(), FileError> {
-    for_each_mapped(reader, layout, &|_, parsed| parsed, each)
+    let tree = |_, parsed: Result<Parsed, String>| match parsed? {
+        Parsed::Line(text) => serde_json::from_str::<Value>(text)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(checked_depth),
+        Parsed::Tree(v) => Ok(v),
+    };
+    for_each_mapped(reader, layout, &tree, each)
+}
+
+/// A resource as [`for_each_mapped`] hands it over: an NDJSON line's text, not yet parsed (the mapping reads it
+/// straight into the elements it needs), or a tree (a document's resource, or XML in the JSON shape).
+pub enum Parsed<'a> {
+    Line(&'a str),
+    Tree(Value),
+}
+
+/// Nested more than [`MAX_DEPTH`] levels: counted over the text without building it (brackets in strings do not
+/// count), and only when there are that many brackets at all.
+fn too_deep(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if memchr::memchr2_iter(b'{', b'[', bytes).count() <= MAX_DEPTH {
+        return false;
+    }
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &c in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest > MAX_DEPTH
+}
+
+fn nested_too_deep() -> String {
+    format!("nested more than {MAX_DEPTH} levels deep")
 }
 
 /// Lines of NDJSON parsed and mapped together, on both cores: at most this many lines, or about this many bytes.
@@ -122,7 +169,7 @@ const CHUNK_BYTES: usize = 8 << 20;
 pub fn for_each_mapped<T: Send>(
     reader: Box<dyn Read + Send>,
     layout: Layout,
-    map: &(dyn Fn(i64, Result<Value, String>) -> T + Sync),
+    map: &(dyn Fn(i64, Result<Parsed, String>) -> T + Sync),
     each: &mut dyn FnMut(i64, T) -> Result<(), FileError>,
 ) -> Result<(), FileError> {
     use rayon::prelude::*;
@@ -174,11 +221,8 @@ pub fn for_each_mapped<T: Send>(
                             Item::Line(range) => match std::str::from_utf8(&chunk[range.clone()]) {
                                 Err(_) => Some(Err("the line is not valid UTF-8 text".to_string())),
                                 Ok(text) if text.trim().is_empty() => None,
-                                Ok(text) => Some(
-                                    serde_json::from_str::<Value>(text)
-                                        .map_err(|e| format!("not JSON: {e}"))
-                                        .and_then(checked_depth),
-                                ),
+                                Ok(text) if too_deep(text) => Some(Err(nested_too_deep())),
+                                Ok(text) => Some(Ok(Parsed::Line(text))),
                             },
                         };
                         (*number, parsed.map(|p| map(*number, p)))
@@ -196,12 +240,14 @@ pub fn for_each_mapped<T: Send>(
             let bytes = read_document(reader)?;
             let text = std::str::from_utf8(&bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
             json_document(text.trim_start_matches('\u{feff}'), &mut |n, parsed| {
-                each(n, map(n, parsed))
+                each(n, map(n, parsed.map(Parsed::Tree)))
             })
         }
         Layout::Xml => {
             let bytes = read_document(reader)?;
-            xml_document(&bytes, &mut |n, parsed| each(n, map(n, parsed)))
+            xml_document(&bytes, &mut |n, parsed| {
+                each(n, map(n, parsed.map(Parsed::Tree)))
+            })
         }
     }
 }
@@ -402,7 +448,7 @@ fn checked_depth(v: Value) -> Result<Value, String> {
         }
     }
     if depth(&v) > MAX_DEPTH {
-        return Err(format!("nested more than {MAX_DEPTH} levels deep"));
+        return Err(nested_too_deep());
     }
     Ok(v)
 }
@@ -681,375 +727,19 @@ fn s(v: Option<&Value>) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
-fn is_true(v: Option<&Value>) -> bool {
-    matches!(v, Some(Value::Bool(true))) || s(v) == Some("true")
-}
-
-/// Every code in a Coding, a CodeableConcept, or a list of either.
-fn codes(v: Option<&Value>) -> Vec<String> {
-    let mut out = Vec::new();
-    for item in list(v) {
-        if let Some(c) = s(item.get("code")) {
-            out.push(c.to_string());
-        }
-        for coding in list(item.get("coding")) {
-            if let Some(c) = s(coding.get("code")) {
-                out.push(c.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// The FHIR resource type a reference points at ("Observation/12" -> "Observation").
-fn reference_type(r: &str) -> Option<&str> {
-    let r = r.rsplit_once("/_history/").map(|(a, _)| a).unwrap_or(r);
-    let parts: Vec<&str> = r.trim_end_matches('/').split('/').collect();
-    (parts.len() >= 2)
-        .then(|| parts[parts.len() - 2])
-        .filter(|t| t.chars().next().is_some_and(char::is_uppercase))
-}
-
-fn section_of_type(t: &str) -> Option<&'static str> {
-    Some(match t {
-        "Observation" | "DiagnosticReport" => "test_results",
-        "DocumentReference" | "Binary" => "documents",
-        "Encounter" | "Composition" => "consultations",
-        "MedicationStatement" | "MedicationRequest" => "medications",
-        "Condition" => "problems",
-        "AllergyIntolerance" => "allergies",
-        "Immunization" => "immunisations",
-        "Appointment" => "appointments",
-        _ => return None,
-    })
-}
-
-/// Where a mapping stopped: the FHIR element at fault and why.
-fn fault(column: &'static str, reason: impl Into<String>) -> RowError {
-    RowError {
-        column: Some(column),
-        reason: reason.into(),
-    }
-}
-
 /// Settings the mapping needs.
 pub struct FhirSettings {
     pub timezone: Tz,
     pub session_extension: String,
 }
 
-/// Maps one resource to a canonical audit row, or says why it cannot be stored.
+/// Maps one resource's tree to a canonical audit row, or says why it cannot be stored (see [`super::fhir_map`]).
 pub fn map_audit_event(
     v: &Value,
     line: i64,
     settings: &FhirSettings,
 ) -> Result<AuditEvent, RowError> {
-    match v.get("resourceType").and_then(Value::as_str) {
-        Some("AuditEvent") => {}
-        Some(other) => {
-            return Err(fault(
-                "resourceType",
-                format!("a {other} resource, not an AuditEvent"),
-            ))
-        }
-        None => {
-            return Err(fault(
-                "resourceType",
-                "not a FHIR resource (no resourceType)",
-            ))
-        }
-    }
-    let agents = list(v.get("agent"));
-    let entities = list(v.get("entity"));
-    // STU3 named agents by `reference`/`userId` and entities by `reference`/`identifier`, without `who`/`what`.
-    let stu3 = agents
-        .iter()
-        .any(|a| a.get("userId").is_some() || a.get("reference").is_some())
-        || entities.iter().any(|e| {
-            e.get("what").is_none()
-                && (e.get("reference").is_some() || e.get("identifier").is_some())
-        });
-    if stu3 {
-        return Err(fault("agent", "looks like FHIR STU3 (agent.userId / entity.reference): only R4 and R5 AuditEvents are read"));
-    }
-    let time = s(v.get("recorded"))
-        .or_else(|| s(v.get("occurredDateTime")))
-        .ok_or_else(|| fault("recorded", "the AuditEvent has no time (recorded)"))?;
-    let occurred_at =
-        validate::timestamp(time, settings.timezone).map_err(|r| fault("recorded", r))?;
-    let nhs_number = patient_nhs(v, &agents, &entities)?;
-
-    let requestor = agents.iter().find(|a| is_true(a.get("requestor")));
-    let who = requestor.and_then(|a| a.get("who"));
-    let account_id = who
-        .and_then(|w| {
-            s(w.get("identifier").and_then(|i| i.get("value"))).or_else(|| s(w.get("reference")))
-        })
-        .map(str::to_string);
-    let role_codes: Vec<String> = requestor
-        .map(|a| [codes(a.get("type")), codes(a.get("role"))].concat())
-        .unwrap_or_default();
-    let actor_role = if role_codes
-        .iter()
-        .any(|c| ["AGNT", "GUARD", "REP", "proxy", "PROXY"].contains(&c.as_str()))
-    {
-        "proxy"
-    } else {
-        "patient"
-    };
-    let ip_address = requestor.and_then(|a| {
-        let net = a.get("network");
-        let typed = net.and_then(|n| s(n.get("address")).filter(|_| s(n.get("type")) == Some("2")));
-        let r5 = s(a.get("networkString"));
-        typed
-            .or(r5)
-            .and_then(|addr| validate::ip_address(addr).ok())
-    });
-    let device = agents.iter().find(|a| {
-        codes(a.get("type"))
-            .iter()
-            .any(|c| c == "DEV" || c == "110150")
-    });
-    let device_id = device
-        .and_then(|d| d.get("who"))
-        .and_then(|w| {
-            s(w.get("identifier").and_then(|i| i.get("value"))).or_else(|| s(w.get("reference")))
-        })
-        .map(str::to_string);
-    let user_agent = device.and_then(|d| s(d.get("name"))).map(str::to_string);
-    let observer = v.get("source").and_then(|src| src.get("observer"));
-    let channel = observer
-        .and_then(|o| {
-            s(o.get("identifier").and_then(|i| i.get("value"))).or_else(|| s(o.get("display")))
-        })
-        .map(validate::normalise_token);
-    let session_id = list(v.get("extension"))
-        .into_iter()
-        .filter(|_| !settings.session_extension.is_empty())
-        .find(|e| s(e.get("url")) == Some(settings.session_extension.as_str()))
-        .and_then(|e| s(e.get("valueString")).or_else(|| s(e.get("valueId"))))
-        .map(str::to_string);
-
-    let success = outcome_is_success(v);
-    let entity_types: BTreeSet<String> = entities
-        .iter()
-        .filter_map(|e| {
-            s(e.get("what").and_then(|w| w.get("reference")))
-                .and_then(reference_type)
-                .map(str::to_string)
-                .or_else(|| {
-                    codes(e.get("type"))
-                        .into_iter()
-                        .find(|c| c.chars().next().is_some_and(char::is_uppercase))
-                })
-        })
-        .collect();
-    let action = action_of(v, &entity_types, success);
-    let section = entities
-        .iter()
-        .find_map(|e| {
-            let named = codes(e.get("role"))
-                .iter()
-                .any(|c| c == "4")
-                .then(|| s(e.get("name")).and_then(|n| validate::one_of(n, schema::SECTIONS).ok()))
-                .flatten();
-            named.or_else(|| {
-                s(e.get("what").and_then(|w| w.get("reference")))
-                    .and_then(reference_type)
-                    .and_then(section_of_type)
-            })
-        })
-        .filter(|_| matches!(action, "view" | "download"));
-    // The resource as compact JSON, without the Bundle's patients attached for the mapping (written without
-    // copying the resource: this runs for every event).
-    let raw = match v.as_object() {
-        Some(o) => serde_json::to_string(&Without(o, "_bundlePatients")).unwrap_or_default(),
-        None => v.to_string(),
-    };
-    let mut e = AuditEvent {
-        event_id: String::new(),
-        occurred_at,
-        nhs_number,
-        account_id,
-        actor_role,
-        device_id,
-        user_agent,
-        ip_address,
-        channel,
-        session_id,
-        action,
-        section,
-        outcome: if success { "success" } else { "failure" },
-        raw: Some(raw),
-        source_line: line,
-    };
-    // The observer (who wrote the audit record) differs between the client's and the server's record of one
-    // access, so the channel it gives is left out of the identity: the pair is one event.
-    let channel = e.channel.take();
-    e.event_id = e.derived_id();
-    e.channel = channel;
-    Ok(e)
-}
-
-fn outcome_is_success(v: &Value) -> bool {
-    match v.get("outcome") {
-        None | Some(Value::Null) => true,
-        Some(Value::String(code)) => code.trim() == "0",
-        // R5: outcome { code: Coding }.
-        Some(o) => codes(o.get("code"))
-            .iter()
-            .all(|c| ["0", "success", "information", "informational"].contains(&c.as_str())),
-    }
-}
-
-fn action_of(v: &Value, entity_types: &BTreeSet<String>, success: bool) -> &'static str {
-    let mut all = codes(v.get("type"));
-    all.extend(codes(v.get("subtype")));
-    all.extend(codes(v.get("category")));
-    all.extend(codes(v.get("code")));
-    let has = |c: &str| all.iter().any(|x| x == c);
-    let verb = s(v.get("action")).unwrap_or_default();
-    let on = |t: &str| entity_types.contains(t);
-    if has("110114") || has("110122") || has("110123") {
-        if has("110123") {
-            return "logout";
-        }
-        return if success { "login" } else { "login_failed" };
-    }
-    if has("110113") {
-        if has("110137") {
-            return "change_password";
-        }
-        if has("110136") {
-            return match verb {
-                "C" => "proxy_granted",
-                "D" => "proxy_revoked",
-                _ => "other",
-            };
-        }
-    }
-    if has("110106") {
-        return "download";
-    }
-    if has("update") && on("Patient") {
-        return "change_contact_details";
-    }
-    if has("create") {
-        if on("Appointment") {
-            return "book_appointment";
-        }
-        if on("MedicationRequest") {
-            return "order_prescription";
-        }
-        if on("Communication") {
-            return "send_message";
-        }
-    }
-    if has("delete") && on("Appointment") {
-        return "cancel_appointment";
-    }
-    if [
-        "read",
-        "vread",
-        "search",
-        "search-type",
-        "search-system",
-        "history-instance",
-    ]
-    .iter()
-    .any(|c| has(c))
-    {
-        return "view";
-    }
-    if verb == "R" && entity_types.iter().any(|t| section_of_type(t).is_some()) {
-        return "view";
-    }
-    "other"
-}
-
-/// The patient's NHS number: the entity with role 1 (by identifier, or a Patient reference resolvable in the
-/// Bundle or contained resources), R5 `patient`, or an agent identified by NHS number.
-fn patient_nhs(v: &Value, agents: &[&Value], entities: &[&Value]) -> Result<String, RowError> {
-    fn nhs_of_identifier(id: Option<&Value>) -> Option<&str> {
-        list(id)
-            .into_iter()
-            .find(|i| s(i.get("system")) == Some(NHS_NUMBER_SYSTEM))
-            .and_then(|i| s(i.get("value")))
-    }
-    let resolve = |reference: &str| -> Option<String> {
-        let key = reference
-            .rsplit_once("/_history/")
-            .map(|(a, _)| a)
-            .unwrap_or(reference);
-        let from_bundle = v.get("_bundlePatients").and_then(|b| b.get(key));
-        let contained = list(v.get("contained")).into_iter().find(|c| {
-            key.strip_prefix('#')
-                .is_some_and(|id| s(c.get("id")) == Some(id))
-        });
-        from_bundle
-            .or(contained)
-            .and_then(|p| nhs_of_identifier(p.get("identifier")))
-            .map(str::to_string)
-    };
-    let mut named: Vec<String> = Vec::new();
-    let patient_entities = entities
-        .iter()
-        .filter(|e| codes(e.get("role")).iter().any(|c| c == "1"));
-    let mut candidates: Vec<&Value> = patient_entities.filter_map(|e| e.get("what")).collect();
-    if let Some(p) = v.get("patient") {
-        candidates.push(p);
-    }
-    for what in candidates {
-        if let Some(n) = nhs_of_identifier(what.get("identifier")) {
-            return validate::nhs_number(n).map_err(|r| fault("nhs_number", r));
-        }
-        if let Some(r) = s(what.get("reference")) {
-            if let Some(n) = resolve(r) {
-                return validate::nhs_number(&n).map_err(|r| fault("nhs_number", r));
-            }
-            named.push(r.to_string());
-        } else if let Some(i) = s(what.get("identifier").and_then(|i| i.get("value"))) {
-            named.push(format!(
-                "an identifier of another system ({} characters)",
-                i.len()
-            ));
-        }
-    }
-    for a in agents {
-        if let Some(n) = a
-            .get("who")
-            .and_then(|w| nhs_of_identifier(w.get("identifier")))
-        {
-            return validate::nhs_number(n).map_err(|r| fault("nhs_number", r));
-        }
-    }
-    Err(if named.is_empty() {
-        fault("nhs_number", "the AuditEvent names no patient (no entity with role 1, no patient, no agent with an NHS number)")
-    } else {
-        fault(
-            "nhs_number",
-            format!(
-                "the patient is named ({}) but not by NHS number",
-                named.join(", ")
-            ),
-        )
-    })
-}
-
-/// A JSON object serialised without one of its keys, in its own order.
-struct Without<'a>(&'a Map<String, Value>, &'a str);
-
-impl serde::Serialize for Without<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = ser.serialize_map(None)?;
-        for (k, v) in self.0 {
-            if k != self.1 {
-                m.serialize_entry(k, v)?;
-            }
-        }
-        m.end()
-    }
+    super::fhir_map::map_tree(v, line, settings)
 }
 
 /// A resource index for quarantine rows: the FHIR id if any, never an identifier of a person.
@@ -1082,20 +772,6 @@ pub fn bundle_patients(v: &Value) -> HashMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_name_their_type() {
-        assert_eq!(reference_type("Observation/12"), Some("Observation"));
-        assert_eq!(
-            reference_type("Patient/example/_history/1"),
-            Some("Patient")
-        );
-        assert_eq!(
-            reference_type("http://x.org/fhir/DocumentReference/9"),
-            Some("DocumentReference")
-        );
-        assert_eq!(reference_type("ABCDEF"), None);
-    }
 
     #[test]
     fn layouts_are_sniffed_from_content() {

@@ -7,6 +7,7 @@
 
 pub mod csv;
 pub mod fhir;
+pub mod fhir_map;
 pub mod rows;
 pub mod validate;
 
@@ -713,9 +714,20 @@ fn load_fhir(
     let mut store_error = None;
     // Parsing and mapping run on both cores (see `fhir::for_each_mapped`); the quarantine's copy of a resource is
     // made only for a row that is quarantined. Rows reach the batch in file order.
-    let map = |position: i64, parsed: Result<serde_json::Value, String>| match parsed {
-        Ok(v) => {
-            let result = fhir::map_audit_event(&v, position, &settings);
+    let map = |position: i64, parsed: Result<fhir::Parsed, String>| match parsed {
+        Ok(fhir::Parsed::Line(text)) => {
+            let result = fhir_map::map_text(text, position, &settings);
+            // The quarantine's copy, for a row that is quarantined (text that is not JSON has none).
+            let raw = match result {
+                Err(_) => serde_json::from_str(text)
+                    .map(|v| fhir::describe(&v))
+                    .unwrap_or_default(),
+                Ok(_) => String::new(),
+            };
+            (result, raw)
+        }
+        Ok(fhir::Parsed::Tree(v)) => {
+            let result = fhir_map::map_tree(&v, position, &settings);
             let raw = if result.is_err() {
                 fhir::describe(&v)
             } else {
