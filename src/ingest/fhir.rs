@@ -1,8 +1,8 @@
 //! FHIR AuditEvent (R4, and R5 where it differs) into canonical audit rows: a single resource, a Bundle, NDJSON
 //! (one resource a line, streamed), and the XML forms, gzip or not, recognised by content.
 //!
-//! The mapping follows the data contract's table. What it cannot place is kept: every stored row carries its
-//! whole resource, compact JSON, in `raw`. A resource that names no patient by NHS number, or no time, is
+//! The mapping (`fhir_map`) follows the data contract's table. What it cannot place is kept: every stored row
+//! carries its whole resource in `raw` (an NDJSON line's own text; a document's resource as compact JSON). A resource that names no patient by NHS number, or no time, is
 //! quarantined with that reason. Rows get a content-derived `event_id` (everything but the recorder-dependent
 //! channel), so the same access audited by both the client and the server (IHE BALP pairs) or sent twice is
 //! stored once, with the channel of the copy read first; the FHIR `id` stays in `raw`.

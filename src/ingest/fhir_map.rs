@@ -894,5 +894,12 @@ mod tests {
             .unwrap_err()
             .reason
             .starts_with("not JSON"));
+        // A tree keeps the last of two copies of a key; the text's reader refuses the ambiguity, by name.
+        let twice = r#"{"resourceType":"AuditEvent","recorded":"2026-03-01T10:00:00Z","recorded":"2026-03-02T10:00:00Z"}"#;
+        let reason = map_text(twice, 1, &settings()).unwrap_err().reason;
+        assert!(
+            reason.starts_with("not a readable FHIR resource: duplicate field `recorded`"),
+            "{reason}"
+        );
     }
 }
