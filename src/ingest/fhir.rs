@@ -57,12 +57,6 @@ fn read_document(reader: Box<dyn Read + Send>) -> Result<Vec<u8>, FileError> {
     Ok(bytes)
 }
 
-/// One resource out of a FHIR file, with its position (NDJSON line, or entry number in a Bundle).
-pub struct Resource {
-    pub position: i64,
-    pub value: Value,
-}
-
 /// How a file is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -100,21 +94,6 @@ pub const NOT_AN_EVENT: &str = "not an AuditEvent: a lone ";
 
 /// A failure to read the file as a whole (not a single resource).
 pub type FileError = String;
-
-/// Calls `each` for every resource in the file: a resource and its position, or the reason that entry is unreadable.
-pub fn for_each_resource(
-    reader: Box<dyn Read + Send>,
-    layout: Layout,
-    each: &mut dyn FnMut(i64, Result<Value, String>) -> Result<(), FileError>,
-) -> Result<(), FileError> {
-    let tree = |_, parsed: Result<Parsed, String>| match parsed? {
-        Parsed::Line(text) => serde_json::from_str::<Value>(text)
-            .map_err(|e| format!("not JSON: {e}"))
-            .and_then(checked_depth),
-        Parsed::Tree(v) => Ok(v),
-    };
-    for_each_mapped(reader, layout, &tree, each)
-}
 
 /// A resource as [`for_each_mapped`] hands it over: an NDJSON line's text, not yet parsed (the mapping reads it
 /// straight into the elements it needs), or a tree (a document's resource, or XML in the JSON shape).
@@ -163,7 +142,7 @@ fn nested_too_deep() -> String {
 const CHUNK_LINES: usize = 4096;
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// Like [`for_each_resource`], with `map` applied to each resource first. For NDJSON, lines are read in chunks
+/// Calls `each` for every resource in the file, in file order, with `map` applied to it first. For NDJSON, lines are read in chunks
 /// and parsed and mapped in parallel (memory stays bounded by one chunk); `each` still sees them one by one, in
 /// file order. Documents (JSON, XML) are read one resource at a time, as before.
 pub fn for_each_mapped<T: Send>(
@@ -733,13 +712,42 @@ pub struct FhirSettings {
     pub session_extension: String,
 }
 
-/// Maps one resource's tree to a canonical audit row, or says why it cannot be stored (see [`super::fhir_map`]).
-pub fn map_audit_event(
-    v: &Value,
-    line: i64,
+/// Maps one resource as [`for_each_mapped`] hands it over to a canonical audit row, or says why it cannot be stored;
+/// with the quarantine's copy of the resource, made only for a row that is quarantined (text that is not JSON has
+/// none).
+pub fn map_parsed(
+    position: i64,
+    parsed: Result<Parsed, String>,
     settings: &FhirSettings,
-) -> Result<AuditEvent, RowError> {
-    super::fhir_map::map_tree(v, line, settings)
+) -> (Result<AuditEvent, RowError>, String) {
+    match parsed {
+        Ok(Parsed::Line(text)) => {
+            let result = super::fhir_map::map_text(text, position, settings);
+            let raw = match result {
+                Err(_) => serde_json::from_str(text)
+                    .map(|v| describe(&v))
+                    .unwrap_or_default(),
+                Ok(_) => String::new(),
+            };
+            (result, raw)
+        }
+        Ok(Parsed::Tree(v)) => {
+            let result = super::fhir_map::map_tree(&v, position, settings);
+            let raw = if result.is_err() {
+                describe(&v)
+            } else {
+                String::new()
+            };
+            (result, raw)
+        }
+        Err(reason) => (
+            Err(RowError {
+                column: None,
+                reason,
+            }),
+            String::new(),
+        ),
+    }
 }
 
 /// A resource index for quarantine rows: the FHIR id if any, never an identifier of a person.

@@ -7,7 +7,7 @@
 
 pub mod csv;
 pub mod fhir;
-pub mod fhir_map;
+mod fhir_map;
 pub mod rows;
 pub mod validate;
 
@@ -714,34 +714,8 @@ fn load_fhir(
     let mut store_error = None;
     // Parsing and mapping run on both cores (see `fhir::for_each_mapped`); the quarantine's copy of a resource is
     // made only for a row that is quarantined. Rows reach the batch in file order.
-    let map = |position: i64, parsed: Result<fhir::Parsed, String>| match parsed {
-        Ok(fhir::Parsed::Line(text)) => {
-            let result = fhir_map::map_text(text, position, &settings);
-            // The quarantine's copy, for a row that is quarantined (text that is not JSON has none).
-            let raw = match result {
-                Err(_) => serde_json::from_str(text)
-                    .map(|v| fhir::describe(&v))
-                    .unwrap_or_default(),
-                Ok(_) => String::new(),
-            };
-            (result, raw)
-        }
-        Ok(fhir::Parsed::Tree(v)) => {
-            let result = fhir_map::map_tree(&v, position, &settings);
-            let raw = if result.is_err() {
-                fhir::describe(&v)
-            } else {
-                String::new()
-            };
-            (result, raw)
-        }
-        Err(reason) => (
-            Err(RowError {
-                column: None,
-                reason,
-            }),
-            String::new(),
-        ),
+    let map = |position: i64, parsed: Result<fhir::Parsed, String>| {
+        fhir::map_parsed(position, parsed, &settings)
     };
     let outcome = fhir::for_each_mapped(reader, layout, &map, &mut |position, (result, raw)| {
         batch.row(result, position, || raw).map_err(|e| {
