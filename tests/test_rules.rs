@@ -2333,3 +2333,46 @@ fn a_device_seen_on_one_day_only_scores_as_a_one_off() {
         "{u:?}"
     );
 }
+
+/// Watching goes on for months: a password change four months before the run, and the new device it let in, still
+/// reading every few days since, are found with the default look-back (180 days; 90 would begin after the change).
+#[test]
+fn a_password_change_four_months_ago_and_the_device_it_let_in_are_in_the_default_look_back() {
+    let mut p = Practice::default();
+    let start = NaiveDate::from_ymd_opt(2026, 6, 20).unwrap();
+    for d in (0..155).step_by(3) {
+        let day = start + chrono::Duration::days(d);
+        p.session(
+            NHS_A,
+            "acct-a",
+            "phone-a",
+            PHONE,
+            HOME_A,
+            &format!("{day} 19:{:02}", (d * 7) % 50),
+            &["summary", "appointments", "medications"],
+        );
+    }
+    p.action(
+        NHS_A,
+        "acct-a",
+        "phone-a",
+        "2026-07-20 21:40",
+        "change_password",
+    );
+    for d in (31..154).step_by(4) {
+        let day = start + chrono::Duration::days(d);
+        p.session(
+            NHS_A,
+            "acct-a",
+            "other-1",
+            PHONE,
+            "90.9.9.9",
+            &format!("{day} 07:{:02}", (d * 11) % 50),
+            &["consultations", "letters"],
+        );
+    }
+    let f = p.detect();
+    let a =
+        fired(&f, NHS_A, "account_change_then_new_device").expect("the change is in the look-back");
+    assert!(a.explanation.contains("Jul"), "{}", a.explanation);
+}
