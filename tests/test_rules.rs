@@ -1785,7 +1785,7 @@ fn reading(
             device,
             ua,
             ip,
-            &format!("{day} {hour:02}:{:02}", (d * 13) % 50),
+            &format!("{day} {hour:02}:{:02}", (d * 13).rem_euclid(50)),
             readings[i % readings.len()],
         );
     }
@@ -2338,20 +2338,11 @@ fn a_device_seen_on_one_day_only_scores_as_a_one_off() {
 /// reading every few days since, are found with the default look-back (180 days; 90 would begin after the change).
 #[test]
 fn a_password_change_four_months_ago_and_the_device_it_let_in_are_in_the_default_look_back() {
+    // Days are counted from 28 Sep: A's phone every third evening from 20 Jun, the change on 20 Jul, and another
+    // phone reading every fourth morning from 21 Jul.
     let mut p = Practice::default();
-    let start = NaiveDate::from_ymd_opt(2026, 6, 20).unwrap();
-    for d in (0..155).step_by(3) {
-        let day = start + chrono::Duration::days(d);
-        p.session(
-            NHS_A,
-            "acct-a",
-            "phone-a",
-            PHONE,
-            HOME_A,
-            &format!("{day} 19:{:02}", (d * 7) % 50),
-            &["summary", "appointments", "medications"],
-        );
-    }
+    let habit: &[&str] = &["summary", "appointments", "medications"];
+    on_phone_a(&mut p, (-100, 55), 3, 19, &[habit]);
     p.action(
         NHS_A,
         "acct-a",
@@ -2359,18 +2350,18 @@ fn a_password_change_four_months_ago_and_the_device_it_let_in_are_in_the_default
         "2026-07-20 21:40",
         "change_password",
     );
-    for d in (31..154).step_by(4) {
-        let day = start + chrono::Duration::days(d);
-        p.session(
-            NHS_A,
-            "acct-a",
-            "other-1",
-            PHONE,
-            "90.9.9.9",
-            &format!("{day} 07:{:02}", (d * 11) % 50),
-            &["consultations", "letters"],
-        );
-    }
+    let prying: &[&str] = &["consultations", "letters"];
+    reading(
+        &mut p,
+        NHS_A,
+        "other-1",
+        PHONE,
+        "90.9.9.9",
+        (-69, 53),
+        4,
+        7,
+        &[prying],
+    );
     let f = p.detect();
     let a =
         fired(&f, NHS_A, "account_change_then_new_device").expect("the change is in the look-back");
