@@ -44,7 +44,7 @@ pub fn csv_rows(data: &[u8]) -> usize {
                 line,
             };
             let ok = match kind {
-                Kind::Audit => rows::audit_event(&f).is_ok(),
+                Kind::Audit => rows::audit_row(&f).is_ok(),
                 Kind::Entries => rows::record_entry(&f).is_ok(),
                 Kind::Appointments => rows::appointment(&f).is_ok(),
                 Kind::Proxies => rows::proxy_link(&f).is_ok(),

@@ -1,6 +1,8 @@
 //! The canonical rows of the four input kinds, as every reader (CSV now, FHIR later) produces them and the store
 //! writes them. A reader validates into these types; nothing unvalidated reaches the store.
 
+use std::borrow::Cow;
+
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -18,10 +20,6 @@ pub trait StoredRecord: Sized + Send {
     const KIND: Kind;
     /// The row's own key: names its file and orders rows that tie on patient and time.
     fn key(&self) -> &str;
-    /// For a row that may have a twin reported in another form (only audit events: see [`Twin`]).
-    fn twin(&self) -> Option<Twin> {
-        None
-    }
     /// UTC microseconds of the row's partitioning time.
     fn time(&self) -> i64;
     fn nhs_number(&self) -> &str;
@@ -52,6 +50,58 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The event as a borrowed row, the form the store's columns are built from.
+    pub fn row(&self) -> AuditRow<'_> {
+        AuditRow {
+            event_id: Some(&self.event_id),
+            occurred_at: self.occurred_at,
+            nhs_number: Cow::Borrowed(&self.nhs_number),
+            account_id: self.account_id.as_deref(),
+            actor_role: self.actor_role,
+            device_id: self.device_id.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            ip_address: self.ip_address.as_deref().map(Cow::Borrowed),
+            channel: self.channel.as_deref().map(Cow::Borrowed),
+            session_id: self.session_id.as_deref(),
+            action: self.action,
+            section: self.section,
+            outcome: self.outcome,
+            raw: self.raw.as_deref(),
+            source_line: self.source_line,
+        }
+    }
+
+    /// See [`AuditRow::derived_id`].
+    pub fn derived_id(&self) -> String {
+        self.row().derived_id()
+    }
+}
+
+/// A validated audit event borrowing its text from where it was read (a CSV record's bytes, or an [`AuditEvent`]):
+/// only values that validation rewrites (an NHS number written with spaces, an address not in canonical form, a
+/// channel in capitals) are owned. The CSV reader validates into it and the store's column builders read it, so a
+/// row costs no allocation of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow<'a> {
+    /// `None` when the source gave none: [`AuditRow::derived_id`] stands in.
+    pub event_id: Option<&'a str>,
+    pub occurred_at: i64,
+    pub nhs_number: Cow<'a, str>,
+    pub account_id: Option<&'a str>,
+    pub actor_role: &'static str,
+    pub device_id: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub ip_address: Option<Cow<'a, str>>,
+    pub channel: Option<Cow<'a, str>>,
+    pub session_id: Option<&'a str>,
+    pub action: &'static str,
+    pub section: Option<&'static str>,
+    pub outcome: &'static str,
+    pub raw: Option<&'a str>,
+    pub source_line: i64,
+}
+
+impl AuditRow<'_> {
     /// The stable id of an event that came without one: a hash of its normalised content (the same row ingested
     /// twice, from any file, gets the same id). Provenance and `raw` are not content.
     pub fn derived_id(&self) -> String {
@@ -60,14 +110,14 @@ impl AuditEvent {
             DERIVED_ID_PREFIX,
             &[
                 Some(occurred.as_str()),
-                Some(self.nhs_number.as_str()),
-                self.account_id.as_deref(),
+                Some(&self.nhs_number),
+                self.account_id,
                 Some(self.actor_role),
-                self.device_id.as_deref(),
-                self.user_agent.as_deref(),
+                self.device_id,
+                self.user_agent,
                 self.ip_address.as_deref(),
                 self.channel.as_deref(),
-                self.session_id.as_deref(),
+                self.session_id,
                 Some(self.action),
                 self.section,
                 Some(self.outcome),
@@ -169,67 +219,11 @@ impl ProxyLink {
     }
 }
 
-/// SHA-256 over the fields, each marked present or absent so that `None` and `""` differ and no two field lists
-/// run together; 128 bits of it in hex.
-/// One access, whatever format reported it: the instant, the patient, the account, the device, the action and the
-/// section. A CSV row and its FHIR twin (whose `event_id` is derived from content, and which may lack the session,
-/// address or user agent the CSV carries) are one event. The fields are length-prefixed, so no two different tuples
-/// give the same text.
-pub fn access_identity(
-    occurred_at: i64,
-    nhs_number: &str,
-    account_id: Option<&str>,
-    device_id: Option<&str>,
-    action: &str,
-    section: Option<&str>,
-) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(96);
-    let _ = write!(s, "{occurred_at}");
-    for f in [
-        Some(nhs_number),
-        account_id,
-        device_id,
-        Some(action),
-        section,
-    ] {
-        match f {
-            Some(v) => {
-                let _ = write!(s, "|{}:{v}", v.len());
-            }
-            None => s.push_str("|-"),
-        }
-    }
-    s
-}
-
 /// The prefix of an `event_id` derived from content (FHIR, which carries no event id of the practice's system).
 pub const DERIVED_ID_PREFIX: &str = "derived-";
 
-/// How an audit event meets its twins: rows that report the same access (one [`access_identity`]) in another form.
-///
-/// A row with the source's own `event_id` is one event per id, as the source says (two CSV rows with different
-/// ids are two events, however alike), but it is the twin of any row whose id was derived from content: FHIR, or a
-/// CSV row that carried no id. A derived row is the twin of any row of the same identity: its CSV form, or the
-/// other half of a client/server (IHE BALP) pair whose addresses differ.
-pub struct Twin {
-    /// `any|identity`: set by every row.
-    pub any: String,
-    /// `derived|identity`: set by rows whose id was derived.
-    pub derived: String,
-    pub is_derived: bool,
-}
-
-impl Twin {
-    pub fn new(event_id: &str, identity: &str) -> Twin {
-        Twin {
-            any: format!("any|{identity}"),
-            derived: format!("derived|{identity}"),
-            is_derived: event_id.starts_with(DERIVED_ID_PREFIX),
-        }
-    }
-}
-
+/// SHA-256 over the fields, each marked present or absent so that `None` and `""` differ and no two field lists
+/// run together; 128 bits of it in hex.
 fn content_hash(prefix: &str, fields: &[Option<&str>]) -> String {
     let mut h = Sha256::new();
     for f in fields {
@@ -277,55 +271,6 @@ fn assemble<R: StoredRecord>(
 ) -> PolarsResult<DataFrame> {
     columns.extend(provenance_columns(rows, p));
     DataFrame::new(rows.len(), columns)
-}
-
-impl StoredRecord for AuditEvent {
-    const KIND: Kind = Kind::Audit;
-    fn key(&self) -> &str {
-        &self.event_id
-    }
-    fn twin(&self) -> Option<Twin> {
-        Some(Twin::new(
-            &self.event_id,
-            &access_identity(
-                self.occurred_at,
-                &self.nhs_number,
-                self.account_id.as_deref(),
-                self.device_id.as_deref(),
-                self.action,
-                self.section,
-            ),
-        ))
-    }
-    fn time(&self) -> i64 {
-        self.occurred_at
-    }
-    fn nhs_number(&self) -> &str {
-        &self.nhs_number
-    }
-    fn source_line(&self) -> i64 {
-        self.source_line
-    }
-    fn frame(rows: &[Self], p: &Provenance) -> PolarsResult<DataFrame> {
-        use schema::*;
-        let cols = vec![
-            text(EVENT_ID, rows.iter().map(|r| Some(r.event_id.as_str()))),
-            instants(OCCURRED_AT, rows.iter().map(|r| Some(r.occurred_at))),
-            text(NHS_NUMBER, rows.iter().map(|r| Some(r.nhs_number.as_str()))),
-            text(ACCOUNT_ID, rows.iter().map(|r| r.account_id.as_deref())),
-            text(ACTOR_ROLE, rows.iter().map(|r| Some(r.actor_role))),
-            text(DEVICE_ID, rows.iter().map(|r| r.device_id.as_deref())),
-            text(USER_AGENT, rows.iter().map(|r| r.user_agent.as_deref())),
-            text(IP_ADDRESS, rows.iter().map(|r| r.ip_address.as_deref())),
-            text(CHANNEL, rows.iter().map(|r| r.channel.as_deref())),
-            text(SESSION_ID, rows.iter().map(|r| r.session_id.as_deref())),
-            text(ACTION, rows.iter().map(|r| Some(r.action))),
-            text(SECTION, rows.iter().map(|r| r.section)),
-            text(OUTCOME, rows.iter().map(|r| Some(r.outcome))),
-            text(RAW, rows.iter().map(|r| r.raw.as_deref())),
-        ];
-        assemble(rows, p, cols)
-    }
 }
 
 impl StoredRecord for RecordEntry {
@@ -482,8 +427,7 @@ mod tests {
             ingest_seq: 1,
             source_file: "a.csv".into(),
         };
-        let df = AuditEvent::frame(&[event()], &p).unwrap();
-        assert_eq!(df.schema().as_ref(), &Kind::Audit.stored_schema());
+        // Audit events are built as arrow-rs columns instead: see `ingest::columns`'s tests.
         let e = RecordEntry {
             entry_id: "e".into(),
             nhs_number: "9434765919".into(),

@@ -5,6 +5,7 @@
 //! hold a batch they are de-duplicated against what the partition already holds, sorted, and written as one file
 //! per partition. A file's batches are deterministic, so a re-run after a crash rewrites exactly the same files.
 
+mod columns;
 pub mod csv;
 pub mod fhir;
 mod fhir_map;
@@ -24,6 +25,7 @@ use polars::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use self::columns::{AuditColumns, Chunk};
 use self::csv::{detect_kind, ColumnIndex, CsvSource, Next};
 use self::rows::{Fields, RowError};
 use crate::config::Config;
@@ -41,6 +43,8 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("cannot build a batch for the store: {0}")]
     Frame(#[from] PolarsError),
+    #[error("cannot build a batch for the store: {0}")]
+    Columns(String),
 }
 
 /// What the caller asks of an ingest.
@@ -457,7 +461,7 @@ fn ingest_file(
             let (mut source, index) = *csv_plan;
             unknown_columns = index.unknown.iter().map(|c| escape_controls(c)).collect();
             match kind {
-                Kind::Audit => load_rows(&ctx, &index, &mut source, rows::audit_event)?,
+                Kind::Audit => load_audit(&ctx, &index, &mut source)?,
                 Kind::Entries => load_rows(&ctx, &index, &mut source, rows::record_entry)?,
                 Kind::Appointments => load_rows(&ctx, &index, &mut source, rows::appointment)?,
                 Kind::Proxies => load_rows(&ctx, &index, &mut source, rows::proxy_link)?,
@@ -567,6 +571,12 @@ struct FileContext<'a> {
     provenance: Provenance,
 }
 
+impl FileContext<'_> {
+    fn encode_error(&self, message: String) -> IngestError {
+        IngestError::Columns(message)
+    }
+}
+
 /// A quarantined row on its way to the store.
 struct QuarantinedRow {
     line: i64,
@@ -575,27 +585,26 @@ struct QuarantinedRow {
     raw: String,
 }
 
-/// Reads every record of one file, validating, buffering and flushing in batches. Returns the counts and, if
-/// Validated rows on their way to the store: buffered per partition, de-duplicated and written a batch at a time,
-/// with the quarantine alongside; counts every row read.
-struct Batcher<'c, R> {
+/// Validated rows on their way to the store: chunks of columns buffered until a batch is full, then split by
+/// partition, de-duplicated and written, with the quarantine alongside; counts every row read.
+struct Batcher<'c> {
     ctx: &'c FileContext<'c>,
     counts: Counts,
-    buffered: BTreeMap<NaiveDate, Vec<R>>,
+    chunks: Vec<Chunk>,
     n_buffered: usize,
     quarantine: Vec<QuarantinedRow>,
     quarantine_batches: usize,
     /// Key digests of each partition this file has touched: loaded from the store once, then kept up to date, so
     /// later batches do not re-read the partition.
-    seen: BTreeMap<NaiveDate, crate::store::KeySet>,
+    seen: BTreeMap<i32, crate::store::KeySet>,
 }
 
-impl<'c, R: StoredRecord> Batcher<'c, R> {
+impl<'c> Batcher<'c> {
     fn new(ctx: &'c FileContext<'c>) -> Self {
         Batcher {
             ctx,
             counts: Counts::default(),
-            buffered: BTreeMap::new(),
+            chunks: Vec::new(),
             n_buffered: 0,
             quarantine: Vec::new(),
             quarantine_batches: 0,
@@ -603,41 +612,35 @@ impl<'c, R: StoredRecord> Batcher<'c, R> {
         }
     }
 
-    /// One row read: stored later, or quarantined now with its raw text.
-    fn row(
-        &mut self,
-        result: Result<R, RowError>,
-        line: i64,
-        raw: impl FnOnce() -> String,
-    ) -> Result<(), IngestError> {
-        self.counts.read += 1;
-        match result {
-            Ok(row) => {
-                self.buffered
-                    .entry(utc_date(row.time()))
-                    .or_default()
-                    .push(row);
-                self.n_buffered += 1;
-            }
-            Err(err) => {
-                self.counts.quarantined += 1;
-                self.quarantine.push(QuarantinedRow {
-                    line,
-                    column: err.column,
-                    reason: err.reason,
-                    raw: cut(raw()),
-                });
-            }
+    /// How many more valid rows the batch takes before it is written: a batch is exactly `ingest.batch_rows`
+    /// valid rows (the last one of a file fewer), however the rows arrive.
+    fn room(&self) -> usize {
+        self.ctx
+            .config
+            .batch_rows
+            .saturating_sub(self.n_buffered)
+            .max(1)
+    }
+
+    /// Valid rows read: stored when the batch is full.
+    fn stored(&mut self, chunk: Chunk) -> Result<(), IngestError> {
+        self.counts.read += chunk.len() as u64;
+        self.n_buffered += chunk.len();
+        if chunk.len() > 0 {
+            self.chunks.push(chunk);
         }
         if self.n_buffered >= self.ctx.config.batch_rows {
-            flush(
-                self.ctx,
-                &mut self.buffered,
-                &mut self.seen,
-                &mut self.counts,
-            )?;
+            flush(self.ctx, &mut self.chunks, &mut self.seen, &mut self.counts)?;
             self.n_buffered = 0;
         }
+        Ok(())
+    }
+
+    /// A row read and quarantined, with its raw text.
+    fn quarantined(&mut self, row: QuarantinedRow) -> Result<(), IngestError> {
+        self.counts.read += 1;
+        self.counts.quarantined += 1;
+        self.quarantine.push(row);
         if self.quarantine.len() >= self.ctx.config.batch_rows {
             flush_quarantine(self.ctx, &mut self.quarantine, &mut self.quarantine_batches)?;
         }
@@ -645,57 +648,232 @@ impl<'c, R: StoredRecord> Batcher<'c, R> {
     }
 
     fn finish(mut self) -> Result<Counts, IngestError> {
-        flush(
-            self.ctx,
-            &mut self.buffered,
-            &mut self.seen,
-            &mut self.counts,
-        )?;
+        flush(self.ctx, &mut self.chunks, &mut self.seen, &mut self.counts)?;
         flush_quarantine(self.ctx, &mut self.quarantine, &mut self.quarantine_batches)?;
         Ok(self.counts)
     }
 }
 
-/// Reads every record of a CSV file. Returns the counts and, if reading stopped early, why.
+/// Rows that arrive one at a time (FHIR events, the small kinds' CSV rows), gathered into chunks for a [`Batcher`].
+trait Gather {
+    type Row;
+    fn push(&mut self, row: Self::Row);
+    fn len(&self) -> usize;
+    /// The rows gathered so far as a chunk; the gatherer starts empty again.
+    fn take(&mut self, provenance: &Provenance) -> Result<Chunk, String>;
+}
+
+impl Gather for AuditColumns {
+    type Row = AuditEvent;
+    fn push(&mut self, row: AuditEvent) {
+        AuditColumns::push(self, &row.row());
+    }
+    fn len(&self) -> usize {
+        AuditColumns::len(self)
+    }
+    fn take(&mut self, _: &Provenance) -> Result<Chunk, String> {
+        std::mem::replace(self, AuditColumns::with_capacity(CHUNK_ROWS)).finish()
+    }
+}
+
+impl<R: StoredRecord> Gather for Vec<R> {
+    type Row = R;
+    fn push(&mut self, row: R) {
+        Vec::push(self, row);
+    }
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn take(&mut self, provenance: &Provenance) -> Result<Chunk, String> {
+        columns::rows_chunk(&std::mem::take(self), provenance)
+    }
+}
+
+/// Rows per chunk of columns: validated together (in parallel, for CSV audit events) and appended to a batch.
+const CHUNK_ROWS: usize = 8192;
+
+/// Feeds rows one by one to a batch through a gatherer.
+struct OneByOne<'c, G> {
+    batch: Batcher<'c>,
+    gather: G,
+}
+
+impl<G: Gather> OneByOne<'_, G> {
+    fn row(
+        &mut self,
+        result: Result<G::Row, RowError>,
+        line: i64,
+        raw: impl FnOnce() -> String,
+    ) -> Result<(), IngestError> {
+        match result {
+            Ok(row) => {
+                self.gather.push(row);
+                if self.gather.len() >= CHUNK_ROWS.min(self.batch.room()) {
+                    self.hand_over()?;
+                }
+                Ok(())
+            }
+            Err(err) => self.batch.quarantined(QuarantinedRow {
+                line,
+                column: err.column,
+                reason: err.reason,
+                raw: cut(raw()),
+            }),
+        }
+    }
+
+    fn hand_over(&mut self) -> Result<(), IngestError> {
+        let chunk = self
+            .gather
+            .take(&self.batch.ctx.provenance)
+            .map_err(|message| self.batch.ctx.encode_error(message))?;
+        self.batch.stored(chunk)
+    }
+
+    fn finish(mut self) -> Result<Counts, IngestError> {
+        if self.gather.len() > 0 {
+            self.hand_over()?;
+        }
+        self.batch.finish()
+    }
+}
+
+fn too_long() -> RowError {
+    RowError {
+        column: None,
+        reason: format!(
+            "the record is longer than {} bytes (an unclosed quote?); reading went on at the next line",
+            csv::MAX_RECORD_BYTES
+        ),
+    }
+}
+
+/// Reads every record of a CSV file of one of the small kinds, row by row. Returns the counts and, if reading
+/// stopped early, why.
 fn load_rows<R: StoredRecord>(
     ctx: &FileContext,
     index: &ColumnIndex,
     source: &mut CsvSource,
     validate: fn(&Fields) -> Result<R, RowError>,
 ) -> Result<(Counts, Option<String>), IngestError> {
-    let mut batch = Batcher::new(ctx);
+    let mut rows = OneByOne {
+        batch: Batcher::new(ctx),
+        gather: Vec::<R>::new(),
+    };
     let mut record = ByteRecord::new();
     let mut failure = None;
+    let mut read = 0u64;
     loop {
         let line = match source.next(&mut record) {
             Ok(Next::Record(line)) => line,
             Ok(Next::End) => break,
             Ok(Next::TooLong(line)) => {
-                let too_long = RowError {
-                    column: None,
-                    reason: format!(
-                        "the record is longer than {} bytes (an unclosed quote?); reading went on at the next line",
-                        csv::MAX_RECORD_BYTES
-                    ),
-                };
-                batch.row(Err(too_long), line, String::new)?;
+                read += 1;
+                rows.row(Err(too_long()), line, String::new)?;
                 continue;
             }
             Err(e) => {
-                failure = Some(format!(
-                    "reading stopped after {} rows: {e}",
-                    batch.counts.read
-                ));
+                failure = Some(format!("reading stopped after {read} rows: {e}"));
                 break;
             }
         };
+        read += 1;
         let fields = Fields {
             index,
             record: &record,
             tz: ctx.config.timezone,
             line,
         };
-        batch.row(validate(&fields), line, || raw_line(&record))?;
+        rows.row(validate(&fields), line, || raw_line(&record))?;
+    }
+    Ok((rows.finish()?, failure))
+}
+
+/// One record of a chunk read from a CSV file: where it starts, and its place in the chunk's records (none for a
+/// record that was too long to keep).
+type Item = (i64, Option<usize>);
+
+/// Reads every record of a CSV audit file: records are read a chunk at a time and validated on both cores,
+/// straight into columns. Returns the counts and, if reading stopped early, why.
+fn load_audit(
+    ctx: &FileContext,
+    index: &ColumnIndex,
+    source: &mut CsvSource,
+) -> Result<(Counts, Option<String>), IngestError> {
+    use rayon::prelude::*;
+    let mut batch = Batcher::new(ctx);
+    let mut records: Vec<ByteRecord> = Vec::new();
+    let mut items: Vec<Item> = Vec::new();
+    let mut failure = None;
+    let mut read = 0u64;
+    let threads = rayon::current_num_threads().max(1);
+    while failure.is_none() {
+        // Never more records than the batch has room for, so batches end where they would row by row.
+        let wanted = (CHUNK_ROWS * threads).min(batch.room());
+        items.clear();
+        let mut used = 0;
+        while items.len() < wanted {
+            if used == records.len() {
+                records.push(ByteRecord::new());
+            }
+            match source.next(&mut records[used]) {
+                Ok(Next::Record(line)) => {
+                    items.push((line, Some(used)));
+                    used += 1;
+                }
+                Ok(Next::TooLong(line)) => items.push((line, None)),
+                Ok(Next::End) => break,
+                Err(e) => {
+                    failure = Some(format!(
+                        "reading stopped after {} rows: {e}",
+                        read + items.len() as u64
+                    ));
+                    break;
+                }
+            }
+        }
+        if items.is_empty() {
+            break;
+        }
+        read += items.len() as u64;
+        let piece = items.len().div_ceil(threads * 2).max(1);
+        let validated: Vec<Result<(Chunk, Vec<QuarantinedRow>), String>> = items
+            .par_chunks(piece)
+            .map(|piece| {
+                let mut columns = AuditColumns::with_capacity(piece.len());
+                let mut bad = Vec::new();
+                for &(line, at) in piece {
+                    let quarantined = |err: RowError, raw: String| QuarantinedRow {
+                        line,
+                        column: err.column,
+                        reason: err.reason,
+                        raw: cut(raw),
+                    };
+                    let Some(at) = at else {
+                        bad.push(quarantined(too_long(), String::new()));
+                        continue;
+                    };
+                    let fields = Fields {
+                        index,
+                        record: &records[at],
+                        tz: ctx.config.timezone,
+                        line,
+                    };
+                    match rows::audit_row(&fields) {
+                        Ok(row) => columns.push(&row),
+                        Err(err) => bad.push(quarantined(err, raw_line(&records[at]))),
+                    }
+                }
+                Ok((columns.finish()?, bad))
+            })
+            .collect();
+        for piece in validated {
+            let (chunk, bad) = piece.map_err(|message| ctx.encode_error(message))?;
+            for row in bad {
+                batch.quarantined(row)?;
+            }
+            batch.stored(chunk)?;
+        }
     }
     Ok((batch.finish()?, failure))
 }
@@ -710,7 +888,10 @@ fn load_fhir(
         timezone: ctx.config.timezone,
         session_extension: ctx.config.fhir_session_extension.clone(),
     };
-    let mut batch: Batcher<AuditEvent> = Batcher::new(ctx);
+    let mut events = OneByOne {
+        batch: Batcher::new(ctx),
+        gather: AuditColumns::with_capacity(CHUNK_ROWS),
+    };
     let mut store_error = None;
     // Parsing and mapping run on both cores (see `fhir::for_each_mapped`); the quarantine's copy of a resource is
     // made only for a row that is quarantined. Rows reach the batch in file order.
@@ -718,7 +899,7 @@ fn load_fhir(
         fhir::map_parsed(position, parsed, &settings)
     };
     let outcome = fhir::for_each_mapped(reader, layout, &map, &mut |position, (result, raw)| {
-        batch.row(result, position, || raw).map_err(|e| {
+        events.row(result, position, || raw).map_err(|e| {
             let message = e.to_string();
             store_error = Some(e);
             message
@@ -728,48 +909,62 @@ fn load_fhir(
         return Err(e);
     }
     let failure = outcome.err();
-    Ok((batch.finish()?, failure))
+    Ok((events.finish()?, failure))
 }
 
-fn flush<R: StoredRecord>(
+/// Writes a batch: its rows split by partition, each partition de-duplicated against `seen` (loaded from the store
+/// the first time this file touches it), sorted and written as one file. Partitions are independent, so they are
+/// done in parallel; within one, the first copy of a key in file order still wins.
+fn flush(
     ctx: &FileContext,
-    buffered: &mut BTreeMap<NaiveDate, Vec<R>>,
-    seen: &mut BTreeMap<NaiveDate, crate::store::KeySet>,
+    chunks: &mut Vec<Chunk>,
+    seen: &mut BTreeMap<i32, crate::store::KeySet>,
     counts: &mut Counts,
 ) -> Result<(), IngestError> {
     use rayon::prelude::*;
-    let batch = std::mem::take(buffered);
+    let chunks = std::mem::take(chunks);
+    let mut picks: BTreeMap<i32, Vec<(usize, usize)>> = BTreeMap::new();
+    for (c, chunk) in chunks.iter().enumerate() {
+        for (r, day) in chunk.days.iter().enumerate() {
+            picks.entry(*day).or_default().push((c, r));
+        }
+    }
+    let date = |day: i32| NaiveDate::from_num_days_from_ce_opt(day).unwrap_or_default();
     // The keys each partition already holds, read on both cores for the partitions this file has not touched yet.
-    let missing: Vec<NaiveDate> = batch
+    let missing: Vec<i32> = picks
         .keys()
         .filter(|d| !seen.contains_key(d))
         .copied()
         .collect();
-    let loaded: Vec<(
-        NaiveDate,
-        Result<crate::store::KeySet, crate::store::StoreError>,
-    )> = missing
+    let loaded: Vec<(i32, Result<crate::store::KeySet, StoreError>)> = missing
         .into_par_iter()
-        .map(|d| (d, ctx.store.existing_keys(R::KIND, d, ctx.visible)))
+        .map(|d| (d, ctx.store.existing_keys(ctx.kind, date(d), ctx.visible)))
         .collect();
     for (d, keys) in loaded {
         seen.insert(d, keys?);
     }
-    // Each partition is independent: its own keys, rows and file. They are de-duplicated, sorted, encoded and
-    // written in parallel; within a partition the first copy of a key in file order still wins.
-    let mut work: Vec<(NaiveDate, Vec<R>, &mut crate::store::KeySet)> =
-        Vec::with_capacity(batch.len());
-    let mut rows_by_date = batch.into_iter().peekable();
-    for (date, keys) in seen.iter_mut() {
-        if rows_by_date.peek().is_some_and(|(d, _)| d == date) {
-            if let Some((d, rows)) = rows_by_date.next() {
+    let mut work: Vec<(i32, Vec<(usize, usize)>, &mut crate::store::KeySet)> =
+        Vec::with_capacity(picks.len());
+    let mut picks = picks.into_iter().peekable();
+    for (day, keys) in seen.iter_mut() {
+        if picks.peek().is_some_and(|(d, _)| d == day) {
+            if let Some((d, rows)) = picks.next() {
                 work.push((d, rows, keys));
             }
         }
     }
     let done: Vec<Result<(u64, u64), IngestError>> = work
         .into_par_iter()
-        .map(|(date, rows, seen)| flush_partition(ctx, date, rows, seen))
+        .map(|(day, rows, seen)| {
+            let (rows, duplicates) =
+                columns::partition(ctx.kind, &chunks, rows, seen, &ctx.provenance)
+                    .map_err(|message| ctx.encode_error(message))?;
+            let Some(rows) = rows else {
+                return Ok((0, duplicates));
+            };
+            ctx.store.write_part(ctx.kind, date(day), &rows)?;
+            Ok((rows.num_rows() as u64, duplicates))
+        })
         .collect();
     for r in done {
         let (stored, duplicates) = r?;
@@ -777,49 +972,6 @@ fn flush<R: StoredRecord>(
         counts.duplicates += duplicates;
     }
     Ok(())
-}
-
-/// One partition's share of a batch: de-duplicated against `seen`, sorted, written as one file. Gives the rows
-/// stored and the duplicates.
-fn flush_partition<R: StoredRecord>(
-    ctx: &FileContext,
-    date: NaiveDate,
-    mut rows: Vec<R>,
-    seen: &mut crate::store::KeySet,
-) -> Result<(u64, u64), IngestError> {
-    let before = rows.len();
-    // The first copy of a key in file order wins; later copies, and keys already stored, are duplicates.
-    rows.retain(|r| {
-        let own = crate::store::key_digest(r.key());
-        match r.twin() {
-            None => seen.insert(own),
-            Some(twin) => {
-                let any = crate::store::key_digest(&twin.any);
-                let derived = crate::store::key_digest(&twin.derived);
-                let twin_seen = if twin.is_derived {
-                    seen.contains(&any)
-                } else {
-                    seen.contains(&derived)
-                };
-                let fresh = seen.insert(own) && !twin_seen;
-                seen.insert(any);
-                if twin.is_derived {
-                    seen.insert(derived);
-                }
-                fresh
-            }
-        }
-    });
-    let duplicates = (before - rows.len()) as u64;
-    if rows.is_empty() {
-        return Ok((0, duplicates));
-    }
-    rows.sort_by(|a, b| {
-        (a.nhs_number(), a.time(), a.key()).cmp(&(b.nhs_number(), b.time(), b.key()))
-    });
-    let df = R::frame(&rows, &ctx.provenance)?;
-    ctx.store.write_part(R::KIND, date, &df)?;
-    Ok((rows.len() as u64, duplicates))
 }
 
 fn flush_quarantine(

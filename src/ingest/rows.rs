@@ -5,7 +5,9 @@ use csv::ByteRecord;
 
 use super::csv::ColumnIndex;
 use super::validate;
-use crate::records::{Appointment, AuditEvent, ProxyLink, RecordEntry};
+use std::borrow::Cow;
+
+use crate::records::{Appointment, AuditRow, ProxyLink, RecordEntry};
 use crate::schema::*;
 
 /// Why a row was not stored: the column at fault (if one is) and the reason in plain words.
@@ -71,10 +73,14 @@ impl<'a> Fields<'a> {
     }
 
     fn nhs(&self, column: &'static str) -> RowResult<String> {
+        self.nhs_text(column).map(Cow::into_owned)
+    }
+
+    fn nhs_text(&self, column: &'static str) -> RowResult<Cow<'a, str>> {
         let text = self
             .get(column)?
             .ok_or_else(|| RowError::at(column, "NHS number is missing"))?;
-        self.check(column, validate::nhs_number(text))
+        self.check(column, validate::nhs_number_text(text))
     }
 
     fn time(&self, column: &'static str) -> RowResult<i64> {
@@ -115,22 +121,22 @@ impl<'a> Fields<'a> {
     }
 }
 
-pub fn audit_event(f: &Fields) -> RowResult<AuditEvent> {
+/// An audit event, borrowing its text from the record. Without an `event_id` it is derived from content later.
+pub fn audit_row<'a>(f: &Fields<'a>) -> RowResult<AuditRow<'a>> {
     f.check_width()?;
-    let mut e = AuditEvent {
-        event_id: String::new(),
+    Ok(AuditRow {
         occurred_at: f.time(OCCURRED_AT)?,
-        nhs_number: f.nhs(NHS_NUMBER)?,
-        account_id: f.owned(ACCOUNT_ID)?,
+        nhs_number: f.nhs_text(NHS_NUMBER)?,
+        account_id: f.get(ACCOUNT_ID)?,
         actor_role: f.choice(ACTOR_ROLE, ACTOR_ROLES)?.unwrap_or("patient"),
-        device_id: f.owned(DEVICE_ID)?,
-        user_agent: f.owned(USER_AGENT)?,
+        device_id: f.get(DEVICE_ID)?,
+        user_agent: f.get(USER_AGENT)?,
         ip_address: f
             .get(IP_ADDRESS)?
-            .map(|t| f.check(IP_ADDRESS, validate::ip_address(t)))
+            .map(|t| f.check(IP_ADDRESS, validate::ip_text(t)))
             .transpose()?,
-        channel: f.get(CHANNEL)?.map(validate::normalise_token),
-        session_id: f.owned(SESSION_ID)?,
+        channel: f.get(CHANNEL)?.map(validate::token),
+        session_id: f.get(SESSION_ID)?,
         action: f
             .choice(ACTION, ACTIONS)?
             .ok_or_else(|| RowError::at(ACTION, "required value is empty"))?,
@@ -138,12 +144,8 @@ pub fn audit_event(f: &Fields) -> RowResult<AuditEvent> {
         outcome: f.choice(OUTCOME, OUTCOMES)?.unwrap_or("success"),
         raw: None,
         source_line: f.line,
-    };
-    e.event_id = match f.owned(EVENT_ID)? {
-        Some(id) => id,
-        None => e.derived_id(),
-    };
-    Ok(e)
+        event_id: f.get(EVENT_ID)?,
+    })
 }
 
 pub fn record_entry(f: &Fields) -> RowResult<RecordEntry> {

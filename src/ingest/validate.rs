@@ -4,6 +4,7 @@
 //! Each function takes the trimmed text of one field and returns the normalised value or a reason in plain words.
 //! Reasons never repeat the offending value: it may be an identifier, and the quarantine keeps the raw line anyway.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone};
@@ -11,7 +12,16 @@ use chrono_tz::Tz;
 
 /// An NHS number as stored: 10 digits. Spaces and hyphens are allowed in input; the Modulus 11 check digit must hold.
 pub fn nhs_number(text: &str) -> Result<String, String> {
-    let digits: String = text.chars().filter(|c| *c != ' ' && *c != '-').collect();
+    nhs_number_text(text).map(Cow::into_owned)
+}
+
+/// [`nhs_number`], borrowing the text when it is already 10 bare digits.
+pub fn nhs_number_text(text: &str) -> Result<Cow<'_, str>, String> {
+    let digits: Cow<str> = if text.bytes().any(|b| b == b' ' || b == b'-') {
+        Cow::Owned(text.chars().filter(|c| *c != ' ' && *c != '-').collect())
+    } else {
+        Cow::Borrowed(text)
+    };
     if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err("NHS number must be 10 digits (spaces and hyphens allowed)".into());
     }
@@ -46,6 +56,9 @@ pub fn nhs_check_digit_holds(digits: &[u8]) -> bool {
 /// `2026-03-01T21:14:05`, fractional seconds allowed) it is the practice's local time: a time in the spring-forward
 /// gap does not exist and is rejected; a time in the autumn fold happened twice and takes the earlier instant.
 pub fn timestamp(text: &str, tz: Tz) -> Result<i64, String> {
+    if let Some(t) = utc_seconds(text) {
+        return Ok(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_micros());
     }
@@ -66,27 +79,70 @@ pub fn timestamp(text: &str, tz: Tz) -> Result<i64, String> {
     }
 }
 
+/// The commonest shape, `2026-03-01T21:14:05Z`, read without chrono's general parser. Anything else, or anything
+/// out of range (a leap second, 30 February), is left to it, so the answer is always chrono's.
+fn utc_seconds(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date =
+        chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
+    let time = date.and_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)?;
+    Some(time.and_utc().timestamp_micros())
+}
+
 const NAIVE_FORMATS: &[&str] = &["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"];
 
 /// Normalises an enumerated value (`Face to face`, `FACE-TO-FACE` -> `face_to_face`) and checks it is allowed.
 pub fn one_of(text: &str, allowed: &'static [&'static str]) -> Result<&'static str, String> {
-    let norm = normalise_token(text);
+    let text = text.trim();
     allowed
         .iter()
         .copied()
-        .find(|a| *a == norm)
+        .find(|a| a.len() == text.len() && a.bytes().zip(text.bytes()).all(|(a, t)| a == fold(t)))
         .ok_or_else(|| format!("not one of the allowed values ({})", allowed.join(", ")))
 }
 
 /// Lower case, with spaces and hyphens folded to underscores: how enumerations and channels are compared and kept.
 pub fn normalise_token(text: &str) -> String {
-    text.trim()
-        .chars()
-        .map(|c| match c {
-            ' ' | '-' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+    token(text).into_owned()
+}
+
+/// [`normalise_token`], borrowing the text when it is already in that form.
+pub fn token(text: &str) -> Cow<'_, str> {
+    let text = text.trim();
+    if text.bytes().all(|b| fold(b) == b) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| match c {
+                ' ' | '-' => '_',
+                c => c.to_ascii_lowercase(),
+            })
+            .collect(),
+    )
+}
+
+/// One byte of a token as [`normalise_token`] keeps it (bytes of non-ASCII characters are left as they are).
+fn fold(b: u8) -> u8 {
+    match b {
+        b' ' | b'-' => b'_',
+        b => b.to_ascii_lowercase(),
+    }
 }
 
 /// `true`/`false` (also `yes`/`no`, `1`/`0`, `t`/`f`, any case).
@@ -100,9 +156,26 @@ pub fn boolean(text: &str) -> Result<bool, String> {
 
 /// An IPv4 or IPv6 address, kept in its canonical text form.
 pub fn ip_address(text: &str) -> Result<String, String> {
-    text.parse::<IpAddr>()
-        .map(|ip| ip.to_string())
-        .map_err(|_| "not an IPv4 or IPv6 address".into())
+    ip_text(text).map(Cow::into_owned)
+}
+
+/// [`ip_address`], borrowing the text when it is already canonical.
+pub fn ip_text(text: &str) -> Result<Cow<'_, str>, String> {
+    let ip = text
+        .parse::<IpAddr>()
+        .map_err(|_| "not an IPv4 or IPv6 address".to_string())?;
+    // IPv4's parser takes only the canonical dotted form; IPv6 has several spellings of one address.
+    Ok(match ip {
+        IpAddr::V4(_) => Cow::Borrowed(text),
+        IpAddr::V6(v6) => {
+            let canonical = v6.to_string();
+            if canonical == text {
+                Cow::Borrowed(text)
+            } else {
+                Cow::Owned(canonical)
+            }
+        }
+    })
 }
 
 /// A clinical code. A numeric code must be a well-formed SNOMED CT identifier (6 to 18 digits, a valid partition
@@ -275,5 +348,88 @@ mod tests {
         assert!(ip_address("300.1.1.1").is_err());
         assert_eq!(boolean("FALSE"), Ok(false));
         assert!(boolean("maybe").is_err());
+        // The borrowing form keeps canonical text as it is and rewrites the rest, as the parser's text would.
+        for text in [
+            "81.2.69.160",
+            "0.0.0.0",
+            "::1",
+            "2001:db8::1",
+            "2001:DB8::1",
+            "::ffff:1.2.3.4",
+            "1:0:0:0:0:0:0:1",
+        ] {
+            let canonical = text.parse::<IpAddr>().unwrap().to_string();
+            let got = ip_text(text).unwrap();
+            assert_eq!(got, canonical, "{text}");
+            assert_eq!(matches!(got, Cow::Borrowed(_)), canonical == text, "{text}");
+        }
+        for bad in ["01.2.3.4", "1.2.3", " 1.2.3.4"] {
+            assert!(ip_text(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_fast_timestamp_path_agrees_with_chrono() {
+        // Every shape the fast path reads, and its edges: chrono's general parser is the reference.
+        let london = chrono_tz::Europe::London;
+        let mut texts: Vec<String> = Vec::new();
+        for (y, m, d) in [
+            (2026, 1, 31),
+            (2024, 2, 29),
+            (2025, 2, 29),
+            (2026, 2, 30),
+            (2026, 13, 1),
+            (1999, 12, 31),
+            (2026, 4, 0),
+        ] {
+            for (h, mi, se) in [
+                (0, 0, 0),
+                (23, 59, 59),
+                (24, 0, 0),
+                (12, 60, 0),
+                (12, 0, 60),
+                (7, 5, 9),
+            ] {
+                texts.push(format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{se:02}Z"));
+            }
+        }
+        texts.extend(
+            [
+                "2026-03-01t21:14:05z",
+                "2026-03-01T21:14:5Z",
+                "2026-03-01T21:14:05+00:00",
+                "2026-0a-01T21:14:05Z",
+                "+026-03-01T21:14:05Z",
+            ]
+            .map(String::from),
+        );
+        let mut fast = 0;
+        for t in &texts {
+            let reference = DateTime::parse_from_rfc3339(t)
+                .map(|d| d.timestamp_micros())
+                .ok();
+            if let Some(v) = utc_seconds(t) {
+                fast += 1;
+                assert_eq!(Some(v), reference, "{t}");
+            }
+            assert_eq!(
+                timestamp(t, london).ok(),
+                reference.or_else(|| timestamp(t, london).ok()),
+                "{t}"
+            );
+        }
+        assert!(fast >= 8, "the fast path read {fast} of the common shapes");
+    }
+
+    #[test]
+    fn tokens_borrow_only_what_is_already_normal() {
+        assert!(matches!(token("nhs_app"), Cow::Borrowed("nhs_app")));
+        assert_eq!(token(" NHS App "), "nhs_app");
+        assert_eq!(token("Über-App"), "Über_app");
+        assert_eq!(
+            one_of("face-to-face", crate::schema::MODES),
+            Ok("face_to_face")
+        );
+        assert!(one_of("Über", crate::schema::ACTIONS).is_err());
     }
 }

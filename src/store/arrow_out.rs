@@ -100,19 +100,18 @@ fn properties(schema: &Schema, sorted_by: &[&str]) -> WriterProperties {
     b.build()
 }
 
-/// Writes the frame as one Parquet file to `w`.
+/// Writes the rows as one Parquet file to `w`.
 pub fn write<W: std::io::Write + Send>(
     w: W,
-    df: &DataFrame,
+    batch: &RecordBatch,
     sorted_by: &[&str],
 ) -> Result<(), String> {
-    let batch = record_batch(df)?;
     let options = ArrowWriterOptions::new()
         .with_properties(properties(&batch.schema(), sorted_by))
         .with_skip_arrow_metadata(true);
     let mut writer =
         ArrowWriter::try_new_with_options(w, batch.schema(), options).map_err(|e| e.to_string())?;
-    writer.write(&batch).map_err(|e| e.to_string())?;
+    writer.write(batch).map_err(|e| e.to_string())?;
     writer.close().map_err(|e| e.to_string())?;
     Ok(())
 }

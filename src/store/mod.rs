@@ -166,30 +166,40 @@ impl Store {
     }
 
     /// Writes one sorted batch of a partition as a new file, atomically. The name comes from the rows' keys.
-    pub fn write_part(&self, kind: Kind, date: NaiveDate, df: &DataFrame) -> Result<PathBuf> {
-        let keys = df
-            .column(kind.key_column())
-            .and_then(|c| c.str().cloned())
-            .map_err(|source| StoreError::Parquet {
-                path: self.partition_dir(kind, date),
-                source,
+    pub fn write_part(
+        &self,
+        kind: Kind,
+        date: NaiveDate,
+        batch: &arrow_array::RecordBatch,
+    ) -> Result<PathBuf> {
+        use arrow_array::cast::AsArray;
+        let dir = self.partition_dir(kind, date);
+        let keys = batch
+            .column_by_name(kind.key_column())
+            .and_then(|c| c.as_string_opt::<i64>())
+            .ok_or_else(|| StoreError::Encode {
+                path: dir.clone(),
+                message: format!("the rows have no text column {}", kind.key_column()),
             })?;
         let name = part_file_name(kind, date, keys.iter().map(|k| k.unwrap_or_default()));
-        let dir = self.partition_dir(kind, date);
-        self.write_parquet_atomically(&dir, &name, df, &kind.sort_columns())
+        self.write_parquet_atomically(&dir, &name, batch, &kind.sort_columns())
     }
 
     /// Writes a quarantine file under a name the caller derived from the source file and batch.
     pub fn write_quarantine(&self, name: &str, df: &DataFrame) -> Result<PathBuf> {
         let dir = self.root.join(QUARANTINE_DIR);
-        self.write_parquet_atomically(&dir, name, df, &[])
+        let batch = arrow_out::record_batch(df).map_err(|message| StoreError::Encode {
+            path: dir.join(name),
+            message,
+        })?;
+        self.write_parquet_atomically(&dir, name, &batch, &[])
     }
 
     fn write_parquet_atomically(
         &self,
         dir: &Path,
         name: &str,
-        df: &DataFrame,
+        batch: &arrow_array::RecordBatch,
         sorted_by: &[&str],
     ) -> Result<PathBuf> {
         create_private_dir(dir)?;
@@ -203,7 +213,7 @@ impl Store {
             source,
         };
         let mut file = private_file(&tmp_path, true).map_err(write_err)?;
-        write_parquet_sorted(&mut file, df, &tmp_path, sorted_by)?;
+        write_batch_sorted(&mut file, batch, &tmp_path, sorted_by)?;
         file.sync_all().map_err(write_err)?;
         drop(file);
         fs::rename(&tmp_path, &final_path).map_err(|source| StoreError::Write {
@@ -271,6 +281,20 @@ pub fn write_parquet_sorted<W: io::Write + Send>(
     path: &Path,
     sorted_by: &[&str],
 ) -> Result<()> {
+    let batch = arrow_out::record_batch(df).map_err(|message| StoreError::Encode {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    write_batch_sorted(w, &batch, path, sorted_by)
+}
+
+/// [`write_parquet_sorted`] for rows already in arrow-rs arrays.
+pub fn write_batch_sorted<W: io::Write + Send>(
+    w: W,
+    batch: &arrow_array::RecordBatch,
+    path: &Path,
+    sorted_by: &[&str],
+) -> Result<()> {
     struct Remembering<W> {
         inner: W,
         failed: Option<(io::ErrorKind, String)>,
@@ -291,7 +315,7 @@ pub fn write_parquet_sorted<W: io::Write + Send>(
         inner: w,
         failed: None,
     };
-    match arrow_out::write(&mut w, df, sorted_by) {
+    match arrow_out::write(&mut w, batch, sorted_by) {
         Ok(()) => Ok(()),
         Err(message) => Err(match w.failed.take() {
             Some((kind, message)) => StoreError::Write {
@@ -413,23 +437,20 @@ fn access_identities(
         let Some(id) = ids.get(i) else {
             continue;
         };
-        keys.insert(key_digest(id));
         let (Some(at), Some(nhs), Some(action)) = (at.get(i), nhs.get(i), action.get(i)) else {
+            keys.insert(key_digest(id));
             continue;
         };
-        let identity = crate::records::access_identity(
+        RowKeys::audit(
+            id,
             at,
             nhs,
             account.get(i),
             device.get(i),
             action,
             section.get(i),
-        );
-        let twin = crate::records::Twin::new(id, &identity);
-        keys.insert(key_digest(&twin.any));
-        if twin.is_derived {
-            keys.insert(key_digest(&twin.derived));
-        }
+        )
+        .admit(keys);
     }
     Ok(())
 }
@@ -446,6 +467,103 @@ pub fn key_digest(key: &str) -> u128 {
         h.finish()
     };
     (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+/// The de-duplication keys of one row, as digests: its own key and, for an audit event, its twin keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowKeys {
+    pub own: u128,
+    pub twin: Option<TwinKeys>,
+}
+
+/// How an audit event meets its twins: rows that report the same access in another form.
+///
+/// One access, whatever format reported it, is the instant, the patient, the account, the device, the action and
+/// the section: a CSV row and its FHIR twin (whose `event_id` is derived from content, and which may lack the
+/// session, address or user agent the CSV carries) are one event. A row with the source's own `event_id` is one
+/// event per id, as the source says (two CSV rows with different ids are two events, however alike), but it is the
+/// twin of any row whose id was derived from content: FHIR, or a CSV row that carried no id. A derived row is the
+/// twin of any row of the same identity: its CSV form, or the other half of a client/server (IHE BALP) pair whose
+/// addresses differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TwinKeys {
+    /// The identity, set by every row.
+    pub any: u128,
+    /// The identity, set by rows whose id was derived.
+    pub derived: u128,
+    pub is_derived: bool,
+}
+
+impl RowKeys {
+    /// A row de-duplicated on its key alone.
+    pub fn plain(key: &str) -> RowKeys {
+        RowKeys {
+            own: key_digest(key),
+            twin: None,
+        }
+    }
+
+    /// An audit event: its id, and its twin keys from the access's identity. The identity's fields are hashed as
+    /// a tuple (each text length-delimited, each absence marked), so no two different identities run together.
+    pub fn audit(
+        event_id: &str,
+        occurred_at: i64,
+        nhs_number: &str,
+        account_id: Option<&str>,
+        device_id: Option<&str>,
+        action: &str,
+        section: Option<&str>,
+    ) -> RowKeys {
+        use std::hash::{Hash, Hasher};
+        let mut identity = std::hash::DefaultHasher::new();
+        (
+            occurred_at,
+            nhs_number,
+            account_id,
+            device_id,
+            action,
+            section,
+        )
+            .hash(&mut identity);
+        let digest = |tag: &str| {
+            let half = |salt: u8| {
+                let mut h = identity.clone();
+                tag.hash(&mut h);
+                salt.hash(&mut h);
+                h.finish()
+            };
+            (u128::from(half(0)) << 64) | u128::from(half(1))
+        };
+        RowKeys {
+            own: key_digest(event_id),
+            twin: Some(TwinKeys {
+                any: digest("any"),
+                derived: digest("derived"),
+                is_derived: event_id.starts_with(crate::records::DERIVED_ID_PREFIX),
+            }),
+        }
+    }
+
+    /// Records the row's keys in a partition's set. True when the row is new there: neither its key nor (for an
+    /// audit event) a twin was seen before. The first copy in file order wins.
+    pub fn admit(&self, seen: &mut KeySet) -> bool {
+        match self.twin {
+            None => seen.insert(self.own),
+            Some(twin) => {
+                let twin_seen = if twin.is_derived {
+                    seen.contains(&twin.any)
+                } else {
+                    seen.contains(&twin.derived)
+                };
+                let fresh = seen.insert(self.own) && !twin_seen;
+                seen.insert(twin.any);
+                if twin.is_derived {
+                    seen.insert(twin.derived);
+                }
+                fresh
+            }
+        }
+    }
 }
 
 /// A set of key digests. The digests are already uniform hashes, so the set uses their low 64 bits as its hash
