@@ -1054,3 +1054,103 @@ fn a_store_that_cannot_be_written_is_reported_with_its_path_and_the_files_before
     assert_eq!(q.code, 1);
     assert!(q.stderr.contains("no-such-folder/out.csv"), "{}", q.stderr);
 }
+
+/// Audit rows are read a chunk at a time and validated in parallel pieces. Across many chunks, every row is still
+/// accounted for: quarantined rows keep their lines in file order, the first copy of a repeated id wins, and each
+/// batch is exactly `batch_rows` valid rows, as if they were read one by one.
+#[test]
+fn audit_rows_validated_in_parallel_chunks_keep_lines_first_copies_and_batch_boundaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch_rows = 7_000usize;
+    let cfg = write(
+        dir.path(),
+        "cfg.toml",
+        &format!("[ingest]\nbatch_rows = {batch_rows}\ncompact_at_files = 0\n"),
+    );
+    let mut csv = String::from("event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n");
+    // Line numbers count the header as line 1.
+    let (mut bad_lines, mut valid_lines, mut repeats) = (Vec::new(), Vec::new(), 0);
+    let mut rows: Vec<String> = Vec::new();
+    for i in 0..40_000usize {
+        let line = i as i64 + 2;
+        let at = format!(
+            "2026-11-0{}T{:02}:{:02}:{:02}Z",
+            1 + i % 3,
+            (i / 7) % 24,
+            (i / 3) % 60,
+            i % 60
+        );
+        let row = if i % 1_001 == 500 {
+            bad_lines.push(line);
+            audit_row(&format!("ev{i}"), &at, "9434765918", "view")
+        } else if i == 20_000 {
+            bad_lines.push(line);
+            format!("ev{i},{at},9434765919,acct-1,patient,dev-1,{},81.2.3.4,nhs_app,s-1,view,summary,success\n", "x".repeat(1_200_000))
+        } else if i % 3_333 == 0 && i > 4_998 && valid_lines.contains(&(line - 4_998)) {
+            // A row from 4,998 lines before (the same day), again: a later copy of the same event, in another
+            // piece of the chunk or another chunk.
+            repeats += 1;
+            valid_lines.push(line);
+            rows[i - 4_998].clone()
+        } else {
+            valid_lines.push(line);
+            audit_row(&format!("ev{i}"), &at, "9434765919", "view")
+        };
+        csv.push_str(&row);
+        rows.push(row);
+    }
+    assert!(repeats >= 8);
+    let input = write(dir.path(), "audit.csv", &csv);
+    let store = dir.path().join("store");
+    let r = run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "ingest",
+        "--json",
+        "--store",
+        store.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 3, "quarantined rows: {}", r.stderr);
+    let j = json(&r);
+    let totals = &j["totals"];
+    assert_eq!(totals["read"], 40_000);
+    assert_eq!(totals["quarantined"], bad_lines.len() as u64);
+    assert_eq!(totals["duplicates"], repeats);
+    assert_eq!(totals["stored"], (valid_lines.len() - repeats) as u64);
+
+    let q = read_quarantine(&store);
+    let q_lines: Vec<i64> = ints(&q, "line").into_iter().flatten().collect();
+    assert_eq!(q_lines, bad_lines, "every quarantined row, by its own line");
+    let reasons = strings(&q, "reason");
+    let long = bad_lines.iter().position(|l| *l == 20_002).unwrap();
+    assert!(reasons[long].as_deref().unwrap().contains("longer than"));
+
+    // Each stored row keeps its own line (the id on line n is ev{n-2}): of a repeated event, the first copy.
+    let stored = read_kind(&store, "audit");
+    let ids = strings(&stored, "event_id");
+    let lines = ints(&stored, "source_line");
+    for (id, line) in ids.iter().zip(&lines) {
+        let n: i64 = id.as_deref().unwrap()[2..].parse().unwrap();
+        assert_eq!(line.unwrap(), n + 2, "{id:?}");
+    }
+    // Every part file holds rows of one batch only: batch k is valid rows [k * batch_rows, (k + 1) * batch_rows).
+    let batch_of: std::collections::HashMap<i64, usize> = valid_lines
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (*l, k / batch_rows))
+        .collect();
+    let mut files = 0;
+    for (path, _) in tree(&store.join("audit")) {
+        let f = std::fs::File::open(store.join("audit").join(&path)).unwrap();
+        let part = ParquetReader::new(f).finish().unwrap();
+        let batches: std::collections::BTreeSet<usize> = ints(&part, "source_line")
+            .into_iter()
+            .map(|l| batch_of[&l.unwrap()])
+            .collect();
+        assert_eq!(batches.len(), 1, "{path} mixes batches {batches:?}");
+        files += 1;
+    }
+    let n_batches = valid_lines.len().div_ceil(batch_rows);
+    assert_eq!(files, n_batches * 3, "one file per batch and day");
+}
