@@ -943,8 +943,7 @@ fn flush(
     for (d, keys) in loaded {
         seen.insert(d, keys?);
     }
-    let mut work: Vec<(i32, Vec<(usize, usize)>, &mut crate::store::KeySet)> =
-        Vec::with_capacity(picks.len());
+    let mut work: Vec<PartitionWork> = Vec::with_capacity(picks.len());
     let mut picks = picks.into_iter().peekable();
     for (day, keys) in seen.iter_mut() {
         if picks.peek().is_some_and(|(d, _)| d == day) {
@@ -973,6 +972,9 @@ fn flush(
     }
     Ok(())
 }
+
+/// One partition's share of a flush: its day, the (chunk, row) picks that fall in it, and the keys it already holds.
+type PartitionWork<'a> = (i32, Vec<(usize, usize)>, &'a mut crate::store::KeySet);
 
 fn flush_quarantine(
     ctx: &FileContext,
