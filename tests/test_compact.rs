@@ -277,18 +277,25 @@ fn compaction_removes_an_uncommitted_files_rows_and_its_resend_is_stored() {
     assert_eq!(ingest(&cfg, &clean, &[]).code, 3);
 
     let store = dir.path().join("store");
-    // Killed part way through: the rows of the file it was in are on disk, invisible, and uncommitted.
-    let r = ingest(
-        &cfg,
-        &store,
-        &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", "5")],
-    );
-    assert_eq!(r.code, -1);
-    let (on_disk, committed) = rows_on_disk(&store);
-    assert!(
-        on_disk > committed,
-        "{on_disk} rows on disk, {committed} committed"
-    );
+    // Killed part way through: the rows of the file it was in are on disk, invisible, and uncommitted. (A file
+    // larger than a batch is spilled by day before its partitions are written, so the first kill point that leaves
+    // such rows is found by trying them in turn.)
+    let mut kill_at = 1;
+    let (on_disk, committed) = loop {
+        let _ = std::fs::remove_dir_all(&store);
+        let r = ingest(
+            &cfg,
+            &store,
+            &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", &kill_at.to_string())],
+        );
+        assert_eq!(r.code, -1, "killed at write {kill_at}");
+        let (on_disk, committed) = rows_on_disk(&store);
+        if on_disk > committed {
+            break (on_disk, committed);
+        }
+        kill_at += 3;
+        assert!(kill_at < 1_000, "no kill point left uncommitted rows");
+    };
     let r = compact(&store, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(json(&r)["invisible_rows_removed"], on_disk - committed);

@@ -766,25 +766,35 @@ fn a_killed_files_sequence_is_never_given_to_the_next_file() {
     ingest(&both, a);
     ingest(&both, b);
 
-    // A is killed part-way (some of its rows are on disk, uncommitted); then B arrives.
+    // A is killed part-way through writing its partitions (some of its rows are on disk, uncommitted); then B
+    // arrives. A file larger than a batch is spilled by day before any partition is written, so the first kill point
+    // that leaves rows behind is found by trying them in turn.
     let store = dir.path().join("store");
-    let r = run_env(
-        &[
-            "--config",
-            cfg,
-            "ingest",
-            "--json",
-            "--store",
-            store.to_str().unwrap(),
-            a,
-        ],
-        &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", "7")],
-    );
-    assert_eq!(r.code, -1, "the injected crash kills the process");
-    assert!(
-        read_kind(&store, "audit").height() > 0,
-        "A left rows behind"
-    );
+    let mut kill_at = 1;
+    loop {
+        let _ = std::fs::remove_dir_all(&store);
+        let r = run_env(
+            &[
+                "--config",
+                cfg,
+                "ingest",
+                "--json",
+                "--store",
+                store.to_str().unwrap(),
+                a,
+            ],
+            &[("ACCESSWATCH_TEST_CRASH_AFTER_WRITES", &kill_at.to_string())],
+        );
+        assert_eq!(
+            r.code, -1,
+            "the injected crash at write {kill_at} kills the process"
+        );
+        if read_kind(&store, "audit").height() > 0 {
+            break;
+        }
+        kill_at += 2;
+        assert!(kill_at < 400, "no kill point left rows of A behind");
+    }
     ingest(&store, b);
     // Readers see B, exactly as B alone: A's leftovers neither show, nor hide B's rows as their duplicates.
     assert_eq!(visible_audit_rows(&store), visible_audit_rows(&alone));
@@ -1055,11 +1065,12 @@ fn a_store_that_cannot_be_written_is_reported_with_its_path_and_the_files_before
     assert!(q.stderr.contains("no-such-folder/out.csv"), "{}", q.stderr);
 }
 
-/// Audit rows are read a chunk at a time and validated in parallel pieces. Across many chunks, every row is still
-/// accounted for: quarantined rows keep their lines in file order, the first copy of a repeated id wins, and each
-/// batch is exactly `batch_rows` valid rows, as if they were read one by one.
+/// Audit rows are read a chunk at a time and validated in parallel pieces, spilled by day a batch at a time and
+/// written day by day. Across many chunks and batches, every row is still accounted for: quarantined rows keep their
+/// lines in file order, the first copy of a repeated id wins, and each file written holds one slice of its day: the
+/// day's valid rows in file order, cut every `batch_rows`, as if they were read one by one.
 #[test]
-fn audit_rows_validated_in_parallel_chunks_keep_lines_first_copies_and_batch_boundaries() {
+fn audit_rows_validated_in_parallel_chunks_keep_lines_first_copies_and_day_slices() {
     let dir = tempfile::tempdir().unwrap();
     let batch_rows = 7_000usize;
     let cfg = write(
@@ -1134,23 +1145,31 @@ fn audit_rows_validated_in_parallel_chunks_keep_lines_first_copies_and_batch_bou
         let n: i64 = id.as_deref().unwrap()[2..].parse().unwrap();
         assert_eq!(line.unwrap(), n + 2, "{id:?}");
     }
-    // Every part file holds rows of one batch only: batch k is valid rows [k * batch_rows, (k + 1) * batch_rows).
-    let batch_of: std::collections::HashMap<i64, usize> = valid_lines
+    // Every part file holds rows of one slice of its day only: slice k of a day is that day's valid rows
+    // [k * batch_rows, (k + 1) * batch_rows) in file order. Line n is on day (n - 2) % 3 (a repeat is a copy of a
+    // row 4,998 lines earlier, the same day).
+    let mut day_rows = [0usize; 3];
+    let batch_of: std::collections::HashMap<i64, (i64, usize)> = valid_lines
         .iter()
-        .enumerate()
-        .map(|(k, l)| (*l, k / batch_rows))
+        .map(|l| {
+            let day = (l - 2) % 3;
+            let k = day_rows[day as usize];
+            day_rows[day as usize] += 1;
+            (*l, (day, k / batch_rows))
+        })
         .collect();
     let mut files = 0;
     for (path, _) in tree(&store.join("audit")) {
         let f = std::fs::File::open(store.join("audit").join(&path)).unwrap();
         let part = ParquetReader::new(f).finish().unwrap();
-        let batches: std::collections::BTreeSet<usize> = ints(&part, "source_line")
+        let batches: std::collections::BTreeSet<(i64, usize)> = ints(&part, "source_line")
             .into_iter()
             .map(|l| batch_of[&l.unwrap()])
             .collect();
-        assert_eq!(batches.len(), 1, "{path} mixes batches {batches:?}");
+        assert_eq!(batches.len(), 1, "{path} mixes slices {batches:?}");
         files += 1;
     }
-    let n_batches = valid_lines.len().div_ceil(batch_rows);
-    assert_eq!(files, n_batches * 3, "one file per batch and day");
+    let slices: usize = day_rows.iter().map(|n| n.div_ceil(batch_rows)).sum();
+    assert!(slices > 3, "some day has more than one slice");
+    assert_eq!(files, slices, "one file per slice of a day");
 }

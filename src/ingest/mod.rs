@@ -1,18 +1,20 @@
 //! Ingest: input files in, validated canonical rows into the store, bad rows into the quarantine, and an account
 //! of every row: `read = stored + duplicates + quarantined` for every file.
 //!
-//! Memory is bounded by `ingest.batch_rows`: rows are validated into per-partition buffers, and when the buffers
-//! hold a batch they are de-duplicated against what the partition already holds, sorted, and written as one file
-//! per partition. A file's batches are deterministic, so a re-run after a crash rewrites exactly the same files.
+//! Memory is bounded by `ingest.batch_rows` and by the rows of one partition day, not by the file: rows are
+//! validated into columns a batch at a time, a file larger than one batch is spilled to disk by day, and each day is
+//! then de-duplicated against what its partition already holds, sorted, and written in slices of `batch_rows` (see
+//! [`Batcher`]). The files written depend only on the rows, so a re-run after a crash rewrites exactly the same
+//! files.
 
 mod columns;
 pub mod csv;
 pub mod fhir;
 mod fhir_map;
 pub mod rows;
+mod spill;
 pub mod validate;
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::path::{Path, PathBuf};
@@ -585,8 +587,14 @@ struct QuarantinedRow {
     raw: String,
 }
 
-/// Validated rows on their way to the store: chunks of columns buffered until a batch is full, then split by
-/// partition, de-duplicated and written, with the quarantine alongside; counts every row read.
+/// Validated rows on their way to the store, with the quarantine alongside; counts every row read.
+///
+/// Chunks of columns are buffered until a batch of `ingest.batch_rows` valid rows is full. A file of one batch (the
+/// common nightly case) goes straight to the store when it ends; a larger one is spilled by day a batch at a time
+/// (see [`spill`]) and written day by day when it ends. Either way each day's rows, in file order, are
+/// de-duplicated against what its partition already holds (the first copy of a key wins), sorted and written in
+/// slices of `ingest.batch_rows`, so the files written depend on the rows, not on how they arrived; and the key
+/// digests held are those of the days being written, not of every day the file touches.
 struct Batcher<'c> {
     ctx: &'c FileContext<'c>,
     counts: Counts,
@@ -594,9 +602,8 @@ struct Batcher<'c> {
     n_buffered: usize,
     quarantine: Vec<QuarantinedRow>,
     quarantine_batches: usize,
-    /// Key digests of each partition this file has touched: loaded from the store once, then kept up to date, so
-    /// later batches do not re-read the partition.
-    seen: BTreeMap<i32, crate::store::KeySet>,
+    /// The file's rows by day, once it has had a full batch.
+    spill: Option<spill::DaySpill>,
 }
 
 impl<'c> Batcher<'c> {
@@ -608,11 +615,11 @@ impl<'c> Batcher<'c> {
             n_buffered: 0,
             quarantine: Vec::new(),
             quarantine_batches: 0,
-            seen: BTreeMap::new(),
+            spill: None,
         }
     }
 
-    /// How many more valid rows the batch takes before it is written: a batch is exactly `ingest.batch_rows`
+    /// How many more valid rows the batch takes before it is spilled: a batch is exactly `ingest.batch_rows`
     /// valid rows (the last one of a file fewer), however the rows arrive.
     fn room(&self) -> usize {
         self.ctx
@@ -622,7 +629,7 @@ impl<'c> Batcher<'c> {
             .max(1)
     }
 
-    /// Valid rows read: stored when the batch is full.
+    /// Valid rows read: spilled by day when the batch is full.
     fn stored(&mut self, chunk: Chunk) -> Result<(), IngestError> {
         self.counts.read += chunk.len() as u64;
         self.n_buffered += chunk.len();
@@ -630,9 +637,25 @@ impl<'c> Batcher<'c> {
             self.chunks.push(chunk);
         }
         if self.n_buffered >= self.ctx.config.batch_rows {
-            flush(self.ctx, &mut self.chunks, &mut self.seen, &mut self.counts)?;
-            self.n_buffered = 0;
+            self.spill_batch()?;
         }
+        Ok(())
+    }
+
+    fn spill_batch(&mut self) -> Result<(), IngestError> {
+        let chunks = std::mem::take(&mut self.chunks);
+        self.n_buffered = 0;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let spill = match &mut self.spill {
+            Some(spill) => spill,
+            None => self.spill.insert(spill::DaySpill::create(
+                self.ctx.store,
+                self.ctx.provenance.ingest_seq,
+            )?),
+        };
+        spill.append(&chunks)?;
         Ok(())
     }
 
@@ -647,11 +670,85 @@ impl<'c> Batcher<'c> {
         Ok(())
     }
 
+    /// Writes every day's rows to the store, a day per core.
     fn finish(mut self) -> Result<Counts, IngestError> {
-        flush(self.ctx, &mut self.chunks, &mut self.seen, &mut self.counts)?;
-        flush_quarantine(self.ctx, &mut self.quarantine, &mut self.quarantine_batches)?;
+        use rayon::prelude::*;
+        let ctx = self.ctx;
+        let slice_rows = ctx.config.batch_rows;
+        let done: Vec<Result<(u64, u64), IngestError>> = match self.spill.take() {
+            None => {
+                let chunks = std::mem::take(&mut self.chunks);
+                spill::picks_by_day(&chunks)
+                    .into_par_iter()
+                    .map(|(day, picks)| {
+                        let mut seen = existing_keys(ctx, day)?;
+                        write_slice(ctx, day, &chunks, picks, &mut seen)
+                    })
+                    .collect()
+            }
+            Some(mut spilled) => {
+                spilled.append(&std::mem::take(&mut self.chunks))?;
+                let spilled = &spilled;
+                spilled
+                    .days()
+                    .into_par_iter()
+                    .map(|day| {
+                        let mut seen = existing_keys(ctx, day)?;
+                        let mut counts = (0, 0);
+                        spilled.read_day(day, slice_rows, &mut |chunks| {
+                            let picks = chunks
+                                .iter()
+                                .enumerate()
+                                .flat_map(|(c, chunk)| (0..chunk.len()).map(move |r| (c, r)))
+                                .collect();
+                            let (stored, duplicates) =
+                                write_slice(ctx, day, &chunks, picks, &mut seen)?;
+                            counts.0 += stored;
+                            counts.1 += duplicates;
+                            Ok(())
+                        })?;
+                        Ok(counts)
+                    })
+                    .collect()
+            }
+        };
+        for r in done {
+            let (stored, duplicates) = r?;
+            self.counts.stored += stored;
+            self.counts.duplicates += duplicates;
+        }
+        flush_quarantine(ctx, &mut self.quarantine, &mut self.quarantine_batches)?;
         Ok(self.counts)
     }
+}
+
+fn partition_date(day: i32) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(day).unwrap_or_default()
+}
+
+/// The key digests a day's partition already holds (rows of committed files and of this one).
+fn existing_keys(ctx: &FileContext, day: i32) -> Result<crate::store::KeySet, IngestError> {
+    Ok(ctx
+        .store
+        .existing_keys(ctx.kind, partition_date(day), ctx.visible)?)
+}
+
+/// One slice of a day's rows, picked from `chunks` in file order: de-duplicated against `seen`, sorted and written
+/// as one file. Gives the rows stored and the duplicates.
+fn write_slice(
+    ctx: &FileContext,
+    day: i32,
+    chunks: &[Chunk],
+    picks: Vec<(usize, usize)>,
+    seen: &mut crate::store::KeySet,
+) -> Result<(u64, u64), IngestError> {
+    let (rows, duplicates) = columns::partition(ctx.kind, chunks, picks, seen, &ctx.provenance)
+        .map_err(|message| ctx.encode_error(message))?;
+    let Some(rows) = rows else {
+        return Ok((0, duplicates));
+    };
+    ctx.store.write_part(ctx.kind, partition_date(day), &rows)?;
+    Ok((rows.num_rows() as u64, duplicates))
 }
 
 /// Rows that arrive one at a time (FHIR events, the small kinds' CSV rows), gathered into chunks for a [`Batcher`].
@@ -911,70 +1008,6 @@ fn load_fhir(
     let failure = outcome.err();
     Ok((events.finish()?, failure))
 }
-
-/// Writes a batch: its rows split by partition, each partition de-duplicated against `seen` (loaded from the store
-/// the first time this file touches it), sorted and written as one file. Partitions are independent, so they are
-/// done in parallel; within one, the first copy of a key in file order still wins.
-fn flush(
-    ctx: &FileContext,
-    chunks: &mut Vec<Chunk>,
-    seen: &mut BTreeMap<i32, crate::store::KeySet>,
-    counts: &mut Counts,
-) -> Result<(), IngestError> {
-    use rayon::prelude::*;
-    let chunks = std::mem::take(chunks);
-    let mut picks: BTreeMap<i32, Vec<(usize, usize)>> = BTreeMap::new();
-    for (c, chunk) in chunks.iter().enumerate() {
-        for (r, day) in chunk.days.iter().enumerate() {
-            picks.entry(*day).or_default().push((c, r));
-        }
-    }
-    let date = |day: i32| NaiveDate::from_num_days_from_ce_opt(day).unwrap_or_default();
-    // The keys each partition already holds, read on both cores for the partitions this file has not touched yet.
-    let missing: Vec<i32> = picks
-        .keys()
-        .filter(|d| !seen.contains_key(d))
-        .copied()
-        .collect();
-    let loaded: Vec<(i32, Result<crate::store::KeySet, StoreError>)> = missing
-        .into_par_iter()
-        .map(|d| (d, ctx.store.existing_keys(ctx.kind, date(d), ctx.visible)))
-        .collect();
-    for (d, keys) in loaded {
-        seen.insert(d, keys?);
-    }
-    let mut work: Vec<PartitionWork> = Vec::with_capacity(picks.len());
-    let mut picks = picks.into_iter().peekable();
-    for (day, keys) in seen.iter_mut() {
-        if picks.peek().is_some_and(|(d, _)| d == day) {
-            if let Some((d, rows)) = picks.next() {
-                work.push((d, rows, keys));
-            }
-        }
-    }
-    let done: Vec<Result<(u64, u64), IngestError>> = work
-        .into_par_iter()
-        .map(|(day, rows, seen)| {
-            let (rows, duplicates) =
-                columns::partition(ctx.kind, &chunks, rows, seen, &ctx.provenance)
-                    .map_err(|message| ctx.encode_error(message))?;
-            let Some(rows) = rows else {
-                return Ok((0, duplicates));
-            };
-            ctx.store.write_part(ctx.kind, date(day), &rows)?;
-            Ok((rows.num_rows() as u64, duplicates))
-        })
-        .collect();
-    for r in done {
-        let (stored, duplicates) = r?;
-        counts.stored += stored;
-        counts.duplicates += duplicates;
-    }
-    Ok(())
-}
-
-/// One partition's share of a flush: its day, the (chunk, row) picks that fall in it, and the keys it already holds.
-type PartitionWork<'a> = (i32, Vec<(usize, usize)>, &'a mut crate::store::KeySet);
 
 fn flush_quarantine(
     ctx: &FileContext,

@@ -31,7 +31,7 @@ use crate::schema::Kind;
 
 pub const QUARANTINE_DIR: &str = "quarantine";
 pub const MANIFEST_FILE: &str = "_manifest.json";
-const TMP_DIR: &str = "_tmp";
+pub(crate) const TMP_DIR: &str = "_tmp";
 const LOCK_FILE: &str = ".lock";
 
 /// Fault injection for the crash tests: when set to N, the process aborts right after its N-th durable write (a
@@ -59,6 +59,8 @@ pub enum StoreError {
     Read { path: PathBuf, source: PolarsError },
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("cannot spill rows to {path} on their way to the store: {message}")]
+    Spill { path: PathBuf, message: String },
     #[error("the store manifest {path} is damaged: {reason}")]
     Manifest { path: PathBuf, reason: String },
 }

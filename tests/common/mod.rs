@@ -62,7 +62,7 @@ pub fn json(r: &Run) -> serde_json::Value {
 /// Every row of one kind in the store, read with polars' hive partitioning, sorted for comparison.
 pub fn read_kind(store: &Path, kind: &str) -> DataFrame {
     let dir = store.join(kind);
-    if !dir.exists() {
+    if !has_parquet(&dir) {
         return DataFrame::empty();
     }
     let lf = LazyFrame::scan_parquet(
@@ -71,6 +71,21 @@ pub fn read_kind(store: &Path, kind: &str) -> DataFrame {
     )
     .unwrap();
     lf.collect().unwrap()
+}
+
+/// Whether a folder holds a Parquet file at any depth (a folder made by a writer killed before its first file
+/// holds none).
+fn has_parquet(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                has_parquet(&path)
+            } else {
+                path.extension().is_some_and(|x| x == "parquet")
+            }
+        })
+    })
 }
 
 pub fn read_quarantine(store: &Path) -> DataFrame {
