@@ -1080,7 +1080,8 @@ fn audit_rows_validated_in_parallel_chunks_keep_lines_first_copies_and_day_slice
     );
     let mut csv = String::from("event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n");
     // Line numbers count the header as line 1.
-    let (mut bad_lines, mut valid_lines, mut repeats) = (Vec::new(), Vec::new(), 0);
+    let (mut bad_lines, mut valid_lines, mut repeats, mut cross_slice_repeats) =
+        (Vec::new(), Vec::new(), 0, 0);
     let mut rows: Vec<String> = Vec::new();
     for i in 0..40_000usize {
         let line = i as i64 + 2;
@@ -1103,6 +1104,14 @@ fn audit_rows_validated_in_parallel_chunks_keep_lines_first_copies_and_day_slice
             repeats += 1;
             valid_lines.push(line);
             rows[i - 4_998].clone()
+        } else if i == 36_000 || i == 39_000 {
+            // A row from 30,000 lines before: 10,000 rows earlier on the same day, so its first copy is in an
+            // earlier slice of that day than this one (slices are batch_rows = 7,000 of a day's rows).
+            assert!(valid_lines.contains(&(line - 30_000)));
+            repeats += 1;
+            cross_slice_repeats += 1;
+            valid_lines.push(line);
+            rows[i - 30_000].clone()
         } else {
             valid_lines.push(line);
             audit_row(&format!("ev{i}"), &at, "9434765919", "view")
@@ -1111,6 +1120,7 @@ fn audit_rows_validated_in_parallel_chunks_keep_lines_first_copies_and_day_slice
         rows.push(row);
     }
     assert!(repeats >= 8);
+    assert_eq!(cross_slice_repeats, 2);
     let input = write(dir.path(), "audit.csv", &csv);
     let store = dir.path().join("store");
     let r = run(&[
@@ -1147,7 +1157,7 @@ fn audit_rows_validated_in_parallel_chunks_keep_lines_first_copies_and_day_slice
     }
     // Every part file holds rows of one slice of its day only: slice k of a day is that day's valid rows
     // [k * batch_rows, (k + 1) * batch_rows) in file order. Line n is on day (n - 2) % 3 (a repeat is a copy of a
-    // row 4,998 lines earlier, the same day).
+    // row 4,998 or 30,000 lines earlier, the same day).
     let mut day_rows = [0usize; 3];
     let batch_of: std::collections::HashMap<i64, (i64, usize)> = valid_lines
         .iter()
