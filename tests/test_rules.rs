@@ -1483,6 +1483,35 @@ fn a_second_routine_far_outside_the_holders_hours_is_found_when_its_reading_is_o
     foreign_hours_on_phone_a(&d, "the daytime routine is found");
 }
 
+#[test]
+fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_found_but_not_the_same_visits_spread_over_the_history(
+) {
+    // A mostly follows their own results on their phone, every other evening at 19:00, so reading like a watcher
+    // tells little. Their phone is also opened at 11:00 every other day, but only in the last fortnight: seven visits,
+    // too few for their hours alone to stand as a second routine. That all seven came in the recent window, which
+    // holds well under half of the record's visits, is the other witness: a routine that began lately.
+    let d = daytime_routine(results_reader(), (42, 54), 2);
+    let u = foreign_hours_on_phone_a(&d, "the routine that began lately is found");
+    assert!(
+        u.explanation.contains("7 of these visits came in the last 14 days")
+            && u.explanation.contains("a routine that began lately"),
+        "{}",
+        u.explanation
+    );
+
+    // The same seven visits at 11:00, one every eight days over the whole history: strays of the holder's own, not
+    // a new routine. Not flagged.
+    let d = daytime_routine(results_reader(), (1, 49), 8);
+    assert_not_flagged(&d, NHS_A);
+    assert!(
+        d.findings
+            .iter()
+            .all(|f| !f.explanation.contains("began lately")),
+        "{:?}",
+        d.findings
+    );
+}
+
 /// `p` with A's own phone also opened at 11:00 every `every` days over `days`, reading only what a watcher reads.
 fn daytime_routine(mut p: Practice, days: (i64, i64), every: usize) -> detect::Detection {
     watching(&mut p, "phone-a", PHONE, HOME_A, days, every, 11);

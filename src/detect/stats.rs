@@ -70,6 +70,18 @@ pub fn hypergeometric_lower_tail(total: usize, marked: usize, draws: usize, k: u
     sum.min(1.0)
 }
 
+/// The chance that `draws` items taken at random from `total`, of which `marked` are marked, hold at least `k` marked
+/// ones (the upper tail: at most `draws - k` of the unmarked).
+pub fn hypergeometric_upper_tail(total: usize, marked: usize, draws: usize, k: usize) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if marked > total || draws > total || k > draws {
+        return if k > draws { 0.0 } else { 1.0 };
+    }
+    hypergeometric_lower_tail(total, total - marked, draws, draws - k)
+}
+
 /// Permutations [`different_hours`] draws.
 const PERMUTATIONS: usize = 999;
 

@@ -3,10 +3,13 @@
 
 use std::collections::BTreeSet;
 
-use super::{list_times, not_the_holder, only_device, times, EvidenceKind, Needs, RuleMeta};
+use super::{counts, list_times, not_the_holder, only_device, times, EvidenceKind, Needs, RuleMeta};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "access_despite_restriction";
+const DAY: i64 = 86_400_000_000;
+/// A device first used on the record this many days either side of a 104 code came with the concern.
+const NEWCOMER_DAYS: i64 = 30;
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
@@ -34,18 +37,41 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     if !cfg.enabled {
         return Vec::new();
     }
+    let record_first = p.sessions.iter().map(|s| s.start).min().unwrap_or(i64::MAX);
     let mut out = Vec::new();
     for r in periods {
         let until = r.until.unwrap_or(ctx.end);
+        // A device the model takes for the holder's but that came to the record only around the concern the code
+        // answers ([`NEWCOMER_DAYS`] either side of it), after other devices had been in use, and has never managed
+        // the patient's care (no booking, order or message): the model learned it from the weeks in which the concern
+        // arose, so it is not yet known to be the patient's.
+        let newcomer = |d: &str| {
+            crate::detect::is_known_device(d)
+                && p.baseline.devices.get(d).is_some_and(|u| {
+                    u.owner_action_sessions == 0
+                        && u.first > record_first
+                        && (u.first - r.from).abs() <= NEWCOMER_DAYS * DAY
+                })
+        };
         // The holder's own continued use is expected: only reading that is not the holder's counts.
         let watched: Vec<&Session> = p
             .sessions
             .iter()
             .filter(|s| s.start >= r.from && s.start < until)
-            .filter(|s| not_the_holder(ctx, p, s).is_some())
+            .filter(|s| {
+                not_the_holder(ctx, p, s).is_some()
+                    || (s.reads > 0 && counts(ctx, s) && newcomer(&s.device))
+            })
             .collect();
         // The holder's own device at foreign hours needs more than one visit to count here; another device does not.
-        let other_device = watched.iter().any(|s| !p.baseline.is_holders(&s.device));
+        let other_device = watched
+            .iter()
+            .any(|s| !p.baseline.is_holders(&s.device) || newcomer(&s.device));
+        let newcomers: BTreeSet<&str> = watched
+            .iter()
+            .map(|s| s.device.as_str())
+            .filter(|d| p.baseline.is_holders(d) && newcomer(d))
+            .collect();
         if watched.is_empty() || (!other_device && watched.len() < 2) {
             continue;
         }
@@ -58,7 +84,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let explanation = format!(
             "A 104 code has restricted this patient's online access since {}{}, yet the record was opened {} since \
              then ({}) from {} that {} not the patient's own, or at hours the patient does not keep ({}). The 104 code \
-             does not stop someone who has the login from reading what was already visible.",
+             does not stop someone who has the login from reading what was already visible.{}",
             ctx.when(r.from),
             r.until.map(|u| format!(" (lifted {})", ctx.when(u))).unwrap_or_default(),
             times(watched.len()),
@@ -66,6 +92,17 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             if devices.len() == 1 { "a device" } else { "devices" },
             if devices.len() == 1 { "is" } else { "are" },
             devices.iter().map(|d| short_device(d)).collect::<Vec<_>>().join(", "),
+            if newcomers.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " {} {} first used on the record within {NEWCOMER_DAYS} days of the restriction, after other \
+                     devices, and {} never booked, ordered or messaged: it is not known to be the patient's own.",
+                    newcomers.iter().map(|d| short_device(d)).collect::<Vec<_>>().join(", "),
+                    if newcomers.len() == 1 { "was" } else { "were" },
+                    if newcomers.len() == 1 { "has" } else { "have" },
+                )
+            },
         );
         let device = only_device(&devices);
         out.push(Finding::new(

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
 use crate::detect::baseline::{WATCHER_MARGIN, WATCHER_SHARE};
-use crate::detect::stats::{binomial_tail, surprise};
+use crate::detect::stats::{binomial_tail, hypergeometric_upper_tail, surprise};
 use crate::detect::{Context, Finding, PatientView, Session};
 
 pub const ID: &str = "unusual_hour";
@@ -119,8 +119,36 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && days.len() >= RUN_DAYS
             && hours_odds.max(content_odds) <= 1.0 / EACH_ODDS
             && hours_odds * content_odds <= 1.0 / (RUN_ODDS * RUN_ODDS);
-        // Either may stand alone.
-        let stands_alone = night_run || second_routine;
+        // A routine that began lately, at any hour: the foreign visits crowd into the recent window far beyond
+        // the share of all the record's visits that fall there (Fisher's exact test against the whole record, so a
+        // holder who simply uses the app more this fortnight raises the bar too). A holder's strays are spread over
+        // their history; someone who has lately started taking the phone is not. "New" is one witness here, with
+        // the hours or the reading (the second routine's two tests): the two together by chance less than once in
+        // [`RUN_ODDS`] squared, each less than once in [`EACH_ODDS`]; and the visits must read the way a watcher
+        // does, as a night run must.
+        let recent: Vec<&&Session> = rare
+            .iter()
+            .filter(|s| s.start >= ctx.recent_start)
+            .collect();
+        let recent_days: BTreeSet<_> = recent
+            .iter()
+            .map(|s| ctx.local(s.start).date_naive())
+            .collect();
+        let record_recent = p
+            .sessions
+            .iter()
+            .filter(|s| s.start >= ctx.recent_start)
+            .count();
+        let recency_odds =
+            hypergeometric_upper_tail(p.sessions.len(), record_recent, rare.len(), recent.len());
+        let new_routine = 2 * abroad < rare.len()
+            && recent.len() >= RUN_SESSIONS
+            && recent_days.len() >= RUN_DAYS
+            && reads_otherwise
+            && recency_odds.max(hours_odds.min(content_odds)) <= 1.0 / EACH_ODDS
+            && recency_odds * hours_odds.min(content_odds) <= 1.0 / (RUN_ODDS * RUN_ODDS);
+        // Any of them may stand alone.
+        let stands_alone = night_run || second_routine || new_routine;
         let cap = if stands_alone || blind {
             cfg.night_max_score
         } else {
@@ -134,7 +162,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             score += 10.0;
         }
         score = score.min(cap);
-        if (rare.len() as f64) < cfg.minority_share * p.sessions.len() as f64 && !second_routine {
+        if (rare.len() as f64) < cfg.minority_share * p.sessions.len() as f64
+            && !(second_routine || new_routine)
+        {
             score = score.min(cfg.minority_max_score);
         }
         if away {
@@ -148,9 +178,21 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         if !stands_alone && !prying_beyond_holder && !p.baseline.reads_like_watcher(device) {
             score = score.min(cfg.holders_reading_max_score);
         }
+        let began_lately = if new_routine {
+            format!(
+                " {} of these visits came in the last {} days, which hold only {} of the record's {} visits: a \
+                 routine that began lately.",
+                recent.len(),
+                ctx.cfg.recent_days,
+                record_recent,
+                p.sessions.len()
+            )
+        } else {
+            String::new()
+        };
         let explanation = format!(
             "The record was opened {} on {} different days at hours the patient does not keep ({}), only to read \
-             it. The patient uses it {}. {}{}",
+             it. The patient uses it {}. {}{}{}",
             times(rare.len()),
             days.len(),
             list_times(ctx, &rare),
@@ -168,6 +210,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 "It was a device that is not the patient's own."
             },
             if away { " The connections were new addresses, which fits travel abroad." } else { "" },
+            began_lately,
         );
         out.push(Finding::new(
             p.nhs,
