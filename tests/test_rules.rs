@@ -687,6 +687,73 @@ fn access_despite_restriction_fires_for_a_new_device_not_for_the_patients_own() 
     assert!(fired(&lifted.detect(), NHS_A, "access_despite_restriction").is_none());
 }
 
+/// A's phone every three days at 19:00 until day `phone_until`; a second phone from day `new_from` to the end, every
+/// day at 23:00, reading A's letters, medications and immunisations; and a 104 code on 14 Nov (day 47).
+fn new_phone_around_a_104(phone_until: u32, new_from: i64) -> Practice {
+    let mut p = Practice::default();
+    p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, phone_until), 3, 19);
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-n",
+        PHONE,
+        HOME_A,
+        (new_from, 55),
+        1,
+        23,
+        &[&["letters", "medications"], &["immunisations", "letters"]],
+    );
+    p.entry(
+        NHS_A,
+        "R1",
+        "2026-11-14 10:00",
+        "1364731000000104",
+        "Enhanced review indicated",
+    );
+    p
+}
+
+#[test]
+fn access_despite_restriction_does_not_take_a_device_that_came_with_the_concern_for_the_patients_own() {
+    // A's phone goes quiet after day 30; a phone first used on day 44, three days before the 104 code, reads A's
+    // record every night since, much as A read it. The model takes it for A's next phone, but it came to the record
+    // with the concern the code answers and has never booked, ordered or messaged: after the code it counts.
+    let d = new_phone_around_a_104(30, 44).detection();
+    let r = fired(&d.findings, NHS_A, "access_despite_restriction")
+        .unwrap_or_else(|| panic!("the newcomer's reading counts: {:?}", d.findings));
+    assert!(
+        r.explanation.contains("first used on the record within 30 days of the restriction")
+            && r.explanation.contains("never booked"),
+        "{}",
+        r.explanation
+    );
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+
+    // The same phone, first used on day 10: A's next phone, weeks before any concern. Not this rule.
+    let d = new_phone_around_a_104(12, 10).detection();
+    assert!(
+        fired(&d.findings, NHS_A, "access_despite_restriction").is_none(),
+        "{:?}",
+        d.findings
+    );
+
+    // The newcomer books an appointment: it manages A's care, so it is A's. Not this rule.
+    let mut booked = new_phone_around_a_104(30, 44);
+    booked.action(
+        NHS_A,
+        "acct-a",
+        "phone-n",
+        "2026-11-12 23:30",
+        "book_appointment",
+    );
+    let d = booked.detection();
+    assert!(
+        fired(&d.findings, NHS_A, "access_despite_restriction").is_none(),
+        "{:?}",
+        d.findings
+    );
+}
+
 /// A's phone every 3 days at 19:00 until 11 Nov (day 44), and a tablet once a week at 20:00; a password reset on a
 /// new phone on 12 Nov, which then reads A's summary, appointments and medications every other day at 19:00, as A
 /// did.
