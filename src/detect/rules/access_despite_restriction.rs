@@ -17,10 +17,14 @@ pub const META: RuleMeta = RuleMeta {
     severity: "high",
     detects: "A 104 code (enhanced review indicated) that no 106 code has lifted is on the record, and the record is \
               still being read from a device that is not the patient's own, or from their own device at hours they \
-              do not keep, whether that device first appeared before the restriction or after it.",
+              do not keep, whether that device first appeared before the restriction or after it. A device that \
+              came to the record within 30 days either side of the code, after other devices, and has never booked, \
+              ordered or messaged is not taken for the patient's own here, however it reads.",
     benign_lookalikes: &[
         "the patient carrying on with their own phone (not flagged: the 104 code stops new entries, not the patient)",
         "a formal proxy within their recorded access (not flagged)",
+        "a new phone of the patient's that arrived around the code (flagged until it books, orders or messages, or \
+         is more than 30 days from the code)",
     ],
     guide: "The 104 code was added because of a concern; it does not stop someone who has the login from reading \
             what was already visible. Review what is visible, consider redactions, and talk to the patient alone \

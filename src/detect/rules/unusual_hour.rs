@@ -26,11 +26,15 @@ pub const META: RuleMeta = RuleMeta {
               included), that manage no care, not explained by a new entry or an appointment just before. The \
               holder's hours are learned from the sessions in which they manage their own care, and from their core \
               hours, so foreign sessions never become usual however long they have recurred. Hours alone score low, \
-              except a run of night-time visits while the holder sleeps or a long read-only routine.",
+              except a run of night-time visits while the holder sleeps, a long read-only routine, or a read-only \
+              routine that began lately (its visits crowded into the last `recent_days` far beyond the record's \
+              other use).",
     benign_lookalikes: &[
         "a night-shift worker at their usual night hours (not flagged: those hours are usual for them)",
         "a patient abroad in another time zone (scores lower: own device, new addresses)",
         "a patient reading a new result as soon as it appears (not counted: explained by the entry)",
+        "a patient whose routine moved lately (a new job, a new baby): flagged only when the new hours read the way \
+         a watcher does and are far beyond the holder's own hours or reading",
     ],
     guide: "Compare the times with the patient's routine (shift work, a new baby, travel). Night-time use of the \
             patient's own phone can mean someone takes the phone while they sleep. Ask the patient, alone, whether \
