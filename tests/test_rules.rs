@@ -691,7 +691,16 @@ fn access_despite_restriction_fires_for_a_new_device_not_for_the_patients_own() 
 /// day at 23:00, reading A's letters, medications and immunisations; and a 104 code on 14 Nov (day 47).
 fn new_phone_around_a_104(phone_until: u32, new_from: i64) -> Practice {
     let mut p = Practice::default();
-    p.habit(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, (0, phone_until), 3, 19);
+    p.habit(
+        NHS_A,
+        "acct-a",
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (0, phone_until),
+        3,
+        19,
+    );
     reading(
         &mut p,
         NHS_A,
@@ -714,7 +723,8 @@ fn new_phone_around_a_104(phone_until: u32, new_from: i64) -> Practice {
 }
 
 #[test]
-fn access_despite_restriction_does_not_take_a_device_that_came_with_the_concern_for_the_patients_own() {
+fn access_despite_restriction_does_not_take_a_device_that_came_with_the_concern_for_the_patients_own(
+) {
     // A's phone goes quiet after day 30; a phone first used on day 44, three days before the 104 code, reads A's
     // record every night since, much as A read it. The model takes it for A's next phone, but it came to the record
     // with the concern the code answers and has never booked, ordered or messaged: after the code it counts.
@@ -722,7 +732,8 @@ fn access_despite_restriction_does_not_take_a_device_that_came_with_the_concern_
     let r = fired(&d.findings, NHS_A, "access_despite_restriction")
         .unwrap_or_else(|| panic!("the newcomer's reading counts: {:?}", d.findings));
     assert!(
-        r.explanation.contains("first used on the record within 30 days of the restriction")
+        r.explanation
+            .contains("first used on the record within 30 days of the restriction")
             && r.explanation.contains("never booked"),
         "{}",
         r.explanation
@@ -1560,7 +1571,8 @@ fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_fou
     let d = daytime_routine(results_reader(), (42, 54), 2);
     let u = foreign_hours_on_phone_a(&d, "the routine that began lately is found");
     assert!(
-        u.explanation.contains("7 of these visits came in the last 14 days")
+        u.explanation
+            .contains("7 of these visits came in the last 14 days")
             && u.explanation.contains("a routine that began lately"),
         "{}",
         u.explanation

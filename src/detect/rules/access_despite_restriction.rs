@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{counts, list_times, not_the_holder, only_device, times, EvidenceKind, Needs, RuleMeta};
+use super::{
+    counts, list_times, not_the_holder, only_device, times, EvidenceKind, Needs, RuleMeta,
+};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "access_despite_restriction";
