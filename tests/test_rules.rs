@@ -1562,7 +1562,7 @@ fn a_second_routine_far_outside_the_holders_hours_is_found_when_its_reading_is_o
 }
 
 #[test]
-fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_found_but_not_the_same_visits_spread_over_the_history(
+fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_found_but_not_a_routine_that_moved_or_visits_spread_over_the_history(
 ) {
     // A mostly follows their own results on their phone, every other evening at 19:00, so reading like a watcher
     // tells little. Their phone is also opened at 11:00 every other day, but only in the last fortnight: seven visits,
@@ -1577,6 +1577,21 @@ fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_fou
         "{}",
         u.explanation
     );
+
+    // The same holder whose routine moved a fortnight ago (a new job): the same reading at 11:00 every other day,
+    // and no more evenings. The new hours crowd into the recent window just as a newcomer's would, but the holder's
+    // own visits stopped as they began: moved, not added. Not flagged.
+    let results = [
+        &["test_results", "letters"][..],
+        &["consultations", "test_results"],
+        &["appointments", "test_results"],
+        &["letters"],
+    ];
+    let mut moved = Practice::default();
+    on_phone_a(&mut moved, (0, 41), 2, 19, &results);
+    on_phone_a(&mut moved, (43, 55), 2, 11, &results);
+    let d = moved.detection();
+    assert_not_flagged(&d, NHS_A);
 
     // The same seven visits at 11:00, one every eight days over the whole history: strays of the holder's own, not
     // a new routine. Not flagged.

@@ -145,7 +145,17 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .count();
         let recency_odds =
             hypergeometric_upper_tail(p.sessions.len(), record_recent, rare.len(), recent.len());
-        let new_routine = 2 * abroad < rare.len()
+        // Added, not moved: the holder's other visits go on in the recent window at about their pace over the
+        // history. A holder whose whole routine moved (a new job, a new baby) stops their old hours as the new ones
+        // begin; fewer of their other visits in the window than chance allows once in [`EACH_ODDS`] says so.
+        let span = p.baseline.span_days.max(1.0);
+        let window_share = (f64::from(ctx.cfg.recent_days) / span).min(1.0);
+        let others = p.sessions.len() - rare.len();
+        let others_recent = record_recent - recent.len();
+        let moved = others > 0
+            && 1.0 - binomial_tail(others, others_recent + 1, window_share) <= 1.0 / EACH_ODDS;
+        let new_routine = !moved
+            && 2 * abroad < rare.len()
             && recent.len() >= RUN_SESSIONS
             && recent_days.len() >= RUN_DAYS
             && reads_otherwise
