@@ -1578,9 +1578,10 @@ fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_fou
         u.explanation
     );
 
-    // The same holder whose routine moved a fortnight ago (a new job): the same reading at 11:00 every other day,
-    // and no more evenings. The new hours crowd into the recent window just as a newcomer's would, but the holder's
-    // own visits stopped as they began: moved, not added. Not flagged.
+    // The same holder whose routine moved a fortnight ago (a new job): at 11:00 every other day they check their
+    // results and letters (nothing they book or order), and no more evenings. The new hours crowd into the recent
+    // window just as a newcomer's would, but the holder's own visits stopped as they began: moved, not added. Not
+    // flagged.
     let results = [
         &["test_results", "letters"][..],
         &["consultations", "test_results"],
@@ -1589,7 +1590,13 @@ fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_fou
     ];
     let mut moved = Practice::default();
     on_phone_a(&mut moved, (0, 41), 2, 19, &results);
-    on_phone_a(&mut moved, (43, 55), 2, 11, &results);
+    on_phone_a(
+        &mut moved,
+        (43, 55),
+        2,
+        11,
+        &[&["test_results", "letters"], &["consultations", "test_results"]],
+    );
     let d = moved.detection();
     assert_not_flagged(&d, NHS_A);
 
