@@ -1589,13 +1589,16 @@ fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_fou
         &["letters"],
     ];
     let mut moved = Practice::default();
-    on_phone_a(&mut moved, (0, 41), 2, 19, &results);
+    on_phone_a(&mut moved, (0, 41), 1, 19, &results);
     on_phone_a(
         &mut moved,
         (43, 55),
         2,
         11,
-        &[&["test_results", "letters"], &["consultations", "test_results"]],
+        &[
+            &["test_results", "letters"],
+            &["consultations", "test_results"],
+        ],
     );
     let d = moved.detection();
     assert_not_flagged(&d, NHS_A);
