@@ -1578,8 +1578,8 @@ fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_fou
         u.explanation
     );
 
-    // The same holder whose routine moved a fortnight ago (a new job): at 11:00 every other day they check their
-    // results and letters (nothing they book or order), and no more evenings. The new hours crowd into the recent
+    // A results reader who used their phone every evening at 19:00 until their routine moved a fortnight ago (a new
+    // job): at 11:00 every other day they now check their results and letters, and no more evenings. The new hours crowd into the recent
     // window just as a newcomer's would, but the holder's own visits stopped as they began: moved, not added. Not
     // flagged.
     let results = [
