@@ -33,8 +33,8 @@ pub const META: RuleMeta = RuleMeta {
         "a night-shift worker at their usual night hours (not flagged: those hours are usual for them)",
         "a patient abroad in another time zone (scores lower: own device, new addresses)",
         "a patient reading a new result as soon as it appears (not counted: explained by the entry)",
-        "a patient whose routine moved lately (a new job, a new baby): flagged only when the new hours read the way \
-         a watcher does and are far beyond the holder's own hours or reading",
+        "a patient whose routine moved lately (a new job, a new baby): not a routine that began lately when their \
+         other visits stopped as the new hours began (moved, not added)",
     ],
     guide: "Compare the times with the patient's routine (shift work, a new baby, travel). Night-time use of the \
             patient's own phone can mean someone takes the phone while they sleep. Ask the patient, alone, whether \
