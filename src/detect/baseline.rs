@@ -17,7 +17,7 @@ use chrono::NaiveDate;
 
 use super::context::Context;
 use super::model::*;
-use super::stats::{hypergeometric_lower_tail, surprise};
+use super::stats::{hypergeometric_lower_tail, hypergeometric_upper_tail, surprise};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -525,8 +525,7 @@ impl PatientBaseline {
                     .and_then(|d| self.devices.get(d))
                     .is_none_or(|h| {
                         let (hn, hk) = (h.reading_sessions(), h.watcher_sessions);
-                        hypergeometric_lower_tail(n + hn, (n - k) + (hn - hk), n, n - k)
-                            <= 1.0 / WATCHER_VISITS_ODDS
+                        hypergeometric_upper_tail(n + hn, k + hk, n, k) <= 1.0 / WATCHER_VISITS_ODDS
                     })
             };
             share >= WATCHER_SHARE

@@ -187,4 +187,17 @@ mod tests {
         // A long history: 7 marked among 62 drawn from 98 of which 27 are marked is far below chance.
         assert!(h(98, 27, 62, 7) < 1e-4);
     }
+
+    #[test]
+    fn hypergeometric_upper_tail_matches_hand_worked_values() {
+        use super::hypergeometric_upper_tail as u;
+        // 3 drawn from 10 of which 3 are marked: all three marked 1 / C(10,3) = 1 / 120; at least one
+        // 1 - C(7,3) / C(10,3) = 85 / 120.
+        assert!((u(10, 3, 3, 3) - 1.0 / 120.0).abs() < 1e-12);
+        assert!((u(10, 3, 3, 1) - 85.0 / 120.0).abs() < 1e-12);
+        // Fisher's tea-tasting: all four marked cups picked, 1 / 70.
+        assert!((u(8, 4, 4, 4) - 1.0 / 70.0).abs() < 1e-12);
+        assert_eq!(u(8, 4, 4, 0), 1.0);
+        assert_eq!(u(8, 4, 4, 5), 0.0);
+    }
 }
