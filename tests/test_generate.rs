@@ -436,3 +436,49 @@ fn some_patients_set_up_a_second_device_with_a_password_reset_and_keep_their_pho
     });
     assert!(set_up.count() > 0);
 }
+
+#[test]
+fn every_watcher_reads_at_least_once_however_short_and_slow_the_watch() {
+    // Recent, subtle watchers: a few days at a slow pace can draw no visit at all, and a patient labelled monitored
+    // with nothing to find would only measure the generator. The truth says how many visits each watcher made, and
+    // the audit holds at least that many sign-ins on the record since the watching began.
+    let dir = tempfile::tempdir().unwrap();
+    let mut watchers = 0;
+    for seed in ["1", "2", "3", "4"] {
+        let out = generate_with(
+            dir.path(),
+            &format!("slow-{seed}"),
+            seed,
+            &["--onset", "recent", "--intensity", "subtle"],
+        );
+        let truth = truth_of(&out);
+        let (nhs, labels, from, visits) = (
+            column(&truth, "nhs_number"),
+            column(&truth, "label"),
+            column(&truth, "watch_from"),
+            column(&truth, "watcher_visits"),
+        );
+        let monitored: BTreeSet<String> = labelled(&out, 1, "monitored");
+        let (rows, [at, who, _, action]) = audit_of(&out, &monitored);
+        for i in (0..nhs.len()).filter(|i| labels[*i] == "monitored") {
+            watchers += 1;
+            let n: usize = visits[i].parse().unwrap();
+            assert!(
+                n >= 1,
+                "seed {seed}: {} has a watcher who never read",
+                nhs[i]
+            );
+            let since = rows
+                .iter()
+                .filter(|r| r[who] == nhs[i] && r[action] == *"login" && r[at][..10] >= *from[i])
+                .count();
+            assert!(
+                since >= n,
+                "seed {seed}: {}: {since} sign-ins since {}, {n} visits claimed",
+                nhs[i],
+                from[i]
+            );
+        }
+    }
+    assert!(watchers >= 40, "{watchers}");
+}

@@ -108,6 +108,8 @@ pub struct TruthRow {
     pub onset: Option<&'static str>,
     /// The day the watching began (the first day a watcher session may fall on), for monitored patients.
     pub watch_from: Option<NaiveDate>,
+    /// The watcher's reading visits on the record, for monitored patients.
+    pub watcher_visits: Option<usize>,
 }
 
 /// A generated practice.
@@ -216,6 +218,8 @@ struct Generator<'a> {
     /// The current patient's sessions so far, per device: one app on one device holds one session at a time, so a
     /// new session that would overlap one is moved to after it (cleared for each patient, so memory stays small).
     busy: HashMap<(String, String), Vec<Span>>,
+    /// The current monitored patient's watcher visits so far (see [`TruthRow::watcher_visits`]).
+    watcher_visits: usize,
 }
 
 /// Generates a practice. The catalogue supplies real sensitive codes.
@@ -246,6 +250,7 @@ pub fn generate(spec: &PracticeSpec, catalogue: &SensitiveCatalogue) -> Practice
         sensitive_by_category,
         next_entry: 0,
         next_appointment: 0,
+        watcher_visits: 0,
         next_event: 0,
         busy: HashMap::new(),
         next_id: 0,
@@ -445,6 +450,7 @@ impl Generator<'_> {
             intensity: None,
             onset: None,
             watch_from: None,
+            watcher_visits: None,
         });
     }
 
@@ -464,6 +470,7 @@ impl Generator<'_> {
             intensity: Some(intensity),
             onset: Some(onset),
             watch_from: Some(watch_from),
+            watcher_visits: Some(self.watcher_visits),
         });
     }
 

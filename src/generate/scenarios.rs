@@ -212,18 +212,33 @@ impl Generator<'_> {
     ) {
         let views = self.watcher_views();
         self.session_reading(nhs, account, "patient", device, ip, at, &views, 0.0);
+        self.watcher_visits += 1;
     }
 
     /// A watcher's background reading over its window, at its pace and hours.
+    ///
+    /// A watcher reads at least once: a short, slow watch can draw no visit at all, and a patient labelled monitored
+    /// with nothing to find would only measure the generator. That visit comes from the patient's own stream (see
+    /// [`Self::side_stream`]), so no other patient of a seeded practice changes.
     fn watch_over(&mut self, w: &Watch, nhs: &str, account: &str, device: &Device, ip: &str) {
         let days: Vec<NaiveDate> = self.days().filter(|d| *d >= w.from && *d <= w.to).collect();
-        for day in days {
+        let before = self.watcher_visits;
+        for day in &days {
             let n = super::poisson(&mut self.rng, w.per_week / 7.0);
             for _ in 0..n {
                 let hour = self.local_hour(&w.hours);
-                let at = at_local(self.spec.timezone, day, hour);
+                let at = at_local(self.spec.timezone, *day, hour);
                 self.watcher_session(nhs, account, device, ip, at);
             }
+        }
+        if self.watcher_visits == before && !days.is_empty() {
+            let side = self.side_stream(nhs);
+            let main = std::mem::replace(&mut self.rng, side);
+            let day = days[self.rng.gen_range(0..days.len())];
+            let hour = self.local_hour(&w.hours);
+            let at = at_local(self.spec.timezone, day, hour);
+            self.watcher_session(nhs, account, device, ip, at);
+            self.rng = main;
         }
     }
 
@@ -337,6 +352,7 @@ impl Generator<'_> {
         onset: Onset,
     ) {
         let first_row = self.practice.audit.len();
+        self.watcher_visits = 0;
         let mut h = self.habits(nhs.clone());
         // Some victims hardly use the app themselves.
         if self.rng.gen_bool(0.1) {
@@ -511,6 +527,8 @@ impl Generator<'_> {
                     );
                     if missed {
                         self.practice.audit.truncate(rows);
+                    } else {
+                        self.watcher_visits += 1;
                     }
                     t += Duration::hours(every_hours);
                 }

@@ -198,6 +198,7 @@ pub fn write_practice(
         "intensity",
         "onset",
         "watch_from",
+        "watcher_visits",
     ])?;
     for t in &p.truth {
         w.write_record([
@@ -208,6 +209,7 @@ pub fn write_practice(
             t.intensity.unwrap_or(""),
             t.onset.unwrap_or(""),
             &t.watch_from.map(|d| d.to_string()).unwrap_or_default(),
+            &t.watcher_visits.map(|n| n.to_string()).unwrap_or_default(),
         ])?;
     }
     w.flush()?;
