@@ -222,22 +222,24 @@ impl Generator<'_> {
     /// [`Self::side_stream`]), so no other patient of a seeded practice changes.
     fn watch_over(&mut self, w: &Watch, nhs: &str, account: &str, device: &Device, ip: &str) {
         let days: Vec<NaiveDate> = self.days().filter(|d| *d >= w.from && *d <= w.to).collect();
+        // One visit on `day` at an hour of the watch.
+        let visit = |g: &mut Self, day: NaiveDate| {
+            let hour = g.local_hour(&w.hours);
+            let at = at_local(g.spec.timezone, day, hour);
+            g.watcher_session(nhs, account, device, ip, at);
+        };
         let before = self.watcher_visits;
         for day in &days {
             let n = super::poisson(&mut self.rng, w.per_week / 7.0);
             for _ in 0..n {
-                let hour = self.local_hour(&w.hours);
-                let at = at_local(self.spec.timezone, *day, hour);
-                self.watcher_session(nhs, account, device, ip, at);
+                visit(self, *day);
             }
         }
         if self.watcher_visits == before && !days.is_empty() {
             let side = self.side_stream(nhs);
             let main = std::mem::replace(&mut self.rng, side);
             let day = days[self.rng.gen_range(0..days.len())];
-            let hour = self.local_hour(&w.hours);
-            let at = at_local(self.spec.timezone, day, hour);
-            self.watcher_session(nhs, account, device, ip, at);
+            visit(self, day);
             self.rng = main;
         }
     }
