@@ -752,6 +752,75 @@ fn access_despite_restriction_does_not_take_a_device_that_came_with_the_concern_
     assert_not_fired(&d.findings, NHS_A, "access_despite_restriction");
 }
 
+/// A's phone every other day at 19:00 from 19 Aug (day -40) to the end, reading appointments and results or the
+/// summary and medications; eight night-time visits on the same phone at 03:00 on `night_days` (every `every` days),
+/// reading appointments and letters or consultations and immunisations; and a 104 code on 14 Nov (day 47).
+fn nights_on_a_phone_around_a_104(night_days: (i64, i64), every: usize) -> Practice {
+    let mut p = Practice::default();
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (-40, 55),
+        2,
+        19,
+        &[
+            &["appointments", "test_results"],
+            &["summary", "medications"],
+        ],
+    );
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_A,
+        night_days,
+        every,
+        3,
+        &[
+            &["appointments", "letters"],
+            &["consultations", "immunisations"],
+        ],
+    );
+    p.entry(
+        NHS_A,
+        "R1",
+        "2026-11-14 10:00",
+        "1364731000000104",
+        "Enhanced review indicated",
+    );
+    p
+}
+
+#[test]
+fn access_despite_restriction_counts_night_reading_on_the_patients_phone_that_began_with_the_concern_but_not_a_night_habit(
+) {
+    // Months of evenings on A's phone; from day 40, a week before the 104 code, the same phone reads A's record at
+    // 03:00 every other night, now and then opening the appointments. Eight such visits in the last fortnight of a
+    // light user's record teach the model of A's hours that 03:00 is A's, so the hours alone say nothing; but the
+    // record's nights were never read before the weeks around the code, and after it they are.
+    let d = nights_on_a_phone_around_a_104((40, 54), 2).detection();
+    let r = fired(&d.findings, NHS_A, "access_despite_restriction")
+        .unwrap_or_else(|| panic!("nights that began with the concern count: {:?}", d.findings));
+    assert!(
+        r.explanation
+            .contains("4 of these visits were in the middle of the night")
+            && r.explanation
+                .contains("night-time reading that began with the concern"),
+        "{}",
+        r.explanation
+    );
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+
+    // The same eight nights spread over the whole history, one every 12 days: A's own night-time habit, which the
+    // code does not stop. Not this rule.
+    let d = nights_on_a_phone_around_a_104((-38, 46), 12).detection();
+    assert_not_fired(&d.findings, NHS_A, "access_despite_restriction");
+}
+
 /// A's phone every 3 days at 19:00 until 11 Nov (day 44), and a tablet once a week at 20:00; a password reset on a
 /// new phone on 12 Nov, which then reads A's summary, appointments and medications every other day at 19:00, as A
 /// did.

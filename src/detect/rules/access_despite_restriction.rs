@@ -6,12 +6,21 @@ use std::collections::BTreeSet;
 use super::{
     counts, list_times, not_the_holder, only_device, times, EvidenceKind, Needs, RuleMeta,
 };
+use crate::detect::stats::hypergeometric_upper_tail;
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "access_despite_restriction";
 const DAY: i64 = 86_400_000_000;
 /// A device first used on the record this many days either side of a 104 code came with the concern.
 const NEWCOMER_DAYS: i64 = 30;
+/// Night-time visits crowd into the time since the concern arose (from [`NEWCOMER_DAYS`] before the code) more than
+/// chance would put them there less than once in this many (a hypergeometric test against all the record's visits).
+const LATE_NIGHTS_ODDS: f64 = 20.0;
+/// Visits on the record before the concern arose, needed to say that its nights were not read before...
+const LATE_NIGHTS_HISTORY: usize = 8;
+/// ...and at most one of them, or this share, at night: a device that read at night before, however it took over
+/// since, was already someone's habit; one late evening is not.
+const LATE_NIGHTS_BEFORE_SHARE: f64 = 0.1;
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
@@ -59,6 +68,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                         && (u.first - r.from).abs() <= NEWCOMER_DAYS * DAY
                 })
         };
+        // Night-time reading on the holder's own device that came with the concern: the record's nights were hardly
+        // read before the weeks around the code, and since then they are. The model of the holder's hours learns
+        // from every visit of a light user, the late ones too, so it can take a new night routine for the holder's.
+        let late_nights = late_nights(ctx, p, r.from);
         // The holder's own continued use is expected: only reading that is not the holder's counts.
         let watched: Vec<&Session> = p
             .sessions
@@ -67,6 +80,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .filter(|s| {
                 not_the_holder(ctx, p, s).is_some()
                     || (s.reads > 0 && counts(ctx, s) && newcomer(&s.device))
+                    || (late_nights && own_night_read(ctx, s))
+            })
+            .collect();
+        let late: Vec<&Session> = watched
+            .iter()
+            .copied()
+            .filter(|s| {
+                late_nights && not_the_holder(ctx, p, s).is_none() && own_night_read(ctx, s)
             })
             .collect();
         // The holder's own device at foreign hours needs more than one visit to count here; another device does not.
@@ -90,7 +111,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let explanation = format!(
             "A 104 code has restricted this patient's online access since {}{}, yet the record was opened {} since \
              then ({}) from {} that {} not the patient's own, or at hours the patient does not keep ({}). The 104 code \
-             does not stop someone who has the login from reading what was already visible.{}",
+             does not stop someone who has the login from reading what was already visible.{}{}",
             ctx.when(r.from),
             r.until.map(|u| format!(" (lifted {})", ctx.when(u))).unwrap_or_default(),
             times(watched.len()),
@@ -109,6 +130,17 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                     if newcomers.len() == 1 { "has" } else { "have" },
                 )
             },
+            if late.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " {} of these visits {} in the middle of the night, when the record was hardly ever read before \
+                     {}: night-time reading that began with the concern.",
+                    late.len(),
+                    if late.len() == 1 { "was" } else { "were" },
+                    ctx.when(r.from - NEWCOMER_DAYS * DAY),
+                )
+            },
         );
         let device = only_device(&devices);
         out.push(Finding::new(
@@ -121,4 +153,43 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// A read in the middle of the night (22:00-06:00) that manages no care, by someone the run counts.
+fn own_night_read(ctx: &Context, s: &Session) -> bool {
+    s.reads > 0 && s.owner_actions == 0 && counts(ctx, s) && !(6..22).contains(&ctx.hour(s.start))
+}
+
+/// The record's night-time reading (see [`own_night_read`]) crowds into the time since the concern arose
+/// ([`NEWCOMER_DAYS`] before the code `from`) beyond chance ([`LATE_NIGHTS_ODDS`]), after a history of at least
+/// [`LATE_NIGHTS_HISTORY`] visits before it that hardly read at night (once, or [`LATE_NIGHTS_BEFORE_SHARE`]), and at least
+/// twice since the code: someone else's nights, not the holder's habit.
+fn late_nights(ctx: &Context, p: &PatientView, from: i64) -> bool {
+    let since = from - NEWCOMER_DAYS * DAY;
+    let before = p.sessions.iter().filter(|s| s.start < since).count();
+    let nights_before = p
+        .sessions
+        .iter()
+        .filter(|s| s.start < since && own_night_read(ctx, s))
+        .count();
+    if before < LATE_NIGHTS_HISTORY
+        || (nights_before > 1 && nights_before as f64 > LATE_NIGHTS_BEFORE_SHARE * before as f64)
+    {
+        return false;
+    }
+    let nights = p.sessions.iter().filter(|s| own_night_read(ctx, s)).count();
+    let lately = p.sessions.iter().filter(|s| s.start >= since).count();
+    let lately_nights = p
+        .sessions
+        .iter()
+        .filter(|s| s.start >= since && own_night_read(ctx, s))
+        .count();
+    let after_code = p
+        .sessions
+        .iter()
+        .filter(|s| s.start >= from && own_night_read(ctx, s))
+        .count();
+    after_code >= 2
+        && hypergeometric_upper_tail(p.sessions.len(), nights, lately, lately_nights)
+            <= 1.0 / LATE_NIGHTS_ODDS
 }
