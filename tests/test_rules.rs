@@ -753,7 +753,7 @@ fn access_despite_restriction_does_not_take_a_device_that_came_with_the_concern_
 }
 
 /// A's phone every other day at 19:00 from 19 Aug (day -40) to the end, reading appointments and results or the
-/// summary and medications; eight night-time visits on the same phone at 03:00 on `night_days` (every `every` days),
+/// summary and medications; night-time visits on the same phone at 03:00 over `night_days` (every `every` days),
 /// reading appointments and letters or consultations and immunisations; and a 104 code on 14 Nov (day 47).
 fn nights_on_a_phone_around_a_104(night_days: (i64, i64), every: usize) -> Practice {
     let mut p = Practice::default();
@@ -815,9 +815,9 @@ fn access_despite_restriction_counts_night_reading_on_the_patients_phone_that_be
     );
     assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
 
-    // The same eight nights spread over the whole history, one every 12 days: A's own night-time habit, which the
-    // code does not stop. Not this rule.
-    let d = nights_on_a_phone_around_a_104((-38, 46), 12).detection();
+    // Such nights over the whole history instead, one every five days, two of them after the code: A's own
+    // night-time habit, which the code does not stop. Not this rule.
+    let d = nights_on_a_phone_around_a_104((-40, 55), 5).detection();
     assert_not_fired(&d.findings, NHS_A, "access_despite_restriction");
 }
 

@@ -30,12 +30,15 @@ pub const META: RuleMeta = RuleMeta {
               still being read from a device that is not the patient's own, or from their own device at hours they \
               do not keep, whether that device first appeared before the restriction or after it. A device that \
               came to the record within 30 days either side of the code, after other devices, and has never booked, \
-              ordered or messaged is not taken for the patient's own here, however it reads.",
+              ordered or messaged is not taken for the patient's own here, however it reads. Nor is night-time reading on the \
+              patient's own device that began with the concern: the record's nights hardly ever read before the 30 \
+              days before the code, and read since, beyond chance.",
     benign_lookalikes: &[
         "the patient carrying on with their own phone (not flagged: the 104 code stops new entries, not the patient)",
         "a formal proxy within their recorded access (not flagged)",
         "a new phone of the patient's that arrived around the code (flagged until it books, orders or messages, or \
          is more than 30 days from the code)",
+        "the patient reading at night themself (not flagged when they read at night before the concern arose too)"
     ],
     guide: "The 104 code was added because of a concern; it does not stop someone who has the login from reading \
             what was already visible. Review what is visible, consider redactions, and talk to the patient alone \
