@@ -2456,6 +2456,72 @@ fn without_device_ids_another_patients_phone_is_followed_by_its_kind_and_their_h
 }
 
 #[test]
+fn without_device_ids_another_patients_phone_is_followed_even_when_its_reading_is_most_of_this_record(
+) {
+    // No device ids. B manages B's care on an iPhone at B's home. A reads their record on an Android phone once a
+    // fortnight. B's kind of phone, over B's home connection, reads A's record every other evening, the
+    // appointments in one visit in six: most of A's record's use (and of its care reads), so the model of A takes it
+    // for A's main device and B's connection for A's home. It never books or orders here; on B's record it manages
+    // B's care.
+    let practice = |a_has_own_phone: bool, watcher_reading: bool| {
+        let mut p = Practice::default();
+        if a_has_own_phone {
+            p.habit(
+                NHS_A,
+                "acct-a",
+                "",
+                "NHSApp/2.40.2 (Android 15; Pixel 8)",
+                HOME_A,
+                (0, 55),
+                14,
+                19,
+            );
+        }
+        p.habit(NHS_B, "acct-b", "", PHONE, HOME_B, (0, 55), 2, 8);
+        let care: &[&[&str]] = &[&["summary", "appointments", "medications"]];
+        reading(
+            &mut p,
+            NHS_A,
+            "",
+            PHONE,
+            HOME_B,
+            (1, 55),
+            2,
+            21,
+            if !watcher_reading {
+                care
+            } else {
+                &[
+                    &["consultations", "appointments"],
+                    &["letters", "problems"],
+                    &["documents", "test_results"],
+                    &["consultations"],
+                    &["letters", "test_results"],
+                    &["problems"],
+                ]
+            },
+        );
+        p.detection()
+    };
+    let d = practice(true, true);
+    let s = fired(&d.findings, NHS_A, "shared_device")
+        .unwrap_or_else(|| panic!("B's kind of phone over B's home: {:?}", d.findings));
+    assert!(
+        s.explanation.contains("over one internet connection") && !s.explanation.contains(HOME_B),
+        "{}",
+        s.explanation
+    );
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+    // The same reading when A has no phone of their own: A reads their record on their partner's phone. Not flagged.
+    let d = practice(false, true);
+    assert_not_fired(&d.findings, NHS_A, "shared_device");
+    // A living with B, with a phone of the same kind that reads A's appointments at home: A's own phone, which the
+    // export cannot tell from B's. Not flagged.
+    let d = practice(true, false);
+    assert_not_fired(&d.findings, NHS_A, "shared_device");
+}
+
+#[test]
 fn two_devices_at_once_count_only_when_one_reads_the_way_a_watcher_does() {
     // A's phone is open at 19:21 on 1 Oct (the habit); another device opens the record a minute later, and once
     // more on its own in the small hours.

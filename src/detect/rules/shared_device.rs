@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
+use crate::detect::baseline::{MIN_READS_TO_JUDGE, WATCHER_SHARE};
 use crate::detect::{
     agent_at_address, is_agent_at_address, is_identified_device, short_device, Context, Finding,
     PatientView, Session, UA_KEY,
@@ -43,12 +44,26 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     // ids, its user agent with the address it was seen from.
     // The devices this record was read from over each address, gathered once (needed only without device ids).
     let mut devices_on: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    // Without ids, each user agent's reading visits over each address, and those that read like a watcher's.
+    let mut reading_by: BTreeMap<(&str, &str), (usize, usize)> = BTreeMap::new();
     let without_ids = p.sessions.iter().any(|s| !is_identified_device(&s.device));
     for s in p.sessions.iter().filter(|_| without_ids) {
         if let Some(ip) = &s.ip {
             devices_on.entry(ip).or_default().insert(&s.device);
+            let r = reading_by.entry((&s.device, ip)).or_default();
+            r.0 += usize::from(s.holder_like() || s.watcher_like());
+            r.1 += usize::from(s.watcher_like());
         }
     }
+    // That kind of device over that address reads this record the way a watcher does: enough visits to judge, and
+    // most of them reading nothing the holder manages care with.
+    let reads_like_watcher_over = |device: &str, ip: &str| {
+        reading_by
+            .get(&(device, ip))
+            .is_some_and(|&(reading, watcher)| {
+                reading >= MIN_READS_TO_JUDGE && watcher as f64 >= WATCHER_SHARE * reading as f64
+            })
+    };
     let mut linked: BTreeMap<String, (&str, Vec<&Session>)> = BTreeMap::new();
     for s in p.sessions.iter().filter(|s| counts(ctx, s) && s.reads > 0) {
         let key = if is_identified_device(&s.device) {
@@ -62,17 +77,25 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         } else if let (true, Some(ip)) = (s.device.starts_with(UA_KEY), &s.ip) {
             // On a connection this record's other devices use too (the holder's household), one household's phones
             // of one model cannot be told apart; nor, anywhere, can the holder's own model of phone managing their
-            // care.
+            // care, or on the holder's home connection, unless that model over that connection is plainly another
+            // patient's phone (as for a device id: it manages their care there, never books or orders here, and the
+            // holder has a device of their own) that reads here the way a watcher does: its reading is then most of
+            // this record's and taught the model its home. A tablet or computer there may be the household's, and
+            // the holder's own phone of the same kind as their partner's, at home, reads their care.
             let shared_connection = devices_on
                 .get(ip.as_str())
                 .is_some_and(|d| d.iter().any(|d| *d != s.device));
+            let key = agent_at_address(&s.device, ip);
             if shared_connection
-                || p.baseline.home_ip.as_ref() == Some(ip)
-                || (p.baseline.is_holders(&s.device) && s.holder_like())
+                || ((p.baseline.home_ip.as_ref() == Some(ip)
+                    || (p.baseline.is_holders(&s.device) && s.holder_like()))
+                    && !(personal(s)
+                        && reads_like_watcher_over(&s.device, ip)
+                        && only_reads_here_as(ctx, p, &s.device, &key, true)))
             {
                 continue;
             }
-            agent_at_address(&s.device, ip)
+            key
         } else {
             continue;
         };
@@ -144,11 +167,23 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
 /// when someone else demonstrably owns the device. (A household tablet over the home connection is left to the
 /// household rule above: a couple's family tablet reads each partner's care sections.)
 fn only_reads_here(ctx: &Context, p: &PatientView, device: &str, phone: bool) -> bool {
+    only_reads_here_as(ctx, p, device, device, phone)
+}
+
+/// [`only_reads_here`] for a device known on this record as `device` and followed across records as `key` (without
+/// device ids, its user agent from one address: see [`agent_at_address`]).
+fn only_reads_here_as(
+    ctx: &Context,
+    p: &PatientView,
+    device: &str,
+    key: &str,
+    phone: bool,
+) -> bool {
     let here = p.baseline.devices.get(device);
     here.is_some_and(|u| u.owner_action_sessions == 0)
         && p.baseline.holder_devices.iter().any(|d| d != device)
         && ctx
-            .used_elsewhere(p.nhs, device, |u| {
+            .used_elsewhere(p.nhs, key, |u| {
                 u.owner_action_sessions > 0 || (phone && u.holder_sessions > 0)
             })
             .is_some()
