@@ -1,6 +1,7 @@
 //! `report.html`: one self-contained page for the safeguarding lead. No scripts, no network, prints cleanly (one
 //! patient per page), every value from the input escaped.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate};
@@ -10,7 +11,7 @@ use super::charts::Chart;
 use super::{RunSummary, FINDINGS_CSV, FINDINGS_PARQUET, PATIENTS_CSV, SUMMARY_JSON};
 use crate::cases::CaseView;
 use crate::detect::scoring::PatientRisk;
-use crate::detect::{rules, short_device, Detection};
+use crate::detect::{rules, short_device, Detection, Finding};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -46,9 +47,14 @@ pub fn listed(d: &Detection) -> Vec<&PatientRisk> {
         .collect()
 }
 
-/// The charts for the page: per listed patient (see [`listed`]) each chart with its file name, then the run's two.
+/// One listed patient's charts, each with its file name.
+pub type PatientCharts = Vec<(Chart, String)>;
+
+/// The charts for the page. A listed patient's charts (see [`listed`]) are asked for when the page reaches the
+/// patient, by index in page order, so that only one patient's charts are ever held (a run with tens of thousands of
+/// flagged patients draws gigabytes of them); the run's two are drawn beforehand.
 pub struct PageCharts<'a> {
-    pub patients: Vec<Vec<(&'a Chart, &'a str)>>,
+    pub patient: &'a mut dyn FnMut(usize, &PatientRisk) -> anyhow::Result<PatientCharts>,
     pub findings_per_rule: &'a Chart,
     pub events_per_day: &'a Chart,
 }
@@ -75,14 +81,22 @@ fn local(tz: Tz, micros: i64, fmt: &str) -> String {
         .to_string()
 }
 
+/// Writes the page to `out` a section at a time: the page is never held whole (at tens of thousands of flagged
+/// patients it runs to gigabytes).
 pub fn render(
+    out: &mut dyn std::io::Write,
     d: &Detection,
     s: &RunSummary,
-    charts: &PageCharts,
+    charts: &mut PageCharts,
     tz: Tz,
     as_of: NaiveDate,
-) -> String {
+) -> anyhow::Result<()> {
     let mut o = String::new();
+    // Each patient's findings, in detection's order, found once rather than by a scan of every finding per patient.
+    let mut by_patient: HashMap<&str, Vec<&Finding>> = HashMap::new();
+    for f in &d.findings {
+        by_patient.entry(f.nhs_number.as_str()).or_default().push(f);
+    }
     let all_flagged: Vec<_> = d.patients.iter().filter(|p| p.flagged()).collect();
     let high = all_flagged
         .iter()
@@ -204,6 +218,8 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         );
     }
     o.push_str("</nav>\n");
+    out.write_all(o.as_bytes())?;
+    o.clear();
 
     for (i, p) in flagged.iter().enumerate() {
         let n = i + 1;
@@ -214,11 +230,7 @@ figcaption {{ font-size: 0.9em; color: #333; }}
             lvl = p.risk_level,
             score = p.risk_score,
         );
-        let mut findings: Vec<_> = d
-            .findings
-            .iter()
-            .filter(|f| f.nhs_number == p.nhs_number)
-            .collect();
+        let mut findings = by_patient.remove(p.nhs_number.as_str()).unwrap_or_default();
         findings.sort_by(|a, b| {
             b.score
                 .total_cmp(&a.score)
@@ -246,11 +258,13 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         if let Some(c) = &p.case {
             case_details(&mut o, c);
         }
-        for (chart, file) in charts.patients.get(i).into_iter().flatten() {
+        for (chart, file) in (charts.patient)(i, p)? {
             let id = file.trim_end_matches(".svg");
-            figure(&mut o, chart, id, file);
+            figure(&mut o, &chart, id, &file);
         }
         o.push_str("</section>\n");
+        out.write_all(o.as_bytes())?;
+        o.clear();
     }
 
     o.push_str("<section class=\"patient\" aria-labelledby=\"run-heading\">\n<h2 id=\"run-heading\">The run</h2>\n");
@@ -270,7 +284,8 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         o,
         "</section>\n<section class=\"files\" aria-labelledby=\"files-heading\">\n<h2 id=\"files-heading\">Files for other tools</h2>\n<ul>\n<li><a href=\"{PATIENTS_CSV}\">{PATIENTS_CSV}</a>: one row per patient with a finding (including low risk)</li>\n<li><a href=\"{FINDINGS_CSV}\">{FINDINGS_CSV}</a> and <a href=\"{FINDINGS_PARQUET}\">{FINDINGS_PARQUET}</a>: every finding</li>\n<li><a href=\"{SUMMARY_JSON}\">{SUMMARY_JSON}</a>: the run's figures</li>\n<li><a href=\"charts/\">charts/</a>: the charts as SVG files</li>\n</ul>\n</section>\n</main>\n</body>\n</html>\n"
     );
-    o
+    out.write_all(o.as_bytes())?;
+    Ok(())
 }
 
 /// "New tonight" / "Flagged since 3 Nov (12 nights)": the case in brief, for the list.

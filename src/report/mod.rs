@@ -9,7 +9,7 @@ pub mod charts;
 pub mod html;
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -294,17 +294,16 @@ fn write_html_and_charts(
     let draw = |r: Result<charts::Chart, Box<dyn std::error::Error>>| {
         r.map_err(|e| anyhow::anyhow!("cannot draw a chart: {e}"))
     };
-    // One set of charts per patient listed on the page (flagged, and not a case reviewed as benign), in page order.
+    // One set of charts per patient listed on the page (flagged, and not a case reviewed as benign), in page order,
+    // drawn and filed when the page reaches the patient and dropped once it is written.
     // Chart files are named by rank, never by NHS number.
-    let mut patient_charts: Vec<Vec<(charts::Chart, String)>> = Vec::new();
-    for (i, p) in html::listed(d).into_iter().enumerate() {
+    let mut chart_data: HashMap<&str, &chart_data::PatientChart> = HashMap::new();
+    for c in &d.charts.patients {
+        chart_data.entry(c.nhs_number.as_str()).or_insert(c);
+    }
+    let mut patient_charts = |i: usize, p: &PatientRisk| -> anyhow::Result<html::PatientCharts> {
         let mut drawn = Vec::new();
-        if let Some(c) = d
-            .charts
-            .patients
-            .iter()
-            .find(|c| c.nhs_number == p.nhs_number)
-        {
+        if let Some(c) = chart_data.get(p.nhs_number.as_str()) {
             drawn.push((
                 draw(charts::patient_timeline(c, &d.charts, tz))?,
                 "timeline",
@@ -323,8 +322,8 @@ fn write_html_and_charts(
             write_text(&charts_dir.join(&file), &chart.svg)?;
             named.push((chart, file));
         }
-        patient_charts.push(named);
-    }
+        Ok(named)
+    };
     let per_rule: Vec<(&str, u64)> = s.findings_per_rule.iter().map(|(k, v)| (*k, *v)).collect();
     let findings_chart = draw(charts::findings_per_rule(&per_rule))?;
     let events_chart = draw(charts::events_per_day(&d.charts))?;
@@ -336,18 +335,22 @@ fn write_html_and_charts(
         &charts_dir.join("run-events-per-day.svg"),
         &events_chart.svg,
     )?;
-    let page = html::PageCharts {
-        patients: patient_charts
-            .iter()
-            .map(|v| v.iter().map(|(c, f)| (c, f.as_str())).collect())
-            .collect(),
+    let mut page = html::PageCharts {
+        patient: &mut patient_charts,
         findings_per_rule: &findings_chart,
         events_per_day: &events_chart,
     };
-    write_text(
-        &dir.join(REPORT_HTML),
-        &html::render(d, s, &page, tz, as_of),
-    )
+    let path = dir.join(REPORT_HTML);
+    let mut f = std::io::BufWriter::new(
+        private_file(&path, true).with_context(|| format!("cannot write {}", path.display()))?,
+    );
+    html::render(&mut f, d, s, &mut page, tz, as_of)
+        .and_then(|()| {
+            let f = f.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            Ok(())
+        })
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Removes what a killed run left beside a day's folder (a half-built `.D.tmp-*`, or a `.D.old-*` it had moved
