@@ -620,13 +620,7 @@ fn concurrent_sessions_fire_for_interleaved_use_not_for_moving_between_devices()
 #[test]
 fn access_despite_restriction_fires_for_a_new_device_not_for_the_patients_own() {
     let mut p = with_habit();
-    p.entry(
-        NHS_A,
-        "R1",
-        "2026-11-10 09:00",
-        "1364731000000104",
-        "Enhanced review indicated",
-    );
+    restrict_a(&mut p, "2026-11-10 09:00");
     p.session(
         NHS_A,
         "acct-a",
@@ -655,24 +649,12 @@ fn access_despite_restriction_fires_for_a_new_device_not_for_the_patients_own() 
 
     // The patient's own phone after the 104: expected, not this rule.
     let mut own = with_habit();
-    own.entry(
-        NHS_A,
-        "R1",
-        "2026-11-10 09:00",
-        "1364731000000104",
-        "Enhanced review indicated",
-    );
+    restrict_a(&mut own, "2026-11-10 09:00");
     assert!(fired(&own.detect(), NHS_A, "access_despite_restriction").is_none());
 
     // Lifted by a 106 before the new device appears: not this rule.
     let mut lifted = with_habit();
-    lifted.entry(
-        NHS_A,
-        "R1",
-        "2026-11-10 09:00",
-        "1364731000000104",
-        "Enhanced review indicated",
-    );
+    restrict_a(&mut lifted, "2026-11-10 09:00");
     lifted.entry(
         NHS_A,
         "R2",
@@ -707,13 +689,7 @@ fn new_phone_around_a_104(phone_until: u32, new_from: i64) -> Practice {
         23,
         &[&["letters", "medications"], &["immunisations", "letters"]],
     );
-    p.entry(
-        NHS_A,
-        "R1",
-        "2026-11-14 10:00",
-        "1364731000000104",
-        "Enhanced review indicated",
-    );
+    restrict_a(&mut p, "2026-11-14 10:00");
     p
 }
 
@@ -752,6 +728,17 @@ fn access_despite_restriction_does_not_take_a_device_that_came_with_the_concern_
     assert_not_fired(&d.findings, NHS_A, "access_despite_restriction");
 }
 
+/// A 104 code ("Enhanced review indicated") on A's record at `at`.
+fn restrict_a(p: &mut Practice, at: &str) {
+    p.entry(
+        NHS_A,
+        "R1",
+        at,
+        "1364731000000104",
+        "Enhanced review indicated",
+    );
+}
+
 /// A's phone every other day at 19:00 from 19 Aug (day -40) to the end, reading appointments and results or the
 /// summary and medications; night-time visits on the same phone at 03:00 over `night_days` (every `every` days),
 /// reading appointments and letters or consultations and immunisations; and a 104 code on 14 Nov (day 47).
@@ -785,13 +772,7 @@ fn nights_on_a_phone_around_a_104(night_days: (i64, i64), every: usize) -> Pract
             &["consultations", "immunisations"],
         ],
     );
-    p.entry(
-        NHS_A,
-        "R1",
-        "2026-11-14 10:00",
-        "1364731000000104",
-        "Enhanced review indicated",
-    );
+    restrict_a(&mut p, "2026-11-14 10:00");
     p
 }
 
