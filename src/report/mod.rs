@@ -273,10 +273,19 @@ pub fn write_run(
 pub const CHARTS_DIR: &str = "charts";
 
 fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
-    let write = || -> std::io::Result<()> {
-        let mut f = private_file(path, true)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()
+    write_file(path, |f| Ok(f.write_all(text.as_bytes())?))
+}
+
+/// Writes an owner-only file through a buffer and syncs it; any failure names the path.
+fn write_file(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let write = || -> anyhow::Result<()> {
+        let mut f = std::io::BufWriter::new(private_file(path, true)?);
+        fill(&mut f)?;
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(())
     };
     write().with_context(|| format!("cannot write {}", path.display()))
 }
@@ -340,17 +349,9 @@ fn write_html_and_charts(
         findings_per_rule: &findings_chart,
         events_per_day: &events_chart,
     };
-    let path = dir.join(REPORT_HTML);
-    let mut f = std::io::BufWriter::new(
-        private_file(&path, true).with_context(|| format!("cannot write {}", path.display()))?,
-    );
-    html::render(&mut f, d, s, &mut page, tz, as_of)
-        .and_then(|()| {
-            let f = f.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            Ok(())
-        })
-        .with_context(|| format!("cannot write {}", path.display()))
+    write_file(&dir.join(REPORT_HTML), |f| {
+        html::render(f, d, s, &mut page, tz, as_of)
+    })
 }
 
 /// Removes what a killed run left beside a day's folder (a half-built `.D.tmp-*`, or a `.D.old-*` it had moved
