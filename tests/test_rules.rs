@@ -1555,6 +1555,66 @@ fn someone_who_uses_the_holders_phone_more_than_the_holder_is_found_though_they_
 }
 
 #[test]
+fn nights_on_the_holders_phone_are_found_when_they_are_so_many_that_the_phone_hardly_ever_manages_care(
+) {
+    // A manages their care on their phone at 13:00 every eighth day: seven visits. Someone else opens the same phone
+    // at 01:00 every night from the start of the data, one visit in eight glancing at the appointments: 55 visits,
+    // so the phone manages care in under a quarter of all its visits, and the nights' glances put the small hours in
+    // the hours A's care visits span. Measured against A's other hours (every one of them managing care), the nights
+    // hardly ever do: they are not A's, whatever the phone's overall rate.
+    let mut p = Practice::default();
+    on_phone_a(&mut p, (0, 55), 8, 13, &[&["appointments"]]);
+    on_phone_a(
+        &mut p,
+        (1, 55),
+        1,
+        1,
+        &[
+            &["consultations"],
+            &["letters"],
+            &["test_results"],
+            &["problems"],
+            &["documents"],
+            &["consultations", "problems"],
+            &["letters", "test_results"],
+            &["consultations", "appointments"],
+        ],
+    );
+    let d = p.detection();
+    let u = foreign_hours_on_phone_a(
+        &d,
+        "nights that hardly ever manage care are not the holder's hours, however few of all visits manage care",
+    );
+    assert!(
+        u.explanation.contains("while they sleep"),
+        "{}",
+        u.explanation
+    );
+}
+
+#[test]
+fn a_holder_who_seldom_manages_care_as_seldom_in_the_mornings_as_in_the_evenings_keeps_both() {
+    // A mostly follows their own results and letters, mornings at 08:00 and evenings at 19:00 on alternate days, and
+    // checks the appointments in one visit in six, mornings and evenings alike: the phone manages care in about a
+    // sixth of its visits. Without a phone-wide rate of managing care as a precondition, each hour is still judged
+    // against the others, and no hour of A's manages care less than the rest.
+    let mut p = Practice::default();
+    let readings: [&[&str]; 6] = [
+        &["appointments"],
+        &["test_results"],
+        &["letters"],
+        &["test_results", "letters"],
+        &["letters"],
+        &["test_results"],
+    ];
+    on_phone_a(&mut p, (0, 55), 2, 19, &readings);
+    on_phone_a(&mut p, (1, 55), 2, 8, &readings);
+    let d = p.detection();
+    assert_not_fired(&d.findings, NHS_A, "unusual_hour");
+    assert_not_flagged(&d, NHS_A);
+}
+
+#[test]
 fn a_light_users_evening_visits_that_happen_not_to_manage_care_are_still_their_own_hours() {
     // A uses their phone in the evenings, thirteen visits over eight weeks, managing care in seven. Four of the
     // visits around 18:00 read only results or letters: fewer than their other evenings, but with so few visits that
