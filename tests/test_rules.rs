@@ -566,6 +566,64 @@ fn access_during_appointment_fires_from_home_not_from_the_waiting_room() {
     assert!(fired(&w.detect(), NHS_A, "access_during_appointment").is_none());
 }
 
+const COMPUTER: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:132.0) Gecko/20100101 Firefox/132.0";
+
+/// A's phone at home every sixth evening at 19:00, and a computer at home every other day at `pc_hour` (from the
+/// second day), both only reading: neither books, orders or reads what A manages care with.
+fn phone_and_home_computer(pc_every: usize, pc_hour: u32, pc_reads: &[&[&str]]) -> Practice {
+    let mut p = Practice::default();
+    on_phone_a(&mut p, (0, 55), 6, 19, &[&["test_results"], &["letters"]]);
+    reading(
+        &mut p,
+        NHS_A,
+        "pc-a",
+        COMPUTER,
+        HOME_A,
+        (1, 55),
+        pc_every,
+        pc_hour,
+        pc_reads,
+    );
+    p
+}
+
+#[test]
+fn a_home_computer_read_while_the_patient_is_in_the_surgery_is_not_the_device_they_carry() {
+    // Neither of A's devices manages their care. A computer at home reads consultations and letters at 05:00 nearly
+    // every day, far more often than A's phone is used, and once while A is at a face-to-face appointment. A person
+    // carries a phone, not a computer: the phone is taken for A's own, and the computer's read during the visit is
+    // someone else at home, at full weight (not the discount for the carried phone on the home connection, which
+    // may be an appointment time that does not match the visit).
+    let mut p = phone_and_home_computer(1, 5, &[&["consultations"], &["letters"]]);
+    p.visit(NHS_A, "V1", "2026-11-17 10:00", "2026-11-17 10:20");
+    p.session(
+        NHS_A,
+        "acct-a",
+        "pc-a",
+        COMPUTER,
+        HOME_A,
+        "2026-11-17 10:05",
+        &["consultations"],
+    );
+    let f = p.detect();
+    let d = fired(&f, NHS_A, "access_during_appointment").expect("fires");
+    assert!(
+        d.score >= 50.0
+            && d.explanation
+                .contains("other than the one they usually carry"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_home_computer_read_the_way_the_patient_reads_their_phone_is_not_flagged() {
+    // The same phone, and a computer at home every other evening at 20:00 reading results and letters as the phone
+    // does: the computer is no longer taken for the device A carries, and it is still not flagged.
+    let p = phone_and_home_computer(2, 20, &[&["test_results"], &["letters", "test_results"]]);
+    assert_not_flagged(&p.detection(), NHS_A);
+}
+
 #[test]
 fn concurrent_sessions_fire_for_interleaved_use_not_for_moving_between_devices() {
     let mut p = with_habit();

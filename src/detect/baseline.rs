@@ -332,17 +332,28 @@ impl PatientBaseline {
                 care
             }
         };
+        // Between devices that manage care equally (most often, not at all), the one a person carries: a phone is
+        // personal, a tablet or computer stands in a household, and may be someone else's.
+        let household: HashSet<&str> = sessions
+            .iter()
+            .filter(|s| is_household_class(s.user_agent.as_deref()))
+            .map(|s| s.device.as_str())
+            .collect();
         self.primary_device = self
             .devices
             .iter()
-            .map(|(d, u)| (weight(d, u), u.days, u.sessions, d))
+            .map(|(d, u)| {
+                let personal = !household.contains(d.as_str());
+                (weight(d, u), personal, u.days, u.sessions, d)
+            })
             .max_by(|a, c| {
                 a.0.total_cmp(&c.0)
                     .then(a.1.cmp(&c.1))
                     .then(a.2.cmp(&c.2))
-                    .then(c.3.cmp(a.3))
+                    .then(a.3.cmp(&c.3))
+                    .then(c.4.cmp(a.4))
             })
-            .map(|x| x.3.clone());
+            .map(|x| x.4.clone());
         // Other devices are the holder's too when they manage the patient's care: a booking, an order or a message;
         // care reads in at least two visits, reading no more like a watcher than the holder's main device does (a
         // household tablet both partners use for their own care); or care reads in some of their visits at the
