@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, SecondsFormat};
 use polars::prelude::*;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::detect::scoring::PatientRisk;
@@ -290,6 +291,9 @@ fn write_file(
     write().with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Listed patients whose charts are drawn together, in parallel, when the page reaches the first of them.
+const CHARTS_AHEAD: usize = 64;
+
 /// Draws every chart, writes them to `charts/` and inlines them in `report.html`.
 fn write_html_and_charts(
     dir: &Path,
@@ -310,7 +314,7 @@ fn write_html_and_charts(
     for c in &d.charts.patients {
         chart_data.entry(c.nhs_number.as_str()).or_insert(c);
     }
-    let mut patient_charts = |i: usize, p: &PatientRisk| -> anyhow::Result<html::PatientCharts> {
+    let draw_patient = |i: usize, p: &PatientRisk| -> anyhow::Result<html::PatientCharts> {
         let mut drawn = Vec::new();
         if let Some(c) = chart_data.get(p.nhs_number.as_str()) {
             drawn.push((
@@ -332,6 +336,29 @@ fn write_html_and_charts(
             named.push((chart, file));
         }
         Ok(named)
+    };
+    // Drawing is most of the page's time with many patients listed: the next few patients' charts are drawn on every
+    // core when the page reaches the first of them, and handed over one patient at a time (a few dozen patients'
+    // charts held at once, not every patient's).
+    let listed = html::listed(d);
+    let mut ready: HashMap<usize, html::PatientCharts> = HashMap::new();
+    let mut patient_charts = |i: usize, p: &PatientRisk| -> anyhow::Result<html::PatientCharts> {
+        if let Some(c) = ready.remove(&i) {
+            return Ok(c);
+        }
+        if listed.get(i).is_none_or(|l| l.nhs_number != p.nhs_number) {
+            return draw_patient(i, p);
+        }
+        let ahead = i..(i + CHARTS_AHEAD).min(listed.len());
+        let drawn: Vec<anyhow::Result<html::PatientCharts>> = ahead
+            .clone()
+            .into_par_iter()
+            .map(|j| draw_patient(j, listed[j]))
+            .collect();
+        for (j, c) in ahead.zip(drawn) {
+            ready.insert(j, c?);
+        }
+        ready.remove(&i).map_or_else(|| draw_patient(i, p), Ok)
     };
     let per_rule: Vec<(&str, u64)> = s.findings_per_rule.iter().map(|(k, v)| (*k, *v)).collect();
     let findings_chart = draw(charts::findings_per_rule(&per_rule))?;
