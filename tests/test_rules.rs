@@ -1408,6 +1408,16 @@ fn foreign_hours_on_phone_a<'a>(d: &'a detect::Detection, why: &str) -> &'a Find
     u
 }
 
+/// [`foreign_hours_on_phone_a`], said to be someone using the phone while A sleeps.
+fn night_hours_on_phone_a(d: &detect::Detection, why: &str) {
+    let u = foreign_hours_on_phone_a(d, why);
+    assert!(
+        u.explanation.contains("while they sleep"),
+        "{}",
+        u.explanation
+    );
+}
+
 #[test]
 fn a_night_read_after_a_sensitive_entry_on_the_holders_own_phone_counts_with_its_foreign_hours_not_beside_them(
 ) {
@@ -1600,15 +1610,9 @@ fn someone_who_uses_the_holders_phone_more_than_the_holder_is_found_though_they_
             &["consultations", "appointments"],
         ],
     );
-    let d = p.detection();
-    let u = foreign_hours_on_phone_a(
-        &d,
+    night_hours_on_phone_a(
+        &p.detection(),
         "a majority that hardly ever manages care is not the holder's hours",
-    );
-    assert!(
-        u.explanation.contains("while they sleep"),
-        "{}",
-        u.explanation
     );
 }
 
@@ -1638,15 +1642,9 @@ fn nights_on_the_holders_phone_are_found_when_they_are_so_many_that_the_phone_ha
             &["consultations", "appointments"],
         ],
     );
-    let d = p.detection();
-    let u = foreign_hours_on_phone_a(
-        &d,
+    night_hours_on_phone_a(
+        &p.detection(),
         "nights that hardly ever manage care are not the holder's hours, however few of all visits manage care",
-    );
-    assert!(
-        u.explanation.contains("while they sleep"),
-        "{}",
-        u.explanation
     );
 }
 
