@@ -651,6 +651,29 @@ fn concurrent_sessions_fire_for_interleaved_use_not_for_moving_between_devices()
         "{:?}",
         rules_for(&f, NHS_A)
     );
+    // The finding is about the device that is not the holder's, whichever was opened first.
+    let mut first = with_habit();
+    first.session(
+        NHS_A,
+        "acct-a",
+        "other-1",
+        PHONE,
+        "90.9.9.9",
+        "2026-11-18 21:00",
+        &["consultations", "problems"],
+    );
+    first.session(
+        NHS_A,
+        "acct-a",
+        "phone-a",
+        PHONE,
+        HOME_A,
+        "2026-11-18 21:02",
+        &["summary", "problems", "documents", "letters"],
+    );
+    let ff = first.detect();
+    let c = fired(&ff, NHS_A, "concurrent_sessions").expect("fires");
+    assert_eq!(c.device_id.as_deref(), Some("other-1"));
 
     let mut m = with_habit();
     m.habit(NHS_A, "acct-a", "tablet-a", TABLET, HOME_A, (1, 55), 3, 21);

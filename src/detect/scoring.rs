@@ -345,6 +345,29 @@ mod tests {
     }
 
     #[test]
+    fn two_devices_at_once_is_one_more_thing_the_other_device_does() {
+        // A couple's tablet, the partner's own (another record shows it), open on this patient's account while their
+        // phone was: the overlap says the tablet was in other hands then, which is what its being the partner's
+        // already says. One witness.
+        let at_once = finding(rules::concurrent_sessions::ID, 45.0, "tablet");
+        let shared = finding(rules::shared_device::ID, 19.0, "tablet");
+        let one = patient_risk(&[&at_once, &shared], 0, &BTreeSet::new(), 1.0);
+        assert!((one - group_score(vec![45.0, 19.0])).abs() < 1e-9, "{one}");
+        assert!(one < 50.0, "{one}");
+        // So with a device judged not the holder's by how it is used.
+        let unfamiliar = finding(rules::unfamiliar_device::ID, 35.0, "tablet");
+        let same = patient_risk(&[&at_once, &unfamiliar], 0, &BTreeSet::new(), 1.0);
+        assert!(
+            (same - group_score(vec![45.0, 35.0])).abs() < 1e-9,
+            "{same}"
+        );
+        // Where the patient was (at the surgery) is another kind of evidence, and corroborates.
+        let visit = finding(rules::access_during_appointment::ID, 50.0, "tablet");
+        let two = patient_risk(&[&at_once, &visit], 0, &BTreeSet::new(), 1.0);
+        assert!((two - combine([45.0, 50.0])).abs() < 1e-9, "{two}");
+    }
+
+    #[test]
     fn a_device_that_is_someone_elses_is_one_witness_with_what_it_does_here() {
         let shared = finding(rules::shared_device::ID, 38.0, "tablet");
         let unfamiliar = finding(rules::unfamiliar_device::ID, 25.0, "tablet");

@@ -16,7 +16,7 @@ pub const META: RuleMeta = RuleMeta {
     ],
     guide: "Two people are probably using one NHS login. Ask the patient, alone, who else knows their login or \
             has their phone. Consider a new password and reviewing which devices are signed in.",
-    kind: EvidenceKind::Presence,
+    kind: EvidenceKind::Device,
     needs: Needs::Device,
 };
 
@@ -77,12 +77,19 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         short_device(&b.device),
         if pairs.len() > 1 { format!(", and {} more times", pairs.len() - 1) } else { String::new() },
     );
+    // The finding is about the device that is not the holder's (the later one when both or neither are): two at
+    // once is one more thing that device does, and it joins that device's evidence group.
+    let other = if p.baseline.is_holders(&b.device) && !p.baseline.is_holders(&a.device) {
+        &a.device
+    } else {
+        &b.device
+    };
     vec![Finding::new(
         p.nhs,
         ID,
         score,
         &sessions,
-        Some(&b.device),
+        Some(other),
         explanation,
     )]
 }

@@ -36,13 +36,14 @@ pub struct RuleMeta {
 #[serde(rename_all = "snake_case")]
 pub enum EvidenceKind {
     /// What the device is and does: not the holder's, arrived after an account change, hours the holder does not
-    /// keep, a schedule.
+    /// keep, a schedule, open on the account at the same moment as another device.
     Device,
     /// Another patient's own device: someone else's record vouches for whose it is.
     OtherRecord,
     /// Reads timed to what appears in the record: right after sensitive entries.
     Timing,
-    /// Where the patient was: in the surgery, or on another device at the same moment.
+    /// Where the patient was: in the surgery. (Two devices open on the account at once was presence evidence
+    /// until 2026-12-04; it is one more thing the other device does, see `concurrent_sessions`.)
     Presence,
     /// Reading on after a 104 code.
     Restriction,
