@@ -275,6 +275,11 @@ mod tests {
         assert_eq!(level(70.0, &cfg), "high");
     }
 
+    /// A patient's risk from findings that all go on into the recent window.
+    fn risk_now(fs: &[&Finding]) -> f64 {
+        patient_risk(fs, 0, &BTreeSet::new(), 1.0)
+    }
+
     fn finding(rule: &'static str, score: f64, device: &str) -> Finding {
         Finding::new("9990000000", rule, score, &[], Some(device), String::new())
     }
@@ -287,13 +292,13 @@ mod tests {
             finding(hours, 30.0, "tablet"),
         );
         // Two devices, each with foreign hours and nothing else: one group, below medium.
-        let two = patient_risk(&[&a, &b], 0, &BTreeSet::new(), 1.0);
+        let two = risk_now(&[&a, &b]);
         assert!((two - 40.0).abs() < 1e-9, "{two}");
         // Once the tablet is also judged not the holder's by how it is used, its hours belong to that device's
         // witness; the phone's hours come from the same model of the holder (a second device of their own that the
         // model missed shows as both), so they join that witness too instead of corroborating it.
         let u = finding(rules::unfamiliar_device::ID, 35.0, "tablet");
-        let three = patient_risk(&[&a, &b, &u], 0, &BTreeSet::new(), 1.0);
+        let three = risk_now(&[&a, &b, &u]);
         let expected = group_score(vec![35.0, 30.0, 40.0]);
         assert!((three - expected).abs() < 1e-9, "{three} vs {expected}");
         assert!(
@@ -303,7 +308,7 @@ mod tests {
         // A tablet described by something the holder model does not decide (a schedule) leaves the phone's hours as
         // independent evidence.
         let c = finding(rules::monitoring_cadence::ID, 35.0, "tablet");
-        let scheduled = patient_risk(&[&a, &b, &c], 0, &BTreeSet::new(), 1.0);
+        let scheduled = risk_now(&[&a, &b, &c]);
         let expected = combine([40.0, group_score(vec![35.0, 30.0])]);
         assert!(
             (scheduled - expected).abs() < 1e-9,
@@ -351,19 +356,19 @@ mod tests {
         // already says. One witness.
         let at_once = finding(rules::concurrent_sessions::ID, 45.0, "tablet");
         let shared = finding(rules::shared_device::ID, 19.0, "tablet");
-        let one = patient_risk(&[&at_once, &shared], 0, &BTreeSet::new(), 1.0);
+        let one = risk_now(&[&at_once, &shared]);
         assert!((one - group_score(vec![45.0, 19.0])).abs() < 1e-9, "{one}");
         assert!(one < 50.0, "{one}");
         // So with a device judged not the holder's by how it is used.
         let unfamiliar = finding(rules::unfamiliar_device::ID, 35.0, "tablet");
-        let same = patient_risk(&[&at_once, &unfamiliar], 0, &BTreeSet::new(), 1.0);
+        let same = risk_now(&[&at_once, &unfamiliar]);
         assert!(
             (same - group_score(vec![45.0, 35.0])).abs() < 1e-9,
             "{same}"
         );
         // Where the patient was (at the surgery) is another kind of evidence, and corroborates.
         let visit = finding(rules::access_during_appointment::ID, 50.0, "tablet");
-        let two = patient_risk(&[&at_once, &visit], 0, &BTreeSet::new(), 1.0);
+        let two = risk_now(&[&at_once, &visit]);
         assert!((two - combine([45.0, 50.0])).abs() < 1e-9, "{two}");
     }
 
@@ -372,11 +377,11 @@ mod tests {
         let shared = finding(rules::shared_device::ID, 38.0, "tablet");
         let unfamiliar = finding(rules::unfamiliar_device::ID, 25.0, "tablet");
         // Another patient's own device is, by that, not this holder's: one witness, not two.
-        let one = patient_risk(&[&shared, &unfamiliar], 0, &BTreeSet::new(), 1.0);
+        let one = risk_now(&[&shared, &unfamiliar]);
         assert!((one - group_score(vec![38.0, 25.0])).abs() < 1e-9, "{one}");
         // About another device, the same finding corroborates.
         let phone = finding(rules::unfamiliar_device::ID, 25.0, "phone");
-        let two = patient_risk(&[&shared, &phone], 0, &BTreeSet::new(), 1.0);
+        let two = risk_now(&[&shared, &phone]);
         assert!((two - combine([38.0, 25.0])).abs() < 1e-9, "{two}");
     }
 }
