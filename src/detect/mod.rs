@@ -26,6 +26,7 @@ use std::path::Path;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
+use rayon::prelude::*;
 
 use self::baseline::PatientBaseline;
 use self::config::{Allowlist, DetectConfig};
@@ -164,21 +165,33 @@ pub fn detect(
             // One batch is always kept; several are always spilled.
             (None, None) => return Err(DetectError::LostBatch(batch)),
         };
-        let mut batch_findings = Vec::new();
-        for (nhs, sessions) in &ctx.sessions {
-            stats.patients_analysed += 1;
-            let view = PatientView {
-                nhs,
-                sessions,
-                baseline: PatientBaseline::build(&ctx, sessions),
-            };
-            stats.patients_with_baseline += u64::from(view.baseline.enough);
-            for rule in &runnable {
-                for mut f in (rule.detect)(&ctx, &view) {
-                    f.explanation = format!("{} {}", f.explanation, ctx.since(f.first_at));
-                    batch_findings.push(f);
+        // Patients are independent of each other once pass one is done: the rules run on both cores, and the
+        // findings are gathered in patient order, so the run folder does not depend on the scheduling.
+        let ctx_ref = &ctx;
+        let per_patient: Vec<(bool, Vec<Finding>)> = ctx
+            .sessions
+            .par_iter()
+            .map(|(nhs, sessions)| {
+                let view = PatientView {
+                    nhs,
+                    sessions,
+                    baseline: PatientBaseline::build(ctx_ref, sessions),
+                };
+                let mut found = Vec::new();
+                for rule in &runnable {
+                    for mut f in (rule.detect)(ctx_ref, &view) {
+                        f.explanation = format!("{} {}", f.explanation, ctx_ref.since(f.first_at));
+                        found.push(f);
+                    }
                 }
-            }
+                (view.baseline.enough, found)
+            })
+            .collect();
+        let mut batch_findings = Vec::new();
+        for (enough, mut found) in per_patient {
+            stats.patients_analysed += 1;
+            stats.patients_with_baseline += u64::from(enough);
+            batch_findings.append(&mut found);
         }
         let batch_patients = scoring::score_patients(&batch_findings, cfg, &ctx);
         charts.extend(patient_charts(&ctx, &batch_findings, &batch_patients));
