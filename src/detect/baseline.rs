@@ -82,7 +82,7 @@ pub fn add_device_histories(
         for s in list {
             // A real device id; without one, a user agent from one address (see `agent_at_address`).
             let key = if is_identified_device(&s.device) {
-                s.device.clone()
+                s.device.to_string()
             } else if let (true, Some(ip)) = (s.device.starts_with(UA_KEY), &s.ip) {
                 agent_at_address(&s.device, ip)
             } else {
@@ -103,7 +103,7 @@ pub fn add_device_histories(
             }
             if let Some(ip) = &s.ip {
                 if u.ips.len() < MAX_IPS {
-                    u.ips.insert(ip.clone());
+                    u.ips.insert(ip.to_string());
                 }
             }
         }
@@ -285,7 +285,7 @@ impl PatientBaseline {
         for s in sessions {
             let u = b
                 .devices
-                .entry(s.device.clone())
+                .entry(s.device.to_string())
                 .or_insert_with(|| DeviceUse {
                     first: s.start,
                     ..Default::default()
@@ -302,7 +302,7 @@ impl PatientBaseline {
         }
         b.find_holder(
             ctx,
-            sessions.first().map(|s| s.nhs_number.as_str()),
+            sessions.first().map(|s| s.nhs_number.as_ref()),
             sessions,
         );
         b.learn_hours(ctx, sessions);
@@ -337,7 +337,7 @@ impl PatientBaseline {
         let household: HashSet<&str> = sessions
             .iter()
             .filter(|s| is_household_class(s.user_agent.as_deref()))
-            .map(|s| s.device.as_str())
+            .map(|s| s.device.as_ref())
             .collect();
         self.primary_device = self
             .devices
@@ -361,7 +361,7 @@ impl PatientBaseline {
         // holder's hours (a new phone).
         let primary: Vec<&Session> = sessions
             .iter()
-            .filter(|s| Some(&s.device) == self.primary_device.as_ref())
+            .filter(|s| Some(&*s.device) == self.primary_device.as_deref())
             .collect();
         self.holder_prying = self
             .primary_device
@@ -376,7 +376,7 @@ impl PatientBaseline {
         let primary_last = primary.iter().map(|s| s.start).max();
         let mut at_core: HashMap<&str, (usize, usize)> = HashMap::new();
         for s in sessions {
-            let e = at_core.entry(s.device.as_str()).or_default();
+            let e = at_core.entry(s.device.as_ref()).or_default();
             e.0 += 1;
             e.1 += usize::from(arc.is_none_or(|a| a.distance(ctx.hour(s.start)) == 0));
         }
@@ -407,7 +407,7 @@ impl PatientBaseline {
     /// [`CORE_SHARE`] of those sessions. A recurring minority of foreign sessions raises the share of its hours,
     /// but it cannot move the core, so it stays foreign however often it recurs.
     fn learn_hours(&mut self, ctx: &Context, sessions: &[Session]) {
-        let own = |s: &&Session| self.holder_devices.contains(&s.device);
+        let own = |s: &&Session| self.holder_devices.contains(&*s.device);
         let all: Vec<&Session> = sessions.iter().filter(own).collect();
         let cared: Vec<&Session> = all.iter().copied().filter(|s| s.holder_like()).collect();
         let (n, care) = (hour_counts(ctx, &all), hour_counts(ctx, &cared));
@@ -462,7 +462,7 @@ impl PatientBaseline {
             if let Some(ip) = &s.ip {
                 *ip_counts.entry(ip).or_default() += 1;
                 if !self.foreign_hour(ctx, s.start) {
-                    self.ips.insert(ip.clone());
+                    self.ips.insert(ip.to_string());
                 }
             }
         }

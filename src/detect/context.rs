@@ -65,7 +65,7 @@ impl Context<'_> {
     /// Whether a session is a formal proxy acting within a recorded proxy link.
     pub fn is_formal_proxy(&self, s: &Session) -> bool {
         self.proxy_links
-            .get(&(s.nhs_number.clone(), s.account.clone()))
+            .get(&(s.nhs_number.to_string(), s.account.to_string()))
             .is_some_and(|periods| {
                 periods
                     .iter()
@@ -81,8 +81,9 @@ impl Context<'_> {
         }
         // The same connection on both records: this session's address, or any address the patient's own devices
         // use at home hours.
-        let home = |ip: &String| s.ip.as_ref() == Some(ip) || p.baseline.ips.contains(ip);
-        self.devices.get(&s.device).is_some_and(|h| {
+        let home =
+            |ip: &String| s.ip.as_deref() == Some(ip.as_str()) || p.baseline.ips.contains(ip);
+        self.devices.get(&*s.device).is_some_and(|h| {
             h.on.iter().any(|(other, u)| {
                 other.as_str() != p.nhs
                     && u.sessions >= self.cfg.established_device_sessions

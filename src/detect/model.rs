@@ -66,17 +66,36 @@ pub fn is_known_device(key: &str) -> bool {
     key != UNKNOWN_DEVICE
 }
 
+/// Text a batch's sessions share: one allocation per distinct value (a patient's NHS number, a device, a user agent),
+/// not one per session, so a batch of millions of sessions holds its strings once.
+pub type Text = std::sync::Arc<str>;
+
+/// Hands out one [`Text`] per distinct value.
+#[derive(Default)]
+pub struct Interner(std::collections::HashMap<Text, ()>);
+
+impl Interner {
+    pub fn get(&mut self, v: &str) -> Text {
+        if let Some((k, _)) = self.0.get_key_value(v) {
+            return k.clone();
+        }
+        let k: Text = v.into();
+        self.0.insert(k.clone(), ());
+        k
+    }
+}
+
 /// One login session on one record: the unit the rules reason about.
 #[derive(Debug, Clone)]
 pub struct Session {
-    pub nhs_number: String,
+    pub nhs_number: Text,
     pub start: i64,
     pub end: i64,
-    pub device: String,
-    pub account: String,
-    pub role: String,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
+    pub device: Text,
+    pub account: Text,
+    pub role: Text,
+    pub ip: Option<Text>,
+    pub user_agent: Option<Text>,
     pub events: u32,
     /// Views and downloads.
     pub reads: u32,
@@ -88,7 +107,7 @@ pub struct Session {
     pub owner_actions: u32,
     /// When the account's password or contact details were changed in this session.
     pub account_change_at: Option<i64>,
-    pub account_change: Option<String>,
+    pub account_change: Option<Text>,
 }
 
 impl Session {
@@ -192,7 +211,7 @@ impl Finding {
             evidence: sessions.iter().map(|s| s.start).collect(),
             devices: device
                 .into_iter()
-                .chain(sessions.iter().map(|s| s.device.as_str()))
+                .chain(sessions.iter().map(|s| s.device.as_ref()))
                 .collect::<BTreeSet<&str>>()
                 .into_iter()
                 .map(str::to_string)
@@ -281,4 +300,20 @@ pub struct DetectionStats {
     /// Share of the window's audit events carrying each optional field.
     pub coverage: FieldCoverage,
     pub rules_not_run: Vec<RuleNotRun>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interned_value_is_one_allocation_however_often_it_is_asked_for() {
+        let mut text = Interner::default();
+        let first = text.get("device-1");
+        let again = text.get(&String::from("device-1"));
+        let other = text.get("device-2");
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
+        assert!(!std::sync::Arc::ptr_eq(&first, &other));
+        assert_eq!((&*first, &*other), ("device-1", "device-2"));
+    }
 }

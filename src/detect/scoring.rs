@@ -214,7 +214,7 @@ pub fn score_patients(findings: &[Finding], cfg: &DetectConfig, ctx: &Context) -
                 .into_iter()
                 .flatten()
                 .filter(|s| s.start >= ctx.recent_start)
-                .map(|s| s.device.as_str())
+                .map(|s| s.device.as_ref())
                 // A user agent or no device at all is shared by many devices: it cannot say that one goes on.
                 .filter(|d| super::is_identified_device(d))
                 .collect();

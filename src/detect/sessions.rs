@@ -266,7 +266,8 @@ pub fn batch_sessions(
     let mut out: BTreeMap<String, Vec<Session>> = BTreeMap::new();
     let mut total = 0u64;
     let mut current: Option<(u32, Session)> = None;
-    let owned = |c: &StringChunked, row: usize| c.get(row).map(str::to_string);
+    let mut text = Interner::default();
+    let mut key_text: Vec<Option<(Text, Text, Text)>> = vec![None; keys.len()];
     for &(id, t, row) in &order {
         let r = row as usize;
         let starts = match &current {
@@ -275,18 +276,24 @@ pub fn batch_sessions(
         };
         if starts {
             if let Some((_, s)) = current.take() {
-                out.entry(s.nhs_number.clone()).or_default().push(s);
+                push_session(&mut out, s);
             }
-            let (n, d, a) = keys[id as usize];
+            // A (patient, device, account) number's three texts, interned once for all its sessions.
+            let (n, d, a) = key_text[id as usize]
+                .get_or_insert_with(|| {
+                    let (n, d, a) = keys[id as usize];
+                    (text.get(n), text.get(d), text.get(a))
+                })
+                .clone();
             current = Some((
                 id,
                 Session {
-                    nhs_number: n.to_string(),
+                    nhs_number: n,
                     start: t,
                     end: t,
-                    device: d.to_string(),
-                    account: a.to_string(),
-                    role: role.get(r).unwrap_or("patient").to_string(),
+                    device: d,
+                    account: a,
+                    role: text.get(role.get(r).unwrap_or("patient")),
                     ip: None,
                     user_agent: None,
                     events: 0,
@@ -309,21 +316,21 @@ pub fn batch_sessions(
             s.broad_reads += broad.get(r).unwrap_or(0);
             s.owner_actions += owner.get(r).unwrap_or(0);
             if s.ip.is_none() {
-                s.ip = owned(ip, r);
+                s.ip = ip.get(r).map(|v| text.get(v));
             }
             if s.user_agent.is_none() {
-                s.user_agent = owned(ua, r);
+                s.user_agent = ua.get(r).map(|v| text.get(v));
             }
             if s.account_change_at.is_none() {
                 if let Some(at) = change_t.get(r) {
                     s.account_change_at = Some(at);
-                    s.account_change = owned(change, r);
+                    s.account_change = change.get(r).map(|v| text.get(v));
                 }
             }
         }
     }
     if let Some((_, s)) = current.take() {
-        out.entry(s.nhs_number.clone()).or_default().push(s);
+        push_session(&mut out, s);
     }
     for list in out.values_mut() {
         list.sort_by(|a, b| {
@@ -344,15 +351,15 @@ pub fn sessions_frame(sessions: &BTreeMap<String, Vec<Session>>) -> PolarsResult
         vec![
             s(
                 NHS_NUMBER,
-                all.iter().map(|x| Some(x.nhs_number.as_str())).collect(),
+                all.iter().map(|x| Some(x.nhs_number.as_ref())).collect(),
             ),
             s(
                 "device_key",
-                all.iter().map(|x| Some(x.device.as_str())).collect(),
+                all.iter().map(|x| Some(x.device.as_ref())).collect(),
             ),
             s(
                 "account_key",
-                all.iter().map(|x| Some(x.account.as_str())).collect(),
+                all.iter().map(|x| Some(x.account.as_ref())).collect(),
             ),
             Column::new(
                 "start".into(),
@@ -362,7 +369,7 @@ pub fn sessions_frame(sessions: &BTreeMap<String, Vec<Session>>) -> PolarsResult
                 "end".into(),
                 all.iter().map(|x| x.end).collect::<Vec<i64>>(),
             ),
-            s("role", all.iter().map(|x| Some(x.role.as_str())).collect()),
+            s("role", all.iter().map(|x| Some(x.role.as_ref())).collect()),
             s("ip", all.iter().map(|x| x.ip.as_deref()).collect()),
             s("ua", all.iter().map(|x| x.user_agent.as_deref()).collect()),
             n("events", all.iter().map(|x| x.events).collect()),
@@ -382,6 +389,16 @@ pub fn sessions_frame(sessions: &BTreeMap<String, Vec<Session>>) -> PolarsResult
             ),
         ],
     )
+}
+
+/// Files a session under its patient (one key string per patient, not per session).
+fn push_session(out: &mut BTreeMap<String, Vec<Session>>, s: Session) {
+    match out.get_mut(&*s.nhs_number) {
+        Some(list) => list.push(s),
+        None => {
+            out.insert(s.nhs_number.to_string(), vec![s]);
+        }
+    }
 }
 
 pub(crate) fn micros(c: &Column) -> PolarsResult<Vec<Option<i64>>> {
@@ -404,45 +421,46 @@ fn counts(df: &DataFrame, name: &str) -> PolarsResult<Vec<u32>> {
 
 /// Sessions per patient, in time order, from a session frame; and the audit events they hold.
 pub fn sessions_from(df: &DataFrame) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
-    let nhs = strs(df.column(NHS_NUMBER)?)?;
-    let device = strs(df.column("device_key")?)?;
-    let account = strs(df.column("account_key")?)?;
+    let text = |c: &str| -> PolarsResult<&StringChunked> { df.column(c)?.str() };
+    let (nhs, device, account) = (text(NHS_NUMBER)?, text("device_key")?, text("account_key")?);
     let start_v = micros(df.column("start")?)?;
     let end_v = micros(df.column("end")?)?;
-    let role = strs(df.column("role")?)?;
-    let ip = strs(df.column("ip")?)?;
-    let ua = strs(df.column("ua")?)?;
+    let (role, ip, ua, change) = (text("role")?, text("ip")?, text("ua")?, text("change")?);
     let events = counts(df, "events")?;
     let reads = counts(df, "reads")?;
     let prying = counts(df, "prying")?;
     let broad = counts(df, "broad")?;
     let owner = counts(df, "owner")?;
     let change_at = micros(df.column("change_at")?)?;
-    let change = strs(df.column("change")?)?;
     let mut out: BTreeMap<String, Vec<Session>> = BTreeMap::new();
     let mut total = 0u64;
+    let mut interned = Interner::default();
+    let mut t = |c: &StringChunked, i: usize| c.get(i).map(|v| interned.get(v));
     for i in 0..df.height() {
-        let (Some(n), Some(s), Some(e)) = (nhs[i].clone(), start_v[i], end_v[i]) else {
+        let (Some(n), Some(s), Some(e)) = (t(nhs, i), start_v[i], end_v[i]) else {
             continue;
         };
         total += u64::from(events[i]);
-        out.entry(n.clone()).or_default().push(Session {
-            nhs_number: n,
-            start: s,
-            end: e,
-            device: device[i].clone().unwrap_or_default(),
-            account: account[i].clone().unwrap_or_default(),
-            role: role[i].clone().unwrap_or_else(|| "patient".into()),
-            ip: ip[i].clone(),
-            user_agent: ua[i].clone(),
-            events: events[i],
-            reads: reads[i],
-            prying_reads: prying[i],
-            broad_reads: broad[i],
-            owner_actions: owner[i],
-            account_change_at: change_at[i],
-            account_change: change[i].clone(),
-        });
+        push_session(
+            &mut out,
+            Session {
+                nhs_number: n,
+                start: s,
+                end: e,
+                device: t(device, i).unwrap_or_else(|| "".into()),
+                account: t(account, i).unwrap_or_else(|| "".into()),
+                role: t(role, i).unwrap_or_else(|| "patient".into()),
+                ip: t(ip, i),
+                user_agent: t(ua, i),
+                events: events[i],
+                reads: reads[i],
+                prying_reads: prying[i],
+                broad_reads: broad[i],
+                owner_actions: owner[i],
+                account_change_at: change_at[i],
+                account_change: t(change, i),
+            },
+        );
     }
     Ok((out, total))
 }

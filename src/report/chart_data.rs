@@ -55,7 +55,7 @@ pub fn patient_charts(
                 nhs_number: p.nhs_number.clone(),
                 sessions: sessions
                     .iter()
-                    .map(|s| (s.start, s.device.clone()))
+                    .map(|s| (s.start, s.device.to_string()))
                     .collect(),
                 evidence: findings
                     .iter()

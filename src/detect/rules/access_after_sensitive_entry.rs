@@ -47,9 +47,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .filter(|s| s.start >= e.visible_from && s.start <= until)
         {
             if let Some(how) = not_the_holder(ctx, p, s) {
-                if seen.insert(s.device.as_str()) {
+                if seen.insert(s.device.as_ref()) {
                     followed
-                        .entry(s.device.as_str())
+                        .entry(s.device.as_ref())
                         .or_default()
                         .push((e, s, how));
                 }

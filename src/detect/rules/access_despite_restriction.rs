@@ -99,13 +99,13 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .any(|s| !p.baseline.is_holders(&s.device) || newcomer(&s.device));
         let newcomers: BTreeSet<&str> = watched
             .iter()
-            .map(|s| s.device.as_str())
+            .map(|s| s.device.as_ref())
             .filter(|d| p.baseline.is_holders(d) && newcomer(d))
             .collect();
         if watched.is_empty() || (!other_device && watched.len() < 2) {
             continue;
         }
-        let devices: BTreeSet<&str> = watched.iter().map(|s| s.device.as_str()).collect();
+        let devices: BTreeSet<&str> = watched.iter().map(|s| s.device.as_ref()).collect();
         let mut score = (cfg.base_score + cfg.per_session * (watched.len().min(8) as f64 - 1.0))
             .min(cfg.max_score);
         if !other_device {

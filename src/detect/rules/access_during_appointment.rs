@@ -42,8 +42,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .iter()
             .filter(|s| s.start <= v.ends_at && s.end >= v.starts_at && counts(ctx, s))
         {
-            let at_home = s.ip.is_some() && s.ip == p.baseline.home_ip;
-            let other_device = s.device != carried;
+            let at_home = s.ip.is_some() && s.ip.as_deref() == p.baseline.home_ip.as_deref();
+            let other_device = &*s.device != carried;
             if !(at_home || other_device) {
                 continue;
             }
@@ -77,7 +77,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         .min(cfg.max_score)
         * weight;
     let sessions: Vec<&Session> = hits.iter().map(|h| h.1).collect();
-    let device = sessions.first().map(|s| s.device.as_str());
+    let device = sessions.first().map(|s| s.device.as_ref());
     let mut text: Vec<String> = visits_hit.into_iter().collect();
     text.push("The patient was in the surgery, so someone else was using their login.".into());
     vec![Finding::new(

@@ -89,7 +89,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .sessions
             .iter()
             .filter(|s| {
-                new_devices.contains(&s.device.as_str()) && s.start >= at - HOUR && counts(ctx, s)
+                new_devices.contains(&s.device.as_ref()) && s.start >= at - HOUR && counts(ctx, s)
             })
             .collect();
         if sessions.is_empty() {
@@ -101,14 +101,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // patient locked out of their own login.
         let mut before: std::collections::BTreeMap<&str, usize> = Default::default();
         for s in p.sessions.iter().filter(|s| s.start < at - HOUR) {
-            *before.entry(s.device.as_str()).or_default() += 1;
+            *before.entry(s.device.as_ref()).or_default() += 1;
         }
         let locked_out = !before.is_empty()
             && ctx.end - at > 7 * DAY
             && !p
                 .sessions
                 .iter()
-                .any(|s| s.start > at + DAY && before.contains_key(s.device.as_str()));
+                .any(|s| s.start > at + DAY && before.contains_key(s.device.as_ref()));
         // The device the patient used most before the change, tried after it and refused, without getting in within
         // the hour (someone who mistypes, or types the new password, gets in at the next try): the patient locked
         // out of their own login. Nobody signs in on the phone they have replaced, and an old tablet left with the
@@ -119,7 +119,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .iter()
             .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
             .map(|(d, _)| *d);
-        let main_before = used_most.unwrap_or(change.device.as_str());
+        let main_before = used_most.unwrap_or(change.device.as_ref());
         let refused: Vec<i64> = ctx
             .failed_logins
             .get(p.nhs)
@@ -131,7 +131,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                     && !p
                         .sessions
                         .iter()
-                        .any(|s| s.device == *d && s.start >= *t && s.start <= t + HOUR)
+                        .any(|s| *s.device == **d && s.start >= *t && s.start <= t + HOUR)
             })
             .map(|(t, _)| *t)
             .collect();
@@ -183,13 +183,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .filter(|s| {
                 s.start > at
                     && s.reads > 0
-                    && before.contains_key(s.device.as_str())
+                    && before.contains_key(s.device.as_ref())
                     && counts(ctx, s)
             })
             .count();
-        let home_only = sessions
-            .iter()
-            .all(|s| s.ip.as_ref().is_some_and(|ip| p.baseline.ips.contains(ip)));
+        let home_only = sessions.iter().all(|s| {
+            s.ip.as_deref()
+                .is_some_and(|ip| p.baseline.ips.contains(ip))
+        });
         let weeks_of_use = ctx.end - at >= i64::from(ctx.cfg.recent_days) * DAY;
         let second_device = weeks_of_use
             && (home_only || at_holders_hours)

@@ -29,7 +29,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     let recent: Vec<&Session> = p
         .sessions
         .iter()
-        .filter(|s| counts(ctx, s) && s.account != "-" && crate::detect::is_known_device(&s.device))
+        .filter(|s| {
+            counts(ctx, s) && &*s.account != "-" && crate::detect::is_known_device(&s.device)
+        })
         .collect();
     let mut pairs: Vec<(&Session, &Session)> = Vec::new();
     for (i, a) in recent.iter().enumerate() {

@@ -202,7 +202,7 @@ pub fn by_device<'a>(
 ) -> std::collections::BTreeMap<&'a str, Vec<&'a Session>> {
     let mut out: std::collections::BTreeMap<&str, Vec<&Session>> = Default::default();
     for s in p.sessions.iter().filter(|s| keep(s)) {
-        out.entry(s.device.as_str()).or_default().push(s);
+        out.entry(s.device.as_ref()).or_default().push(s);
     }
     out
 }

@@ -73,7 +73,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             {
                 continue;
             }
-            s.device.clone()
+            s.device.to_string()
         } else if let (true, Some(ip)) = (s.device.starts_with(UA_KEY), &s.ip) {
             // On a connection this record's other devices use too (the holder's household), one household's phones
             // of one model cannot be told apart; nor, anywhere, can the holder's own model of phone managing their
@@ -83,11 +83,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             // this record's and taught the model its home. A tablet or computer there may be the household's, and
             // the holder's own phone of the same kind as their partner's, at home, reads their care.
             let shared_connection = devices_on
-                .get(ip.as_str())
-                .is_some_and(|d| d.iter().any(|d| *d != s.device));
+                .get(ip.as_ref())
+                .is_some_and(|d| d.iter().any(|d| *d != &*s.device));
             let key = agent_at_address(&s.device, ip);
             if shared_connection
-                || ((p.baseline.home_ip.as_ref() == Some(ip)
+                || ((p.baseline.home_ip.as_deref() == Some(&**ip)
                     || (p.baseline.is_holders(&s.device) && s.holder_like()))
                     && !(personal(s)
                         && reads_like_watcher_over(&s.device, ip)
@@ -101,7 +101,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         };
         linked
             .entry(key)
-            .or_insert_with(|| (s.device.as_str(), Vec::new()))
+            .or_insert_with(|| (s.device.as_ref(), Vec::new()))
             .1
             .push(s);
     }

@@ -52,7 +52,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 && s.start > first
                 && p.baseline
                     .devices
-                    .get(&s.device)
+                    .get(&*s.device)
                     .is_some_and(|u| u.first <= last)
         });
         let prying = p.baseline.reads_like_watcher(device);

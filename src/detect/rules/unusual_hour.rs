@@ -80,7 +80,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // The holder's own device over addresses it does not use at home hours: most likely the patient away.
         let abroad = rare
             .iter()
-            .filter(|s| s.ip.as_ref().is_some_and(|ip| !p.baseline.ips.contains(ip)))
+            .filter(|s| {
+                s.ip.as_deref()
+                    .is_some_and(|ip| !p.baseline.ips.contains(ip))
+            })
             .count();
         let away = own && abroad == rare.len();
         let counted = rare.len().min(cfg.min_sessions + 6);
