@@ -2071,6 +2071,71 @@ fn without_device_ids_a_phone_moving_between_networks_or_updating_its_app_is_not
     );
 }
 
+#[test]
+fn without_device_ids_two_phones_of_one_model_whose_versions_take_turns_are_two_devices() {
+    // The export has no device ids. The holder's phone (app 2.40.2) manages their care at home in the evenings; a
+    // phone of the same model with another app version, on the same connection an hour or two later, only reads
+    // consultations and problems, on and off through the whole look-back. Versions masked, the two are one device
+    // and the watcher's reading is learned as the holder's; but one phone runs one version at a time, and an update
+    // never goes back, so versions that take turns are two phones.
+    const OURS: &str = "NHSApp/2.40.2 (Android 15; Pixel 8)";
+    const THEIRS: &str = "NHSApp/2.41.0 (Android 15; Pixel 8)";
+    let mut p = Practice::default();
+    p.habit(NHS_A, "acct-a", "", OURS, HOME_A, (0, 55), 2, 19);
+    watching(&mut p, "", THEIRS, HOME_A, (1, 55), 3, 21);
+    let f = p.detect();
+    let found = fired(&f, NHS_A, "unfamiliar_device");
+    assert!(found.is_some(), "{:?}", rules_for(&f, NHS_A));
+
+    // The watcher's phone updates its app halfway: still one phone, the one whose versions took turns with the
+    // holder's from the start.
+    const UPDATED: &str = "NHSApp/2.42.1 (Android 15; Pixel 8)";
+    let mut p = Practice::default();
+    p.habit(NHS_A, "acct-a", "", OURS, HOME_A, (0, 55), 2, 19);
+    watching(&mut p, "", THEIRS, HOME_A, (1, 30), 3, 21);
+    watching(&mut p, "", UPDATED, HOME_A, (31, 55), 3, 21);
+    let f = p.detect();
+    let devices: std::collections::BTreeSet<Option<&str>> = f
+        .iter()
+        .filter(|x| x.nhs_number == NHS_A && x.rule_id == "unfamiliar_device")
+        .map(|x| x.device_id.as_deref())
+        .collect();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+
+    // The look-alike: the holder's phone updated its app, and since then has only followed their results and
+    // letters. Versions that follow one another are one phone, however its reading changes.
+    let mut p = Practice::default();
+    p.habit(NHS_A, "acct-a", "", OURS, HOME_A, (0, 49), 2, 19);
+    reading(
+        &mut p,
+        NHS_A,
+        "",
+        THEIRS,
+        HOME_A,
+        (50, 55),
+        1,
+        19,
+        &[&["test_results", "letters"]],
+    );
+    let f = p.detect();
+    assert!(
+        rules_for(&f, NHS_A).is_empty(),
+        "{:?}",
+        rules_for(&f, NHS_A)
+    );
+
+    // And the holder's own second phone of that model, at another version, managing their care too.
+    let mut p = Practice::default();
+    p.habit(NHS_A, "acct-a", "", OURS, HOME_A, (0, 55), 2, 19);
+    p.habit(NHS_A, "acct-a", "", THEIRS, HOME_A, (1, 55), 3, 21);
+    let f = p.detect();
+    assert!(
+        rules_for(&f, NHS_A).is_empty(),
+        "{:?}",
+        rules_for(&f, NHS_A)
+    );
+}
+
 /// A habit that reads `readings` in turn: a session every `every` days at `hour`, from day `days.0` to `days.1`.
 #[allow(clippy::too_many_arguments)]
 fn reading(

@@ -92,7 +92,9 @@ pub fn detect(
         failed_logins: HashMap::new(),
     };
     context::load_context(store, catalogue, &mut ctx)?;
-    ctx.failed_logins = sessions::failed_logins(store, lookback_start, end)?;
+    // Without device ids, which versions of one model of phone are two phones on one record.
+    let agents = sessions::agent_devices(store, lookback_start, end)?;
+    ctx.failed_logins = sessions::failed_logins(store, lookback_start, end, &agents)?;
 
     // What the export carries decides how sessions are built and which rules can run.
     let coverage = sessions::window_figures(store, lookback_start, end)?;
@@ -127,7 +129,7 @@ pub fn detect(
     };
     for batch in 0..batches {
         let (sessions, events) =
-            sessions::batch_sessions(store, lookback_start, end, (batch, batches))?;
+            sessions::batch_sessions(store, lookback_start, end, (batch, batches), &agents)?;
         if let Some(spill) = &spill {
             if batch + 1 < batches {
                 spill.write(batch, &mut sessions::sessions_frame(&sessions)?)?;

@@ -94,29 +94,152 @@ pub fn window_figures(store: &Path, start: i64, end: i64) -> PolarsResult<FieldC
     })
 }
 
-/// Events with their device key: the device id; without one, the user agent with its version numbers masked (the
-/// regex runs only on the events that need it); without either, the unknown device.
-fn with_device_key(events: LazyFrame) -> PolarsResult<LazyFrame> {
+/// A user agent with its version numbers masked, as [`with_device_key`] masks it in polars (`[0-9]+` to `#`).
+fn masked_agent(ua: &str) -> String {
+    let mut out = String::with_capacity(ua.len());
+    let mut in_digits = false;
+    for c in ua.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+/// The column of [`agent_devices`] that names a user agent's device.
+const AGENT_KEY: &str = "agent_key";
+
+/// Where an export has no device ids, a user agent with its version numbers masked stands for a device, so that an
+/// app or system update is not a new device. But one device runs one version at a time, and an update never goes
+/// back: two versions of one masked user agent that take turns on one record (the second first seen before the
+/// first is last seen) are two devices of one model, such as a couple's phones. For such a patient and masked user
+/// agent, the versions are chained into devices in time order (each version continues the device whose last use
+/// came latest before its first, or starts another), and each version's device is keyed by the user agent the
+/// chain began with. Everything else keeps the masked key. Returns (patient, user agent, device key) for the
+/// versions that are split.
+pub fn agent_devices(store: &Path, start: i64, end: i64) -> PolarsResult<DataFrame> {
+    let spans = collect_streaming(
+        scan_kind(store, Kind::Audit)?
+            .filter(partition_window(start, end))
+            .filter(in_window(start, end))
+            .filter(col(DEVICE_ID).is_null().and(col(USER_AGENT).is_not_null()))
+            .group_by([col(NHS_NUMBER), col(USER_AGENT)])
+            .agg([time().min().alias("first"), time().max().alias("last")]),
+    )?;
+    let (nhs, ua) = (
+        spans.column(NHS_NUMBER)?.str()?,
+        spans.column(USER_AGENT)?.str()?,
+    );
+    let (first, last) = (spans.column("first")?.i64()?, spans.column("last")?.i64()?);
+    // (patient, masked agent) -> its versions as (first, last, agent).
+    type Versions<'a> = Vec<(i64, i64, &'a str)>;
+    let mut groups: BTreeMap<(&str, String), Versions> = BTreeMap::new();
+    for i in 0..spans.height() {
+        if let (Some(n), Some(u), Some(f), Some(l)) =
+            (nhs.get(i), ua.get(i), first.get(i), last.get(i))
+        {
+            groups
+                .entry((n, masked_agent(u)))
+                .or_default()
+                .push((f, l, u));
+        }
+    }
+    let (mut out_nhs, mut out_ua, mut out_key) = (Vec::new(), Vec::new(), Vec::new());
+    for ((n, _), mut versions) in groups {
+        versions.sort();
+        let mut seen_until = i64::MIN;
+        let mut takes_turns = false;
+        for &(f, l, _) in &versions {
+            takes_turns |= f < seen_until;
+            seen_until = seen_until.max(l);
+        }
+        if !takes_turns {
+            continue;
+        }
+        // Chains: (last use, the user agent it began with).
+        let mut chains: Vec<(i64, &str)> = Vec::new();
+        for &(f, l, u) in &versions {
+            let before = chains
+                .iter_mut()
+                .filter(|(until, _)| *until < f)
+                .max_by_key(|(until, _)| *until);
+            let began = match before {
+                Some(chain) => {
+                    chain.0 = l;
+                    chain.1
+                }
+                None => {
+                    chains.push((l, u));
+                    u
+                }
+            };
+            out_nhs.push(n);
+            out_ua.push(u);
+            out_key.push(format!("{UA_KEY}{began}"));
+        }
+    }
+    DataFrame::new(
+        out_nhs.len(),
+        vec![
+            Column::new(NHS_NUMBER.into(), out_nhs),
+            Column::new(USER_AGENT.into(), out_ua),
+            Column::new(AGENT_KEY.into(), out_key),
+        ],
+    )
+}
+
+/// Events with their device key: the device id; without one, the device [`agent_devices`] found for the user agent,
+/// else the user agent with its version numbers masked (the regex runs only on the events that need it); without
+/// either, the unknown device.
+fn with_device_key(events: LazyFrame, agents: &DataFrame) -> PolarsResult<LazyFrame> {
     let with_id = events
         .clone()
         .filter(col(DEVICE_ID).is_not_null())
         .with_column(col(DEVICE_ID).alias("device_key"));
-    let without_id = events.filter(col(DEVICE_ID).is_null()).with_column(
-        coalesce(&[
-            concat_str(
-                [
-                    lit(UA_KEY),
-                    col(USER_AGENT)
-                        .str()
-                        .replace_all(lit(r"[0-9]+"), lit("#"), false),
-                ],
-                "",
-                false,
-            ),
-            lit(UNKNOWN_DEVICE),
-        ])
+    let mut without_id = events.filter(col(DEVICE_ID).is_null());
+    let mut split = Vec::new();
+    if agents.height() > 0 {
+        let mut args = JoinArgs::new(JoinType::Left);
+        args.maintain_order = MaintainOrderJoin::Left;
+        without_id = without_id.join(
+            agents.clone().lazy(),
+            [col(NHS_NUMBER), col(USER_AGENT)],
+            [col(NHS_NUMBER), col(USER_AGENT)],
+            args,
+        );
+        split.push(col(AGENT_KEY));
+    }
+    let without_id = without_id.with_column(
+        coalesce(
+            &[
+                split,
+                vec![concat_str(
+                    [
+                        lit(UA_KEY),
+                        col(USER_AGENT)
+                            .str()
+                            .replace_all(lit(r"[0-9]+"), lit("#"), false),
+                    ],
+                    "",
+                    false,
+                )],
+                vec![lit(UNKNOWN_DEVICE)],
+            ]
+            .concat(),
+        )
         .alias("device_key"),
     );
+    let without_id = if agents.height() > 0 {
+        without_id.drop(by_name([AGENT_KEY], true, false))
+    } else {
+        without_id
+    };
     concat([with_id, without_id], UnionArgs::default())
 }
 
@@ -127,12 +250,13 @@ pub fn failed_logins(
     store: &Path,
     start: i64,
     end: i64,
+    agents: &DataFrame,
 ) -> PolarsResult<std::collections::HashMap<String, Vec<(i64, String)>>> {
     let refused = scan_kind(store, Kind::Audit)?
         .filter(partition_window(start, end))
         .filter(in_window(start, end))
         .filter(col(ACTION).eq(lit("login_failed")));
-    let df = with_device_key(refused)?
+    let df = with_device_key(refused, agents)?
         .select([col(NHS_NUMBER), time().alias("t"), col("device_key")])
         .collect()?;
     let (nhs, t, device) = (
@@ -169,6 +293,7 @@ pub fn batch_sessions(
     start: i64,
     end: i64,
     (batch, batches): (u32, u32),
+    agents: &DataFrame,
 ) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
     let t = time;
     let is_read = one_of(ACTION, "r", &READ_ACTIONS);
@@ -196,7 +321,7 @@ pub fn batch_sessions(
         .filter(col(OUTCOME).eq(lit("success")))
         .with_column(col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"));
     // Per event, only what a session sums up.
-    let mut events = with_device_key(base)?
+    let mut events = with_device_key(base, agents)?
         .select([
             col(NHS_NUMBER),
             col("device_key"),
