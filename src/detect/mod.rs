@@ -92,12 +92,16 @@ pub fn detect(
         failed_logins: HashMap::new(),
     };
     context::load_context(store, catalogue, &mut ctx)?;
-    // Without device ids, which versions of one model of phone are two phones on one record.
-    let agents = sessions::agent_devices(store, lookback_start, end)?;
-    ctx.failed_logins = sessions::failed_logins(store, lookback_start, end, &agents)?;
 
     // What the export carries decides how sessions are built and which rules can run.
     let coverage = sessions::window_figures(store, lookback_start, end)?;
+    // Where events lack device ids, which versions of one model of phone are two phones on one record.
+    let agents = if coverage.device_id < 1.0 {
+        sessions::agent_devices(store, lookback_start, end)?
+    } else {
+        polars::prelude::DataFrame::empty()
+    };
+    ctx.failed_logins = sessions::failed_logins(store, lookback_start, end, &agents)?;
     // Batches of patients: the window's events over `detect.batch_events`, at most 100 (the batches are the last
     // two digits of the NHS number).
     let batches = coverage

@@ -36,8 +36,8 @@ pub const CARE_SECTIONS: [&str; 3] = ["appointments", "allergies", "immunisation
 
 /// Device keys for events with no `device_id`: the user agent with its version numbers masked (so an app update is
 /// not a new device; versions that take turns on one record are two phones, see
-/// [`crate::detect::sessions::agent_devices`]), else nothing. An address is never a device key: a phone moves between Wi-Fi and mobile data,
-/// and thousands of people sit behind one address. The rules that follow a device across patients' records use real
+/// [`crate::detect::sessions::agent_devices`]), else nothing. An address is never a device key: a phone moves
+/// between Wi-Fi and mobile data, and thousands of people sit behind one address. The rules that follow a device across patients' records use real
 /// device ids only.
 pub const UA_KEY: &str = "ua:";
 pub const UNKNOWN_DEVICE: &str = "unknown device";
