@@ -94,22 +94,19 @@ pub fn window_figures(store: &Path, start: i64, end: i64) -> PolarsResult<FieldC
     })
 }
 
-/// A user agent with its version numbers masked, as [`with_device_key`] masks it in polars (`[0-9]+` to `#`).
-fn masked_agent(ua: &str) -> String {
-    let mut out = String::with_capacity(ua.len());
-    let mut in_digits = false;
-    for c in ua.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('#');
-            }
-            in_digits = true;
-        } else {
-            out.push(c);
-            in_digits = false;
-        }
-    }
-    out
+/// The device key of a user agent with its version numbers masked (`[0-9]+` to `#`), so an app update is not a new
+/// device; null without a user agent.
+fn masked_agent() -> Expr {
+    concat_str(
+        [
+            lit(UA_KEY),
+            col(USER_AGENT)
+                .str()
+                .replace_all(lit(r"[0-9]+"), lit("#"), false),
+        ],
+        "",
+        false,
+    )
 }
 
 /// The column of [`agent_devices`] that names a user agent's device.
@@ -130,24 +127,27 @@ pub fn agent_devices(store: &Path, start: i64, end: i64) -> PolarsResult<DataFra
             .filter(in_window(start, end))
             .filter(col(DEVICE_ID).is_null().and(col(USER_AGENT).is_not_null()))
             .group_by([col(NHS_NUMBER), col(USER_AGENT)])
-            .agg([time().min().alias("first"), time().max().alias("last")]),
+            .agg([time().min().alias("first"), time().max().alias("last")])
+            .with_column(masked_agent().alias("masked")),
     )?;
-    let (nhs, ua) = (
+    let (nhs, ua, masked) = (
         spans.column(NHS_NUMBER)?.str()?,
         spans.column(USER_AGENT)?.str()?,
+        spans.column("masked")?.str()?,
     );
     let (first, last) = (spans.column("first")?.i64()?, spans.column("last")?.i64()?);
     // (patient, masked agent) -> its versions as (first, last, agent).
     type Versions<'a> = Vec<(i64, i64, &'a str)>;
-    let mut groups: BTreeMap<(&str, String), Versions> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Versions> = BTreeMap::new();
     for i in 0..spans.height() {
-        if let (Some(n), Some(u), Some(f), Some(l)) =
-            (nhs.get(i), ua.get(i), first.get(i), last.get(i))
-        {
-            groups
-                .entry((n, masked_agent(u)))
-                .or_default()
-                .push((f, l, u));
+        if let (Some(n), Some(u), Some(m), Some(f), Some(l)) = (
+            nhs.get(i),
+            ua.get(i),
+            masked.get(i),
+            first.get(i),
+            last.get(i),
+        ) {
+            groups.entry((n, m)).or_default().push((f, l, u));
         }
     }
     let (mut out_nhs, mut out_ua, mut out_key) = (Vec::new(), Vec::new(), Vec::new());
@@ -202,43 +202,24 @@ fn with_device_key(events: LazyFrame, agents: &DataFrame) -> PolarsResult<LazyFr
         .clone()
         .filter(col(DEVICE_ID).is_not_null())
         .with_column(col(DEVICE_ID).alias("device_key"));
-    let mut without_id = events.filter(col(DEVICE_ID).is_null());
-    let mut split = Vec::new();
-    if agents.height() > 0 {
+    let without_id = events.filter(col(DEVICE_ID).is_null());
+    let without_id = if agents.height() == 0 {
+        without_id.with_column(coalesce(&[masked_agent(), lit(UNKNOWN_DEVICE)]).alias("device_key"))
+    } else {
         let mut args = JoinArgs::new(JoinType::Left);
         args.maintain_order = MaintainOrderJoin::Left;
-        without_id = without_id.join(
-            agents.clone().lazy(),
-            [col(NHS_NUMBER), col(USER_AGENT)],
-            [col(NHS_NUMBER), col(USER_AGENT)],
-            args,
-        );
-        split.push(col(AGENT_KEY));
-    }
-    let without_id = without_id.with_column(
-        coalesce(
-            &[
-                split,
-                vec![concat_str(
-                    [
-                        lit(UA_KEY),
-                        col(USER_AGENT)
-                            .str()
-                            .replace_all(lit(r"[0-9]+"), lit("#"), false),
-                    ],
-                    "",
-                    false,
-                )],
-                vec![lit(UNKNOWN_DEVICE)],
-            ]
-            .concat(),
-        )
-        .alias("device_key"),
-    );
-    let without_id = if agents.height() > 0 {
-        without_id.drop(by_name([AGENT_KEY], true, false))
-    } else {
         without_id
+            .join(
+                agents.clone().lazy(),
+                [col(NHS_NUMBER), col(USER_AGENT)],
+                [col(NHS_NUMBER), col(USER_AGENT)],
+                args,
+            )
+            .with_column(
+                coalesce(&[col(AGENT_KEY), masked_agent(), lit(UNKNOWN_DEVICE)])
+                    .alias("device_key"),
+            )
+            .drop(by_name([AGENT_KEY], true, false))
     };
     concat([with_id, without_id], UnionArgs::default())
 }
