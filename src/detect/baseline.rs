@@ -38,8 +38,10 @@ pub struct DeviceUse {
     pub days: usize,
     /// Sessions not made by a formal proxy within a recorded link (in the run's device histories).
     pub non_proxy_sessions: usize,
-    /// Addresses the device used on this record, up to [`MAX_IPS`] (in the run's device histories).
-    pub ips: BTreeSet<String>,
+    /// Addresses the device used on this record, the first [`MAX_IPS`] distinct ones (in the run's device
+    /// histories). A short list, not a set: most devices use one or two addresses on a record, and a run keeps one
+    /// of these for every device and record.
+    pub ips: Vec<Text>,
 }
 
 impl DeviceUse {
@@ -63,10 +65,24 @@ impl DeviceUse {
 /// from hundreds of mobile addresses.
 pub const MAX_IPS: usize = 16;
 
-/// Whose records a device has been used on.
+/// Whose records a device has been used on: (NHS number, use), in NHS number order once pass one is done (see
+/// [`finish_device_histories`]).
+///
+/// A sorted list rather than a map: nearly every device is used on one record, and a run keeps one of these for every
+/// device in the practice (a million at 100M events). A `BTreeMap` allocates a node for eleven entries however few it
+/// holds, about 1.3 KB for a device on one record; the list holds what it holds.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceHistory {
-    pub on: BTreeMap<String, DeviceUse>,
+    pub on: Vec<(Text, DeviceUse)>,
+}
+
+/// Puts every device's records in NHS number order, once all batches have been added: the order the rules read them
+/// in, whatever order the batches came in.
+pub fn finish_device_histories(devices: &mut HashMap<String, DeviceHistory>) {
+    for h in devices.values_mut() {
+        h.on.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        h.on.shrink_to_fit();
+    }
 }
 
 /// Adds a batch of patients' sessions to the run's device histories. Real device ids are tracked; a user agent alone
@@ -78,7 +94,7 @@ pub fn add_device_histories(
     recent_start: i64,
     is_formal_proxy: impl Fn(&Session) -> bool,
 ) {
-    for (nhs, list) in sessions {
+    for list in sessions.values() {
         for s in list {
             // A real device id; without one, a user agent from one address (see `agent_at_address`).
             let key = if is_identified_device(&s.device) {
@@ -88,22 +104,28 @@ pub fn add_device_histories(
             } else {
                 continue;
             };
-            let u = out
-                .entry(key)
-                .or_default()
-                .on
-                .entry(nhs.clone())
-                .or_insert_with(|| DeviceUse {
-                    first: s.start,
-                    ..Default::default()
-                });
+            let on = &mut out.entry(key).or_default().on;
+            // A patient's sessions all come before the next patient's, and each patient is in one batch only: a
+            // record already on this device's list is its last.
+            if on.last().is_none_or(|(n, _)| *n != s.nhs_number) {
+                on.push((
+                    s.nhs_number.clone(),
+                    DeviceUse {
+                        first: s.start,
+                        ..Default::default()
+                    },
+                ));
+            }
+            let Some((_, u)) = on.last_mut() else {
+                continue;
+            };
             count_session(u, s, recent_start);
             if !is_formal_proxy(s) {
                 u.non_proxy_sessions += 1;
             }
             if let Some(ip) = &s.ip {
-                if u.ips.len() < MAX_IPS {
-                    u.ips.insert(ip.to_string());
+                if u.ips.len() < MAX_IPS && !u.ips.contains(ip) {
+                    u.ips.push(ip.clone());
                 }
             }
         }
@@ -580,5 +602,94 @@ impl PatientBaseline {
         } else {
             format!("mostly in the hours starting {}", parts.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(nhs: &str, device: &str, start: i64, ip: &str) -> Session {
+        Session {
+            nhs_number: nhs.into(),
+            start,
+            end: start,
+            device: device.into(),
+            account: nhs.into(),
+            role: "patient".into(),
+            ip: Some(ip.into()),
+            user_agent: None,
+            events: 1,
+            reads: 1,
+            prying_reads: 1,
+            broad_reads: 0,
+            owner_actions: 0,
+            account_change_at: None,
+            account_change: None,
+        }
+    }
+
+    fn batch(sessions: &[Session]) -> BTreeMap<String, Vec<Session>> {
+        let mut out: BTreeMap<String, Vec<Session>> = BTreeMap::new();
+        for s in sessions {
+            out.entry(s.nhs_number.to_string())
+                .or_default()
+                .push(s.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn a_devices_records_are_in_nhs_number_order_whatever_order_the_batches_came_in() {
+        let mut devices = HashMap::new();
+        // The second batch holds the lower NHS numbers, as batches by the last two digits do.
+        for b in [
+            batch(&[
+                session("9000000019", "dev-1", 10, "a"),
+                session("9000000027", "dev-1", 20, "b"),
+            ]),
+            batch(&[
+                session("9000000001", "dev-1", 30, "c"),
+                session("9000000035", "dev-1", 40, "d"),
+            ]),
+        ] {
+            add_device_histories(&mut devices, &b, 0, |_| false);
+        }
+        finish_device_histories(&mut devices);
+        let on: Vec<&str> = devices["dev-1"]
+            .on
+            .iter()
+            .map(|(n, _)| n.as_ref())
+            .collect();
+        assert_eq!(on, ["9000000001", "9000000019", "9000000027", "9000000035"]);
+    }
+
+    #[test]
+    fn a_device_keeps_each_record_once_with_its_first_distinct_addresses_up_to_the_bound() {
+        let mut devices = HashMap::new();
+        let mut sessions = Vec::new();
+        for i in 0..(MAX_IPS as i64 + 5) {
+            // Each address twice, then new ones past the bound.
+            sessions.push(session(
+                "9000000001",
+                "dev-1",
+                2 * i,
+                &format!("10.0.0.{i}"),
+            ));
+            sessions.push(session(
+                "9000000001",
+                "dev-1",
+                2 * i + 1,
+                &format!("10.0.0.{i}"),
+            ));
+        }
+        add_device_histories(&mut devices, &batch(&sessions), 0, |_| false);
+        let h = &devices["dev-1"];
+        assert_eq!(h.on.len(), 1);
+        let u = &h.on[0].1;
+        assert_eq!(u.sessions, sessions.len());
+        let ips: Vec<&str> = u.ips.iter().map(|ip| ip.as_ref()).collect();
+        let first: Vec<String> = (0..MAX_IPS).map(|i| format!("10.0.0.{i}")).collect();
+        assert_eq!(ips, first.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }

@@ -81,11 +81,10 @@ impl Context<'_> {
         }
         // The same connection on both records: this session's address, or any address the patient's own devices
         // use at home hours.
-        let home =
-            |ip: &String| s.ip.as_deref() == Some(ip.as_str()) || p.baseline.ips.contains(ip);
+        let home = |ip: &Text| s.ip.as_ref() == Some(ip) || p.baseline.ips.contains(ip.as_ref());
         self.devices.get(&*s.device).is_some_and(|h| {
             h.on.iter().any(|(other, u)| {
-                other.as_str() != p.nhs
+                other.as_ref() != p.nhs
                     && u.sessions >= self.cfg.established_device_sessions
                     && u.ips.iter().any(home)
             })
@@ -114,12 +113,12 @@ impl Context<'_> {
         self.devices.get(device).and_then(|h| {
             h.on.iter()
                 .find(|(o, u)| {
-                    o.as_str() != nhs
+                    o.as_ref() != nhs
                         && u.sessions >= self.cfg.established_device_sessions
                         && u.non_proxy_sessions > 0
                         && manages(u)
                 })
-                .map(|(o, u)| (o.as_str(), u.first))
+                .map(|(o, u)| (o.as_ref(), u.first))
         })
     }
 

@@ -153,6 +153,7 @@ pub fn detect(
         }
     }
     ctx.practice_hours = baseline::practice_hours(&hour_counts);
+    baseline::finish_device_histories(&mut devices);
     ctx.devices = devices;
 
     // Pass two: the rules, patient by patient, batch by batch. The last batch of pass one is still in memory, so
