@@ -381,6 +381,14 @@ fn unusual_hour_fires_at_hours_the_patient_never_uses_but_not_for_a_night_worker
         fired(&f, NHS_A, "unusual_hour").is_none(),
         "a night worker at their usual hours"
     );
+    // Nor, after a 104 code, is their own reading at those hours someone else's: with no visits by day, nothing says
+    // they sleep at night, even in an export without addresses (where no visit can be seen away from home).
+    for ip in [HOME_A, ""] {
+        let mut n = Practice::default();
+        n.habit(NHS_A, "acct-a", "phone-a", PHONE, ip, (0, 55), 2, 3);
+        restrict_a(&mut n, "2026-11-14 10:00");
+        assert_not_fired(&n.detect(), NHS_A, "access_despite_restriction");
+    }
 
     // Reading a new entry straight away, at an hour otherwise unused, is explained by the entry.
     let mut e = with_habit();
@@ -861,10 +869,35 @@ fn nights_on_a_phone_around_a_104(night_days: (i64, i64), every: usize) -> Pract
 fn access_despite_restriction_counts_night_reading_on_the_patients_phone_that_began_with_the_concern_but_not_a_night_habit(
 ) {
     // Months of evenings on A's phone; from day 40, a week before the 104 code, the same phone reads A's record at
-    // 03:00 every other night, now and then opening the appointments. Eight such visits in the last fortnight of a
-    // light user's record teach the model of A's hours that 03:00 is A's, so the hours alone say nothing; but the
-    // record's nights were never read before the weeks around the code, and after it they are.
+    // 03:00 every other night, now and then opening the appointments. Nothing on A's devices shows A awake at night
+    // (no order, booking or message then, no night visit away from the home connection), so the nights are not A's
+    // hours, and the four after the code count.
     let d = nights_on_a_phone_around_a_104((40, 54), 2).detection();
+    let r = fired(&d.findings, NHS_A, "access_despite_restriction")
+        .unwrap_or_else(|| panic!("nights after the code count: {:?}", d.findings));
+    assert!(
+        r.explanation.contains("opened 4 times"),
+        "{}",
+        r.explanation
+    );
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
+
+    // A orders a repeat prescription on that phone at 02:40 one night in September: A is awake at night sometimes, and
+    // eight night visits in the last fortnight of a light user's record teach the model that 03:00 is A's, so the hours
+    // alone say nothing. But the record's nights were never read before the weeks around the code, and after it they
+    // are.
+    let awake_once = |p: &mut Practice| {
+        p.action(
+            NHS_A,
+            "acct-a",
+            "phone-a",
+            "2026-09-10 02:40",
+            "order_prescription",
+        );
+    };
+    let mut p = nights_on_a_phone_around_a_104((40, 54), 2);
+    awake_once(&mut p);
+    let d = p.detection();
     let r = fired(&d.findings, NHS_A, "access_despite_restriction")
         .unwrap_or_else(|| panic!("nights that began with the concern count: {:?}", d.findings));
     assert!(
@@ -877,10 +910,11 @@ fn access_despite_restriction_counts_night_reading_on_the_patients_phone_that_be
     );
     assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.patients);
 
-    // Such nights over the whole history instead, one every five days, two of them after the code: A's own
-    // night-time habit, which the code does not stop. Not this rule.
-    let d = nights_on_a_phone_around_a_104((-40, 55), 5).detection();
-    assert_not_fired(&d.findings, NHS_A, "access_despite_restriction");
+    // Such nights over the whole history instead, one every five days, two of them after the code, from a holder who
+    // is up at night now and then: A's own night-time habit, which the code does not stop. Not this rule.
+    let mut p = nights_on_a_phone_around_a_104((-40, 55), 5);
+    awake_once(&mut p);
+    assert_not_fired(&p.detection().findings, NHS_A, "access_despite_restriction");
 }
 
 /// A's phone every 3 days at 19:00 until 11 Nov (day 44), and a tablet once a week at 20:00; a password reset on a
@@ -1637,6 +1671,97 @@ fn someone_who_uses_the_holders_phone_more_than_the_holder_is_found_though_they_
         &p.detection(),
         "a majority that hardly ever manages care is not the holder's hours",
     );
+}
+
+/// A's phone every third evening at 19:00, reading as A does (the appointments in one visit in three), and the same
+/// phone at 02:00 nearly every night, reading consultations, letters, problems and documents and glancing at the
+/// appointments in one visit in six, half as often as A; each night visit from `night_ip`.
+fn nights_that_glance_at_care(night_ip: &str) -> Practice {
+    let mut p = Practice::default();
+    on_phone_a(
+        &mut p,
+        (0, 55),
+        3,
+        19,
+        &[
+            &["summary", "medications"],
+            &["test_results"],
+            &["appointments", "test_results"],
+        ],
+    );
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        night_ip,
+        (1, 55),
+        1,
+        2,
+        &[
+            &["consultations", "letters"],
+            &["problems"],
+            &["appointments", "documents"],
+            &["letters"],
+            &["test_results", "consultations"],
+            &["documents"],
+        ],
+    );
+    p
+}
+
+#[test]
+fn someone_on_the_holders_phone_every_night_is_found_though_they_glance_at_care_unless_the_holder_is_seen_awake_at_night(
+) {
+    // Three visits in four are at 02:00, at home, and they glance at care half as often as A's evenings do: too many
+    // to be a minority the model of A's hours can hold out, too often managing care to stand out from A's hours
+    // beyond chance. But nothing shows A awake at night: no order, booking or message then, and no night visit from
+    // anywhere A's phone is not by day. Someone who takes the phone while its owner sleeps reads it where it sleeps.
+    let d = nights_that_glance_at_care(HOME_A).detection();
+    night_hours_on_phone_a(
+        &d,
+        "nights nobody is seen awake in are not the holder's hours",
+    );
+    let u = fired(&d.findings, NHS_A, "unusual_hour").expect("fired");
+    assert!(
+        u.explanation
+            .contains("mostly in the hours starting 19:00.")
+            && !u.explanation.contains("starting 02:00"),
+        "the holder's hours named are their evenings, not the nights: {}",
+        u.explanation
+    );
+
+    // The same nights from another address (a night shift at work): the phone is out at night, so its owner is awake
+    // and out with it. Not flagged.
+    let d = nights_that_glance_at_care(HOME_B).detection();
+    assert_not_flagged(&d, NHS_A);
+
+    // At home, but every fifth night the phone is also out at 03:00, somewhere it never is by day: A is up and about
+    // at night now and then, so the nights at home may be A's too. Not flagged.
+    let mut p = nights_that_glance_at_care(HOME_A);
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_B,
+        (3, 55),
+        5,
+        3,
+        &[&["test_results"]],
+    );
+    assert_not_flagged(&p.detection(), NHS_A);
+
+    // At home, but A orders a repeat prescription on the phone at 02:30 one night: A is up at night. Not flagged.
+    let mut p = nights_that_glance_at_care(HOME_A);
+    p.action(
+        NHS_A,
+        "acct-a",
+        "phone-a",
+        "2026-10-20 02:30",
+        "order_prescription",
+    );
+    assert_not_flagged(&p.detection(), NHS_A);
 }
 
 #[test]

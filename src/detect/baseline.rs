@@ -9,7 +9,11 @@
 //!   device that only ever reads is not recognised as the holder's, however long it has been there;
 //! - the holder's hours are learned from their own sessions of that kind on their own devices, shrunk towards the
 //!   practice's hours, with a core that a recurring minority cannot move and a check of how often each hour's
-//!   visits manage care (see [`PatientBaseline::foreign_hour`]).
+//!   visits manage care (see [`PatientBaseline::foreign_hour`]);
+//! - the middle of the night is the holder's only when their devices show them awake then: an order, a booking or a
+//!   message, or a night visit from an address their devices never use by day (see
+//!   [`PatientBaseline::asleep_at_night`]). Reading is what someone who takes the phone while its owner sleeps does
+//!   too, and when they read more often than the owner does, their nights would otherwise be learned as the owner's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -143,6 +147,8 @@ fn count_session(u: &mut DeviceUse, s: &Session, recent_start: i64) {
 
 /// The share of the holder's sessions their core hours hold.
 pub const CORE_SHARE: f64 = 0.8;
+/// The middle of the night, local hours: when most people sleep.
+pub const NIGHT_HOURS: std::ops::Range<u32> = 0..5;
 /// Sessions that manage care needed before the holder's hours are learned from them alone.
 pub const MIN_CARE_SESSIONS: f64 = 6.0;
 /// Visits (in an hour and its neighbours) before that hour's share of care is judged.
@@ -286,6 +292,8 @@ pub struct PatientBaseline {
     /// Hours (with their neighbours) whose visits on the holder's devices manage care at under
     /// [`LOW_CARE_RATIO`] of the rate at the holder's other hours, beyond chance ([`LOW_CARE_ODDS`]).
     pub low_care: [bool; 24],
+    /// The holder is asleep in the middle of the night (see [`NIGHT_HOURS`]): their devices are never seen awake then.
+    pub asleep_at_night: bool,
     /// Addresses the holder's devices use at the holder's usual hours.
     pub ips: HashSet<String>,
     /// The address the holder's devices use most: the household connection.
@@ -483,15 +491,36 @@ impl PatientBaseline {
         for s in sessions.iter().filter(own) {
             if let Some(ip) = &s.ip {
                 *ip_counts.entry(ip).or_default() += 1;
-                if !self.foreign_hour(ctx, s.start) {
-                    self.ips.insert(ip.to_string());
-                }
             }
         }
         self.home_ip = ip_counts
             .into_iter()
             .max_by(|a, c| (a.1, c.0).cmp(&(c.1, a.0)))
             .map(|(ip, _)| ip.to_string());
+        // Asleep at night unless the holder's devices show them awake then. Reading shows nothing: it is what someone
+        // who takes the phone while its owner sleeps does too, appointments included. An order, a booking or a
+        // message shows the holder awake; so does a night visit from an address their devices never use by day (at
+        // work, out), since the phone of someone asleep stays where they sleep. With no visits by day there is no
+        // such place to compare with, and nothing says the night is not the holder's.
+        let night = |s: &Session| NIGHT_HOURS.contains(&ctx.hour(s.start));
+        let day_ips: HashSet<&str> = all
+            .iter()
+            .filter(|s| !night(s))
+            .filter_map(|s| s.ip.as_deref())
+            .collect();
+        let away = |s: &Session| s.ip.as_deref().is_some_and(|ip| !day_ips.contains(ip));
+        let by_day = all.iter().any(|s| !night(s));
+        let awake = all
+            .iter()
+            .any(|s| night(s) && (s.owner_actions > 0 || away(s)));
+        self.asleep_at_night = by_day && !awake;
+        for s in sessions.iter().filter(own) {
+            if let Some(ip) = &s.ip {
+                if !self.foreign_hour(ctx, s.start) {
+                    self.ips.insert(ip.to_string());
+                }
+            }
+        }
     }
 
     /// An hour the holder does not keep: almost never used (`unusual_hour.rare_share`), at least
@@ -505,6 +534,7 @@ impl PatientBaseline {
     pub fn foreign_local_hour(&self, ctx: &Context, h: u32) -> bool {
         self.hour_share[h as usize] < ctx.cfg.unusual_hour.rare_share
             || self.low_care[h as usize]
+            || (self.asleep_at_night && NIGHT_HOURS.contains(&h))
             || self
                 .core
                 .is_some_and(|c| c.distance(h) >= ctx.cfg.unusual_hour.core_distance_hours)
@@ -575,17 +605,18 @@ impl PatientBaseline {
         self.holder_devices.contains(device)
     }
 
-    /// The patient's usual hours in words: the smallest set of hours holding most of their sessions.
-    pub fn usual_hours(&self) -> String {
+    /// The patient's usual hours in words: the smallest set of the hours they keep holding most of their sessions
+    /// there. The hours the model takes for someone else's are left out, however often the record was read then.
+    pub fn usual_hours(&self, ctx: &Context) -> String {
         let mut hours: Vec<(usize, f64)> = self
             .hour_counts
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, c)| *c > 0.0)
+            .filter(|(h, c)| *c > 0.0 && !self.foreign_local_hour(ctx, *h as u32))
             .collect();
         hours.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let total: f64 = self.hour_counts.iter().sum();
+        let total: f64 = hours.iter().map(|(_, c)| c).sum();
         let mut kept = Vec::new();
         let mut acc = 0.0;
         for (h, c) in hours {
@@ -598,7 +629,7 @@ impl PatientBaseline {
         kept.sort();
         let parts: Vec<String> = kept.iter().map(|h| format!("{h:02}:00")).collect();
         if parts.is_empty() {
-            "no usual hours yet".into()
+            "at no regular hours yet".into()
         } else {
             format!("mostly in the hours starting {}", parts.join(", "))
         }

@@ -78,7 +78,7 @@ pub fn patient_charts(
                     .map(|rs| rs.iter().map(|r| (r.from, r.until)).collect())
                     .unwrap_or_default(),
                 hour_share: baseline.hour_share,
-                usual_hours: baseline.usual_hours(),
+                usual_hours: baseline.usual_hours(ctx),
             }
         })
         .collect()

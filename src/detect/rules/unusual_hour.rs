@@ -25,12 +25,18 @@ pub const META: RuleMeta = RuleMeta {
     detects: "Sessions on several days at local hours the account holder does not keep, on any device (their own \
               included), that manage no care, not explained by a new entry or an appointment just before. The \
               holder's hours are learned from the sessions in which they manage their own care, and from their core \
-              hours, so foreign sessions never become usual however long they have recurred. Hours alone score low, \
+              hours, so foreign sessions never become usual however long they have recurred. The middle of the night \
+              (00:00-05:00) is not the holder's at all when their devices never show them awake then: no booking, \
+              order or message, and no night visit from anywhere the phone is not by day. Hours alone score low, \
               except a run of night-time visits while the holder sleeps, a long read-only routine, or a read-only \
               routine that began lately (its visits crowded into the last `recent_days` far beyond the record's \
               other use).",
     benign_lookalikes: &[
-        "a night-shift worker at their usual night hours (not flagged: those hours are usual for them)",
+        "a night-shift worker at their usual night hours (not flagged: those hours are usual for them, their phone \
+         is out at work with them, or they manage their care at night)",
+        "a patient who reads their record in bed at night and never books, orders or messages then (their nights \
+         count as hours they do not keep: low, unless the visits read only what a watcher reads, run on several \
+         nights and make up a good share of all use)",
         "a patient abroad in another time zone (scores lower: own device, new addresses)",
         "a patient reading a new result as soon as it appears (not counted: explained by the entry)",
         "a patient whose routine moved lately (a new job, a new baby): not a routine that began lately when their \
@@ -213,7 +219,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             times(rare.len()),
             days.len(),
             list_times(ctx, &rare),
-            p.baseline.usual_hours(),
+            p.baseline.usual_hours(ctx),
             if own {
                 // Say what fits the hours: the small hours, the day, or both.
                 match (night, rare.len() - night) {
