@@ -40,8 +40,9 @@ pub struct Context<'a> {
     pub restrictions: HashMap<String, Vec<RestrictionPeriod>>,
     /// The practice's share of sessions per local hour, the prior for patients with little history.
     pub practice_hours: [f64; 24],
-    /// (patient, proxy account) -> periods of formal proxy access.
-    pub proxy_links: HashMap<(String, String), Vec<ProxyPeriod>>,
+    /// Patient -> proxy account -> periods of formal proxy access (two levels, so that a session's borrowed strings
+    /// look it up without allocating a key).
+    pub proxy_links: HashMap<String, HashMap<String, Vec<ProxyPeriod>>>,
     /// Refused logins per patient over the look-back, in time order: (when, device key).
     pub failed_logins: HashMap<String, Vec<(i64, String)>>,
 }
@@ -65,7 +66,8 @@ impl Context<'_> {
     /// Whether a session is a formal proxy acting within a recorded proxy link.
     pub fn is_formal_proxy(&self, s: &Session) -> bool {
         self.proxy_links
-            .get(&(s.nhs_number.to_string(), s.account.to_string()))
+            .get(&*s.nhs_number)
+            .and_then(|accounts| accounts.get(&*s.account))
             .is_some_and(|periods| {
                 periods
                     .iter()
@@ -265,7 +267,9 @@ pub fn load_context(
     for i in 0..p.height() {
         if let (Some(n), Some(a), Some(f)) = (nhs[i].clone(), acct[i].clone(), from[i]) {
             ctx.proxy_links
-                .entry((n, a))
+                .entry(n)
+                .or_default()
+                .entry(a)
                 .or_default()
                 .push((f, until[i]));
         }

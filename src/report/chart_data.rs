@@ -6,14 +6,14 @@ use chrono::NaiveDate;
 
 use crate::context::catalogue::Category;
 use crate::detect::baseline::PatientBaseline;
-use crate::detect::{scoring, Context, Finding};
+use crate::detect::{scoring, Context, Finding, Text};
 
 /// What the report draws for one flagged patient.
 #[derive(Debug, Clone, Default)]
 pub struct PatientChart {
     pub nhs_number: String,
-    /// (start, device) of every session on the record in the look-back.
-    pub sessions: Vec<(i64, String)>,
+    /// (start, device) of every session on the record in the look-back; the device shares the batch's string.
+    pub sessions: Vec<(i64, Text)>,
     /// Starts of the sessions behind the findings.
     pub evidence: std::collections::BTreeSet<i64>,
     pub sensitive: Vec<(i64, Category)>,
@@ -55,7 +55,7 @@ pub fn patient_charts(
                 nhs_number: p.nhs_number.clone(),
                 sessions: sessions
                     .iter()
-                    .map(|s| (s.start, s.device.to_string()))
+                    .map(|s| (s.start, s.device.clone()))
                     .collect(),
                 evidence: findings
                     .iter()

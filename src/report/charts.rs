@@ -35,7 +35,7 @@ pub fn patient_timeline(p: &PatientChart, runs: &RunCharts, tz: Tz) -> DrawResul
     let x0 = (runs.end as f64 - 42.0 * DAY).max(runs.lookback_start as f64);
     let mut devices: Vec<&str> = Vec::new();
     for (_, d) in &p.sessions {
-        if !devices.contains(&d.as_str()) {
+        if !devices.contains(&d.as_ref()) {
             devices.push(d);
         }
     }
