@@ -1730,6 +1730,20 @@ fn someone_on_the_holders_phone_every_night_is_found_though_they_glance_at_care_
         "the holder's hours named are their evenings, not the nights: {}",
         u.explanation
     );
+    // The report's hour chart draws the same: the evenings as A's usual use, the nights as none of it.
+    let chart = d
+        .charts
+        .patients
+        .iter()
+        .find(|c| c.nhs_number == NHS_A)
+        .expect("a flagged patient has charts");
+    assert!(
+        chart.hour_share[19] > 0.0
+            && chart.hour_share[2] == 0.0
+            && (chart.hour_share.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+        "A's own hours, as shares of A's own use: {:?}",
+        chart.hour_share
+    );
 
     // The same nights from another address (a night shift at work): the phone is out at night, so its owner is awake
     // and out with it. Not flagged.

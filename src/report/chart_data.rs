@@ -19,7 +19,9 @@ pub struct PatientChart {
     pub sensitive: Vec<(i64, Category)>,
     pub visits: Vec<(i64, i64)>,
     pub restrictions: Vec<(i64, Option<i64>)>,
-    /// The patient's usual share of sessions per local hour (baseline).
+    /// The patient's usual share of sessions per local hour (baseline), at the hours the model takes for theirs: an
+    /// hour it takes for someone else's (see `PatientBaseline::foreign_hour`) is drawn empty, however often the
+    /// record was read then, as the explanations name only the patient's own hours as usual.
     pub hour_share: [f64; 24],
     pub usual_hours: String,
 }
@@ -33,6 +35,24 @@ pub struct RunCharts {
     pub lookback_start: i64,
     pub recent_start: i64,
     pub end: i64,
+}
+
+/// The holder's share of sessions per local hour over the hours the model takes for theirs (summing to one): an hour
+/// it takes for someone else's is empty.
+fn own_hours_share(ctx: &Context, baseline: &PatientBaseline) -> [f64; 24] {
+    let own: [f64; 24] = std::array::from_fn(|h| {
+        if baseline.foreign_local_hour(ctx, h as u32) {
+            0.0
+        } else {
+            baseline.hour_share[h]
+        }
+    });
+    let total: f64 = own.iter().sum();
+    if total > 0.0 {
+        own.map(|s| s / total)
+    } else {
+        own
+    }
 }
 
 /// The chart data of a batch's flagged patients, taken while detection holds the batch's sessions.
@@ -77,7 +97,7 @@ pub fn patient_charts(
                     .get(&p.nhs_number)
                     .map(|rs| rs.iter().map(|r| (r.from, r.until)).collect())
                     .unwrap_or_default(),
-                hour_share: baseline.hour_share,
+                hour_share: own_hours_share(ctx, &baseline),
                 usual_hours: baseline.usual_hours(ctx),
             }
         })
