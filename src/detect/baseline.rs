@@ -15,7 +15,7 @@
 //!   [`PatientBaseline::asleep_at_night`]). Reading is what someone who takes the phone while its owner sleeps does
 //!   too, and when they read more often than the owner does, their nights would otherwise be learned as the owner's.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
@@ -82,7 +82,7 @@ pub struct DeviceHistory {
 
 /// Puts every device's records in NHS number order, once all batches have been added: the order the rules read them
 /// in, whatever order the batches came in.
-pub fn finish_device_histories(devices: &mut HashMap<String, DeviceHistory>) {
+pub fn finish_device_histories(devices: &mut FastMap<String, DeviceHistory>) {
     for h in devices.values_mut() {
         h.on.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         h.on.shrink_to_fit();
@@ -93,7 +93,7 @@ pub fn finish_device_histories(devices: &mut HashMap<String, DeviceHistory>) {
 /// stands for many people's devices, so without an id it is tracked only together with the address it was seen from
 /// (see [`agent_at_address`]).
 pub fn add_device_histories(
-    out: &mut HashMap<String, DeviceHistory>,
+    out: &mut FastMap<String, DeviceHistory>,
     sessions: &BTreeMap<String, Vec<Session>>,
     recent_start: i64,
     is_formal_proxy: impl Fn(&Session) -> bool,
@@ -278,9 +278,9 @@ pub struct PatientBaseline {
     pub baseline_sessions: usize,
     /// Enough history to judge hours and pace (see `min_baseline_sessions`, `min_baseline_days`).
     pub enough: bool,
-    pub devices: HashMap<String, DeviceUse>,
+    pub devices: FastMap<String, DeviceUse>,
     /// The devices that manage the patient's care: the holder's own.
-    pub holder_devices: HashSet<String>,
+    pub holder_devices: FastSet<String>,
     /// The holder's main device: the one they carry.
     pub primary_device: Option<String>,
     /// The holder's sessions per local hour (the evidence the hours are learned from).
@@ -295,7 +295,7 @@ pub struct PatientBaseline {
     /// The holder is asleep in the middle of the night (see [`NIGHT_HOURS`]): their devices are never seen awake then.
     pub asleep_at_night: bool,
     /// Addresses the holder's devices use at the holder's usual hours.
-    pub ips: HashSet<String>,
+    pub ips: FastSet<String>,
     /// The address the holder's devices use most: the household connection.
     pub home_ip: Option<String>,
     /// How much the holder themself reads like a watcher: the share of their main device's reading sessions that
@@ -311,7 +311,7 @@ pub struct PatientBaseline {
 impl PatientBaseline {
     pub fn build(ctx: &Context, sessions: &[Session]) -> PatientBaseline {
         let mut b = PatientBaseline::default();
-        let mut days: HashMap<&str, BTreeSet<NaiveDate>> = HashMap::new();
+        let mut days: FastMap<&str, BTreeSet<NaiveDate>> = FastMap::default();
         for s in sessions {
             let u = b
                 .devices
@@ -364,7 +364,7 @@ impl PatientBaseline {
         };
         // Between devices that manage care equally (most often, not at all), the one a person carries: a phone is
         // personal, a tablet or computer stands in a household, and may be someone else's.
-        let household: HashSet<&str> = sessions
+        let household: FastSet<&str> = sessions
             .iter()
             .filter(|s| is_household_class(s.user_agent.as_deref()))
             .map(|s| s.device.as_ref())
@@ -404,7 +404,7 @@ impl PatientBaseline {
         // more) at the holder's hours is the holder's next phone, whatever it reads, unless it is another
         // patient's own.
         let primary_last = primary.iter().map(|s| s.start).max();
-        let mut at_core: HashMap<&str, (usize, usize)> = HashMap::new();
+        let mut at_core: FastMap<&str, (usize, usize)> = FastMap::default();
         for s in sessions {
             let e = at_core.entry(s.device.as_ref()).or_default();
             e.0 += 1;
@@ -487,7 +487,7 @@ impl PatientBaseline {
         for (h, share) in self.hour_share.iter_mut().enumerate() {
             *share = (smooth[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
         }
-        let mut ip_counts: HashMap<&str, usize> = HashMap::new();
+        let mut ip_counts: FastMap<&str, usize> = FastMap::default();
         for s in sessions.iter().filter(own) {
             if let Some(ip) = &s.ip {
                 *ip_counts.entry(ip).or_default() += 1;
@@ -503,7 +503,7 @@ impl PatientBaseline {
         // work, out), since the phone of someone asleep stays where they sleep. With no visits by day there is no
         // such place to compare with, and nothing says the night is not the holder's.
         let night = |s: &Session| NIGHT_HOURS.contains(&ctx.hour(s.start));
-        let day_ips: HashSet<&str> = all
+        let day_ips: FastSet<&str> = all
             .iter()
             .filter(|s| !night(s))
             .filter_map(|s| s.ip.as_deref())
@@ -672,7 +672,7 @@ mod tests {
 
     #[test]
     fn a_devices_records_are_in_nhs_number_order_whatever_order_the_batches_came_in() {
-        let mut devices = HashMap::new();
+        let mut devices = FastMap::default();
         // The second batch holds the lower NHS numbers, as batches by the last two digits do.
         for b in [
             batch(&[
@@ -697,7 +697,7 @@ mod tests {
 
     #[test]
     fn a_device_keeps_each_record_once_with_its_first_distinct_addresses_up_to_the_bound() {
-        let mut devices = HashMap::new();
+        let mut devices = FastMap::default();
         let mut sessions = Vec::new();
         for i in 0..(MAX_IPS as i64 + 5) {
             // Each address twice, then new ones past the bound.

@@ -1,7 +1,7 @@
 //! Everything the rules read, built once per run: windows, the clinical context (sensitive entries, visits,
 //! restrictions, proxy links), and which records each device has been used on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate};
@@ -30,21 +30,21 @@ pub struct Context<'a> {
     /// End of the as-of day, local time (exclusive).
     pub end: i64,
     pub sessions: BTreeMap<String, Vec<Session>>,
-    pub devices: HashMap<String, DeviceHistory>,
-    pub sensitive: HashMap<String, Vec<SensitiveEntry>>,
+    pub devices: FastMap<String, DeviceHistory>,
+    pub sensitive: FastMap<String, Vec<SensitiveEntry>>,
     /// When any entry the patient can see appeared (for explaining a session as the patient reading it).
-    pub entry_times: HashMap<String, Vec<i64>>,
-    pub visits: HashMap<String, Vec<Visit>>,
+    pub entry_times: FastMap<String, Vec<i64>>,
+    pub visits: FastMap<String, Vec<Visit>>,
     /// Ends of attended appointments of every mode.
-    pub appointment_ends: HashMap<String, Vec<i64>>,
-    pub restrictions: HashMap<String, Vec<RestrictionPeriod>>,
+    pub appointment_ends: FastMap<String, Vec<i64>>,
+    pub restrictions: FastMap<String, Vec<RestrictionPeriod>>,
     /// The practice's share of sessions per local hour, the prior for patients with little history.
     pub practice_hours: [f64; 24],
     /// Patient -> proxy account -> periods of formal proxy access (two levels, so that a session's borrowed strings
     /// look it up without allocating a key).
-    pub proxy_links: HashMap<String, HashMap<String, Vec<ProxyPeriod>>>,
+    pub proxy_links: FastMap<String, FastMap<String, Vec<ProxyPeriod>>>,
     /// Refused logins per patient over the look-back, in time order: (when, device key).
-    pub failed_logins: HashMap<String, Vec<(i64, String)>>,
+    pub failed_logins: FastMap<String, Vec<(i64, String)>>,
 }
 
 /// One patient's sessions and the model of the account holder, as each rule receives them.

@@ -21,7 +21,7 @@ pub mod sessions;
 mod spill;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
@@ -80,16 +80,16 @@ pub fn detect(
         lookback_start,
         recent_start,
         end,
-        devices: HashMap::new(),
+        devices: FastMap::default(),
         sessions: BTreeMap::new(),
-        sensitive: HashMap::new(),
-        entry_times: HashMap::new(),
-        visits: HashMap::new(),
-        appointment_ends: HashMap::new(),
-        restrictions: HashMap::new(),
+        sensitive: FastMap::default(),
+        entry_times: FastMap::default(),
+        visits: FastMap::default(),
+        appointment_ends: FastMap::default(),
+        restrictions: FastMap::default(),
         practice_hours: [0.0; 24],
-        proxy_links: HashMap::new(),
-        failed_logins: HashMap::new(),
+        proxy_links: FastMap::default(),
+        failed_logins: FastMap::default(),
     };
     context::load_context(store, catalogue, &mut ctx)?;
 
@@ -120,7 +120,7 @@ pub fn detect(
     let mut hour_counts = [0.0; 24];
     let mut per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     let mut last_batch = None;
-    let mut devices = HashMap::new();
+    let mut devices = FastMap::default();
     // With several batches, each batch's sessions (about a fifth of its events) are spilled to an owner-only
     // folder in the store, so pass two reads them back instead of reading the look-back again.
     let spill = if batches > 1 {
@@ -215,7 +215,7 @@ pub fn detect(
         ))
     });
     patients.sort_by(scoring::most_urgent_first);
-    let rank: HashMap<&str, usize> = patients
+    let rank: std::collections::HashMap<&str, usize> = patients
         .iter()
         .enumerate()
         .map(|(i, p)| (p.nhs_number.as_str(), i))

@@ -232,7 +232,7 @@ pub fn failed_logins(
     start: i64,
     end: i64,
     agents: &DataFrame,
-) -> PolarsResult<std::collections::HashMap<String, Vec<(i64, String)>>> {
+) -> PolarsResult<FastMap<String, Vec<(i64, String)>>> {
     let refused = scan_kind(store, Kind::Audit)?
         .filter(partition_window(start, end))
         .filter(in_window(start, end))
@@ -245,7 +245,7 @@ pub fn failed_logins(
         df.column("t")?.i64()?,
         df.column("device_key")?.str()?,
     );
-    let mut out: std::collections::HashMap<String, Vec<(i64, String)>> = Default::default();
+    let mut out: FastMap<String, Vec<(i64, String)>> = Default::default();
     for ((n, t), d) in nhs.iter().zip(t.iter()).zip(device.iter()) {
         if let (Some(n), Some(t)) = (n, t) {
             out.entry(n.to_string())
