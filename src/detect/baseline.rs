@@ -488,7 +488,7 @@ impl PatientBaseline {
             *share = (smooth[h] * n + ctx.practice_hours[h] * k) / (n + k).max(f64::EPSILON);
         }
         let mut ip_counts: FastMap<&str, usize> = FastMap::default();
-        for s in sessions.iter().filter(own) {
+        for s in &all {
             if let Some(ip) = &s.ip {
                 *ip_counts.entry(ip).or_default() += 1;
             }
@@ -514,7 +514,7 @@ impl PatientBaseline {
             .iter()
             .any(|s| night(s) && (s.owner_actions > 0 || away(s)));
         self.asleep_at_night = by_day && !awake;
-        for s in sessions.iter().filter(own) {
+        for s in &all {
             if let Some(ip) = &s.ip {
                 if !self.foreign_hour(ctx, s.start) {
                     self.ips.insert(ip.to_string());
