@@ -1931,6 +1931,71 @@ fn a_daytime_routine_on_the_holders_phone_that_began_in_the_recent_window_is_fou
     );
 }
 
+#[test]
+fn a_light_users_phone_taken_in_the_mornings_of_the_last_days_is_found_though_the_practice_reads_in_the_mornings(
+) {
+    // A is a light user: their phone at home every fifth evening at 17:00, managing their care in one visit in four
+    // (three such visits: too few to learn A's hours from them alone, so every visit teaches the model). B, like much
+    // of the practice, uses the app in the mornings. In the last five days A's phone is opened seven times on three
+    // mornings, reading only consultations and problems.
+    // - The recent visits must not teach the model their own hours: A's hours are learned from the history before the
+    //   window, and from the visits since that manage care.
+    // - The hours are judged against A's own (twelve visits, none in the mornings), not against the practice's
+    //   mornings: a person's hours are theirs, and a routine that began lately is tested against them.
+    // - Three mornings are enough when the visits crowd so far into the last days.
+    let mut p = Practice::default();
+    on_phone_a(
+        &mut p,
+        (0, 55),
+        5,
+        17,
+        &[
+            &["test_results", "letters"],
+            &["consultations"],
+            &["appointments", "test_results"],
+            &["letters", "documents"],
+        ],
+    );
+    reading(
+        &mut p,
+        NHS_B,
+        "phone-b",
+        PHONE,
+        HOME_B,
+        (0, 55),
+        1,
+        9,
+        &[&["appointments"], &["medications", "allergies"]],
+    );
+    for at in [
+        "2026-11-18 08:05",
+        "2026-11-18 10:35",
+        "2026-11-20 07:40",
+        "2026-11-20 09:30",
+        "2026-11-20 11:05",
+        "2026-11-22 08:10",
+        "2026-11-22 09:45",
+    ] {
+        p.session(
+            NHS_A,
+            "acct-a",
+            "phone-a",
+            PHONE,
+            HOME_A,
+            at,
+            &["consultations", "problems"],
+        );
+    }
+    let d = p.detection();
+    let u = foreign_hours_on_phone_a(&d, "the mornings that began in the last days are found");
+    assert!(
+        u.explanation.contains("a routine that began lately") && u.explanation.contains("17:00"),
+        "{}",
+        u.explanation
+    );
+    assert_not_flagged(&d, NHS_B);
+}
+
 /// `p` with A's own phone also opened at 11:00 every `every` days over `days`, reading only what a watcher reads.
 fn daytime_routine(mut p: Practice, days: (i64, i64), every: usize) -> detect::Detection {
     watching(&mut p, "phone-a", PHONE, HOME_A, days, every, 11);

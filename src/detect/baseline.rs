@@ -431,7 +431,8 @@ impl PatientBaseline {
     }
 
     /// The holder's hours, from the sessions on the holder's devices in which they manage their care (every session
-    /// on those devices when there are fewer than [`MIN_CARE_SESSIONS`]): the share per local hour (smoothed, shrunk
+    /// on those devices when there are fewer than [`MIN_CARE_SESSIONS`], save the recent window's that manage no
+    /// care outside the core hours of the rest, given [`MIN_CORE_SESSIONS`] of the rest): the share per local hour (smoothed, shrunk
     /// towards the practice's hours by `hour_prior_sessions` pseudo-sessions, so a patient with little history is
     /// judged by what is usual for everyone), and the core: the shortest run of hours holding at least
     /// [`CORE_SHARE`] of those sessions. A recurring minority of foreign sessions raises the share of its hours,
@@ -445,7 +446,23 @@ impl PatientBaseline {
         self.hour_counts = if care_all >= MIN_CARE_SESSIONS {
             care
         } else {
-            n
+            // A light user's every visit teaches the model, but not the recent window's visits that manage no care
+            // at hours the history does not show: those are what the rules test against the history, and a routine
+            // that began lately would otherwise teach the model its own hours. Recent visits within the history's
+            // core hours teach as before. With too little history before the window, every visit counts.
+            let settled = |s: &&Session| s.start < ctx.recent_start || s.holder_like();
+            let history: Vec<&Session> = all.iter().copied().filter(settled).collect();
+            match core_arc(&hour_counts(ctx, &history)) {
+                Some(arc) => {
+                    let taught: Vec<&Session> = all
+                        .iter()
+                        .copied()
+                        .filter(|s| settled(s) || arc.distance(ctx.hour(s.start)) == 0)
+                        .collect();
+                    hour_counts(ctx, &taught)
+                }
+                None => n,
+            }
         };
         self.core = core_arc(&self.hour_counts);
         // Hours whose visits manage care far less often than the holder's visits do: someone else's hours on the
@@ -549,6 +566,23 @@ impl PatientBaseline {
             .map(|h| self.hour_share[h as usize])
             .sum::<f64>()
             .max(MIN_FOREIGN_SHARE)
+    }
+
+    /// The holder's own rate of visits at hours they do not keep: from the visits the hours were learned from, with
+    /// one visit spread over the practice's hours as the prior (not `hour_prior_sessions`: whether hours are new to
+    /// this person is a question about them), never below [`MIN_FOREIGN_SHARE`].
+    pub fn own_foreign_share(&self, ctx: &Context) -> f64 {
+        let foreign = |h: &u32| self.foreign_local_hour(ctx, *h);
+        let n: f64 = self.hour_counts.iter().sum();
+        let k: f64 = (0..24u32)
+            .filter(foreign)
+            .map(|h| self.hour_counts[h as usize])
+            .sum();
+        let prior: f64 = (0..24u32)
+            .filter(foreign)
+            .map(|h| ctx.practice_hours[h as usize])
+            .sum();
+        ((k + prior) / (n + 1.0)).max(MIN_FOREIGN_SHARE)
     }
 
     /// Some history to compare with: at least two sessions, the first at least `min_baseline_days` before the end.

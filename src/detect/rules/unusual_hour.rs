@@ -12,6 +12,8 @@ const HOUR: i64 = 3_600_000_000;
 /// A second routine on a record (see `detect`) needs this many foreign-hour visits on this many days...
 const RUN_SESSIONS: usize = 5;
 const RUN_DAYS: usize = 4;
+/// A routine that began lately needs only this many days: its visits crowd into the last days, and those are few.
+const NEW_RUN_DAYS: usize = 3;
 /// ...its two tests together passed by chance less than once in this many records squared (so one far beyond chance
 /// can carry the other)...
 const RUN_ODDS: f64 = 200.0;
@@ -30,7 +32,8 @@ pub const META: RuleMeta = RuleMeta {
               order or message, and no night visit from anywhere the phone is not by day. Hours alone score low, \
               except a run of night-time visits while the holder sleeps, a long read-only routine, or a read-only \
               routine that began lately (its visits crowded into the last `recent_days` far beyond the record's \
-              other use).",
+              other use, at hours the holder's own history hardly ever shows, on three days or more). For a light \
+              user, whose every visit teaches the model, the last `recent_days`' visits that manage no care do not.",
     benign_lookalikes: &[
         "a night-shift worker at their usual night hours (not flagged: those hours are usual for them, their phone \
          is out at work with them, or they manage their care at night)",
@@ -136,9 +139,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // the share of all the record's visits that fall there (Fisher's exact test against the whole record, so a
         // holder who simply uses the app more this fortnight raises the bar too). A holder's strays are spread over
         // their history; someone who has lately started taking the phone is not. "New" is one witness here, with
-        // the hours or the reading (the second routine's two tests): the two together by chance less than once in
-        // [`RUN_ODDS`] squared, each less than once in [`EACH_ODDS`]; and the visits must read the way a watcher
-        // does, as a night run must.
+        // the hours (against the holder's own rate, below) or the reading: the two together by chance less than once
+        // in [`RUN_ODDS`] squared, each less than once in [`EACH_ODDS`]; and the visits must read the way a watcher
+        // does, as a night run must. [`NEW_RUN_DAYS`] days are enough.
         let recent: Vec<&&Session> = rare
             .iter()
             .filter(|s| s.start >= ctx.recent_start)
@@ -163,13 +166,20 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let others_recent = record_recent - recent.len();
         let moved = others > 0
             && 1.0 - binomial_tail(others, others_recent + 1, window_share) <= 1.0 / EACH_ODDS;
+        // Whether the hours are new is a question about this person: their own rate of visits at these hours,
+        // with a light prior, not the practice's (where half the patients may read in the mornings).
+        let own_hours_odds = binomial_tail(
+            p.sessions.len(),
+            rare.len(),
+            p.baseline.own_foreign_share(ctx),
+        );
         let new_routine = !moved
             && 2 * abroad < rare.len()
             && recent.len() >= RUN_SESSIONS
-            && recent_days.len() >= RUN_DAYS
+            && recent_days.len() >= NEW_RUN_DAYS
             && reads_otherwise
-            && recency_odds.max(hours_odds.min(content_odds)) <= 1.0 / EACH_ODDS
-            && recency_odds * hours_odds.min(content_odds) <= 1.0 / (RUN_ODDS * RUN_ODDS);
+            && recency_odds.max(own_hours_odds.min(content_odds)) <= 1.0 / EACH_ODDS
+            && recency_odds * own_hours_odds.min(content_odds) <= 1.0 / (RUN_ODDS * RUN_ODDS);
         // Any of them may stand alone.
         let stands_alone = night_run || second_routine || new_routine;
         let cap = if stands_alone || blind {
