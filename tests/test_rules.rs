@@ -2597,6 +2597,47 @@ fn a_device_reads_like_a_watcher_only_when_chance_cannot_explain_it() {
 }
 
 #[test]
+fn a_phone_that_takes_over_at_the_holders_hours_is_their_new_phone_only_where_the_holder_is() {
+    // A's phone every three days at 19:00 at home, last on 16 Nov. From 18 Nov another phone reads consultations and
+    // problems every day at 19:00, once the evening after a domestic-abuse entry appeared. From A's home it is A's
+    // new phone; from an address none of A's visits ever came from, it is not known to be A's, however well it keeps
+    // A's hours.
+    let practice = |ip: &str| {
+        let mut p = phone_a_until(49);
+        p.entry(
+            NHS_A,
+            "E1",
+            "2026-11-19 11:00",
+            "205171000000107",
+            "Victim of domestic violence",
+        );
+        reading(
+            &mut p,
+            NHS_A,
+            "phone-other",
+            PHONE,
+            ip,
+            (51, 55),
+            1,
+            19,
+            &[&["consultations", "problems"]],
+        );
+        p.detection()
+    };
+    let d = practice(HOME_A);
+    assert_not_flagged(&d, NHS_A);
+    let d = practice("90.9.9.9");
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
+    assert!(
+        d.findings.iter().any(|f| f.nhs_number == NHS_A
+            && f.device_id.as_deref() == Some("phone-other")
+            && f.explanation.contains("not the patient's own")),
+        "{:?}",
+        d.findings
+    );
+}
+
+#[test]
 fn a_new_phone_set_up_with_a_new_password_that_takes_over_is_the_holders_own() {
     // A resets their password on a new phone on 12 Nov, which from then on is the only one used, at their hours;
     // it happens to read only consultations and results in its first few visits.

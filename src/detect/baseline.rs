@@ -388,7 +388,7 @@ impl PatientBaseline {
         // care reads in at least two visits, reading no more like a watcher than the holder's main device does (a
         // household tablet both partners use for their own care); or care reads in some of their visits at the
         // holder's own hours (a tablet at home in the evening); or a device that took over from the main one, at the
-        // holder's hours (a new phone).
+        // holder's hours and from where the holder is (a new phone).
         let primary: Vec<&Session> = sessions
             .iter()
             .filter(|s| Some(&*s.device) == self.primary_device.as_deref())
@@ -401,9 +401,22 @@ impl PatientBaseline {
         let arc = core_arc(&hour_counts(ctx, &primary));
         let holder_prying = self.holder_prying;
         // A device that takes over from the main one (first used after the main one's last use, three times or
-        // more) at the holder's hours is the holder's next phone, whatever it reads, unless it is another
-        // patient's own.
+        // more) at the holder's hours, from where the holder is, is the holder's next phone, whatever it reads,
+        // unless it is another patient's own.
         let primary_last = primary.iter().map(|s| s.start).max();
+        // A new phone goes where its owner goes: some visit from an address the main device used (home), unless the
+        // export carries no addresses for it.
+        let primary_ips: FastSet<&str> = primary.iter().filter_map(|s| s.ip.as_deref()).collect();
+        let mut placed: FastMap<&str, (bool, bool)> = FastMap::default();
+        for s in sessions {
+            let e = placed.entry(s.device.as_ref()).or_default();
+            if let Some(ip) = s.ip.as_deref() {
+                e.0 = true;
+                e.1 |= primary_ips.contains(ip);
+            }
+        }
+        let where_the_holder_is =
+            |d: &str| placed.get(d).is_none_or(|(any, shared)| !any || *shared);
         let mut at_core: FastMap<&str, (usize, usize)> = FastMap::default();
         for s in sessions {
             let e = at_core.entry(s.device.as_ref()).or_default();
@@ -424,6 +437,7 @@ impl PatientBaseline {
                         && primary_last.is_some_and(|last| u.first > last)
                         && u.sessions >= 3
                         && 10 * core >= 7 * n
+                        && where_the_holder_is(d)
                         && nhs.is_none_or(|n| ctx.someone_elses_device(n, d).is_none()))
             })
             .map(|(d, _)| d.clone())
