@@ -2597,6 +2597,66 @@ fn a_device_reads_like_a_watcher_only_when_chance_cannot_explain_it() {
 }
 
 #[test]
+fn a_household_tablet_that_reads_care_sections_is_not_the_holders_when_it_is_timed_to_sensitive_entries(
+) {
+    // A's phone every three days at 19:00. From 12 Nov a tablet at A's home is used six times, half of them opening
+    // the appointments or immunisations, as a household tablet A uses for their own care would. Two domestic-abuse
+    // entries appear on 13 and 18 Nov at 11:00.
+    let practice = |timed: bool, phone_reads_them_too: bool| {
+        let mut p = with_habit();
+        for (id, at) in [("E1", "2026-11-13 11:00"), ("E2", "2026-11-18 11:00")] {
+            p.entry(
+                NHS_A,
+                id,
+                at,
+                "205171000000107",
+                "Victim of domestic violence",
+            );
+        }
+        if phone_reads_them_too {
+            for at in ["2026-11-13 11:20", "2026-11-18 11:15"] {
+                p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, &["problems"]);
+            }
+        }
+        let (first, second) = if timed {
+            ("2026-11-13 11:35", "2026-11-18 11:40")
+        } else {
+            ("2026-11-13 19:35", "2026-11-18 19:40")
+        };
+        let visits: [(&str, &[&str]); 6] = [
+            ("2026-11-12 20:00", &["appointments"]),
+            (first, &["consultations"]),
+            ("2026-11-15 19:10", &["immunisations"]),
+            (second, &["problems"]),
+            ("2026-11-19 19:20", &["appointments", "letters"]),
+            ("2026-11-21 19:30", &["letters"]),
+        ];
+        for (at, sections) in visits {
+            p.session(NHS_A, "acct-a", "tablet-a", TABLET, HOME_A, at, sections);
+        }
+        p.detection()
+    };
+    // Read in the evenings, hours after each entry: A's own tablet.
+    let d = practice(false, false);
+    assert_not_flagged(&d, NHS_A);
+    // Opened within the hour of each entry when A's phone reads them at once too: A follows their record closely,
+    // and the tablet is theirs as well.
+    let d = practice(true, true);
+    assert_not_flagged(&d, NHS_A);
+    // Opened within the hour of each entry, while A's phone is not: timed to what appears on the record, which the
+    // care sections it opens do not outweigh.
+    let d = practice(true, false);
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
+    assert!(
+        d.findings.iter().any(|f| f.nhs_number == NHS_A
+            && f.device_id.as_deref() == Some("tablet-a")
+            && f.explanation.contains("not the patient's own")),
+        "{:?}",
+        d.findings
+    );
+}
+
+#[test]
 fn a_phone_that_takes_over_at_the_holders_hours_is_their_new_phone_only_where_the_holder_is() {
     // A's phone every three days at 19:00 at home, last on 16 Nov. From 18 Nov another phone reads consultations and
     // problems every day at 19:00, once the evening after a domestic-abuse entry appeared. From A's home it is A's

@@ -6,7 +6,9 @@
 //! what they do, not by who came first or who is most frequent:
 //! - a device is the holder's when it manages the patient's care: books or cancels appointments, orders repeat
 //!   prescriptions, sends messages, or reads the sections a watcher has little use for ([`CARE_SECTIONS`]). A
-//!   device that only ever reads is not recognised as the holder's, however long it has been there;
+//!   device that only ever reads is not recognised as the holder's, however long it has been there, and nor, by its
+//!   reading, is one timed to the sensitive entries as they appear when the main device is not
+//!   ([`chases_sensitive_entries`]);
 //! - the holder's hours are learned from their own sessions of that kind on their own devices, shrunk towards the
 //!   practice's hours, with a core that a recurring minority cannot move and a check of how often each hour's
 //!   visits manage care (see [`PatientBaseline::foreign_hour`]);
@@ -21,7 +23,7 @@ use chrono::NaiveDate;
 
 use super::context::Context;
 use super::model::*;
-use super::stats::{hypergeometric_lower_tail, hypergeometric_upper_tail, surprise};
+use super::stats::{binomial_tail, hypergeometric_lower_tail, hypergeometric_upper_tail, surprise};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -177,6 +179,42 @@ pub const MIN_READS_TO_JUDGE: usize = 4;
 pub const MIN_CORE_SESSIONS: f64 = 8.0;
 /// The least chance the holder's model gives one of their visits of falling at an hour they do not keep.
 pub const MIN_FOREIGN_SHARE: f64 = 0.05;
+
+/// A visit this soon after a sensitive entry became visible reads it at once (microseconds: two hours)...
+pub const CHASE_WINDOW: i64 = 2 * 3_600_000_000;
+/// ...and a device that read at least this many sensitive entries at once...
+pub const MIN_CHASED: usize = 2;
+/// ...more often than its own pace of visits would by chance less than once in this many chases them.
+pub const CHASE_ODDS: f64 = 50.0;
+
+/// The visits (`starts`, in time order) read sensitive entries (`visible`) at once ([`CHASE_WINDOW`]) at least
+/// [`MIN_CHASED`] times, more often than visits at their own pace, at random, would less than once in
+/// [`CHASE_ODDS`]: they are timed to what appears on the record. Only entries from shortly before the first visit to
+/// the last count, and the pace is the visits over that span (at least a day).
+pub fn chases_sensitive_entries(starts: &[i64], visible: &[i64]) -> bool {
+    let (Some(&first), Some(&last)) = (starts.first(), starts.last()) else {
+        return false;
+    };
+    let during: Vec<i64> = visible
+        .iter()
+        .copied()
+        .filter(|t| *t >= first - CHASE_WINDOW && *t <= last)
+        .collect();
+    let chased = during
+        .iter()
+        .filter(|t| {
+            let i = starts.partition_point(|s| s < t);
+            starts.get(i).is_some_and(|s| *s <= **t + CHASE_WINDOW)
+        })
+        .count();
+    if chased < MIN_CHASED {
+        return false;
+    }
+    let span = ((last - first) as f64 / DAY as f64).max(1.0);
+    let per_window = starts.len() as f64 / span * CHASE_WINDOW as f64 / DAY as f64;
+    let p = 1.0 - (-per_window).exp();
+    binomial_tail(during.len(), chased, p) <= 1.0 / CHASE_ODDS
+}
 
 /// A run of local hours, from `start` for `len` hours (wrapping past midnight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,6 +455,29 @@ impl PatientBaseline {
         }
         let where_the_holder_is =
             |d: &str| placed.get(d).is_none_or(|(any, shared)| !any || *shared);
+        // A device timed to the sensitive entries as they appear, when the main device is not, is not the holder's
+        // for what it reads: the care sections it opens are what a watcher reads too (when the patient will be at the
+        // surgery). Only booking, ordering or writing makes it theirs.
+        let mut visible: Vec<i64> = nhs
+            .and_then(|n| ctx.sensitive.get(n))
+            .map(|es| es.iter().map(|e| e.visible_from).collect())
+            .unwrap_or_default();
+        visible.sort_unstable();
+        let mut starts: FastMap<&str, Vec<i64>> = FastMap::default();
+        for s in sessions {
+            starts.entry(s.device.as_ref()).or_default().push(s.start);
+        }
+        for v in starts.values_mut() {
+            v.sort_unstable();
+        }
+        let chases = |d: &str| {
+            !visible.is_empty()
+                && starts
+                    .get(d)
+                    .is_some_and(|v| chases_sensitive_entries(v, &visible))
+        };
+        let holder_chases = self.primary_device.as_deref().is_some_and(chases);
+        let timed_to_entries = |d: &str| !holder_chases && chases(d);
         let mut at_core: FastMap<&str, (usize, usize)> = FastMap::default();
         for s in sessions {
             let e = at_core.entry(s.device.as_ref()).or_default();
@@ -431,13 +492,18 @@ impl PatientBaseline {
                 Some(*d) == self.primary_device.as_ref()
                     || (u.owner_action_sessions > 0 && u.watcher_share() < 0.75)
                     || (u.holder_sessions >= 2
-                        && u.watcher_share() <= (holder_prying + HOLDER_MIX_MARGIN).max(0.5))
-                    || (u.holder_sessions > 0 && u.watcher_share() <= 0.7 && 10 * core >= 7 * n)
+                        && u.watcher_share() <= (holder_prying + HOLDER_MIX_MARGIN).max(0.5)
+                        && !timed_to_entries(d))
+                    || (u.holder_sessions > 0
+                        && u.watcher_share() <= 0.7
+                        && 10 * core >= 7 * n
+                        && !timed_to_entries(d))
                     || (arc.is_some()
                         && primary_last.is_some_and(|last| u.first > last)
                         && u.sessions >= 3
                         && 10 * core >= 7 * n
                         && where_the_holder_is(d)
+                        && !timed_to_entries(d)
                         && nhs.is_none_or(|n| ctx.someone_elses_device(n, d).is_none()))
             })
             .map(|(d, _)| d.clone())
@@ -706,6 +772,40 @@ mod tests {
             account_change_at: None,
             account_change: None,
         }
+    }
+
+    #[test]
+    fn visits_chase_sensitive_entries_only_when_more_of_them_follow_at_once_than_their_pace_explains(
+    ) {
+        const H: i64 = 3_600_000_000;
+        // Six visits over ten days, and three sensitive entries on days 1, 5 and 8 at 10:00.
+        let entries = [DAY + 10 * H, 5 * DAY + 10 * H, 8 * DAY + 10 * H];
+        let spread = [0, 2 * DAY, 4 * DAY, 6 * DAY, 8 * DAY + 20 * H, 10 * DAY];
+        // Two of them read within the hour of an entry (one 40 minutes after): at two visits in ten days, a visit
+        // lands in a given two hours once in twenty, and two of three entries that way once in a few hundred.
+        let mut timed = spread;
+        timed[1] = DAY + 10 * H + H / 2;
+        timed[3] = 5 * DAY + 10 * H + 2 * H / 3;
+        assert!(chases_sensitive_entries(&timed, &entries));
+        // The same visits at other times read none of them at once.
+        assert!(!chases_sensitive_entries(&spread, &entries));
+        // One entry read at once is not a pattern.
+        let mut once = spread;
+        once[1] = DAY + 10 * H + H / 2;
+        assert!(!chases_sensitive_entries(&once, &entries));
+        // However unlikely by pace: two visits in three weeks, one of them just after the only entry.
+        let sparse = [DAY + 10 * H + H / 2, 20 * DAY];
+        assert!(!chases_sensitive_entries(&sparse, &entries[..1]));
+        // Visits every hour of the ten days read every entry at once by their pace alone.
+        let hourly: Vec<i64> = (0..240).map(|h| h * H + H / 4).collect();
+        assert!(!chases_sensitive_entries(&hourly, &entries));
+        // Entries from before the device was first used are not ones it failed to read: ten more a month earlier
+        // change nothing.
+        let earlier: Vec<i64> = (0..10)
+            .map(|i| -30 * DAY + i * DAY)
+            .chain(entries)
+            .collect();
+        assert!(chases_sensitive_entries(&timed, &earlier));
     }
 
     fn batch(sessions: &[Session]) -> BTreeMap<String, Vec<Session>> {
