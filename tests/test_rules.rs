@@ -2596,6 +2596,18 @@ fn a_device_reads_like_a_watcher_only_when_chance_cannot_explain_it() {
     assert!(reads_like_watcher(&d), "{:?}", d.findings);
 }
 
+/// A is flagged, with a finding on `device` that calls it not the patient's own.
+fn flagged_for_a_device_not_theirs(d: &detect::Detection, device: &str) {
+    assert_ne!(risk_level(d, NHS_A), "low", "{:?}", d.findings);
+    assert!(
+        d.findings.iter().any(|f| f.nhs_number == NHS_A
+            && f.device_id.as_deref() == Some(device)
+            && f.explanation.contains("not the patient's own")),
+        "{:?}",
+        d.findings
+    );
+}
+
 #[test]
 fn a_household_tablet_that_reads_care_sections_is_not_the_holders_when_it_is_timed_to_sensitive_entries(
 ) {
@@ -2646,14 +2658,7 @@ fn a_household_tablet_that_reads_care_sections_is_not_the_holders_when_it_is_tim
     // Opened within the hour of each entry, while A's phone is not: timed to what appears on the record, which the
     // care sections it opens do not outweigh.
     let d = practice(true, false);
-    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
-    assert!(
-        d.findings.iter().any(|f| f.nhs_number == NHS_A
-            && f.device_id.as_deref() == Some("tablet-a")
-            && f.explanation.contains("not the patient's own")),
-        "{:?}",
-        d.findings
-    );
+    flagged_for_a_device_not_theirs(&d, "tablet-a");
 }
 
 #[test]
@@ -2687,14 +2692,7 @@ fn a_phone_that_takes_over_at_the_holders_hours_is_their_new_phone_only_where_th
     let d = practice(HOME_A);
     assert_not_flagged(&d, NHS_A);
     let d = practice("90.9.9.9");
-    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
-    assert!(
-        d.findings.iter().any(|f| f.nhs_number == NHS_A
-            && f.device_id.as_deref() == Some("phone-other")
-            && f.explanation.contains("not the patient's own")),
-        "{:?}",
-        d.findings
-    );
+    flagged_for_a_device_not_theirs(&d, "phone-other");
 }
 
 #[test]
