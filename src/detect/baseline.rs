@@ -442,19 +442,32 @@ impl PatientBaseline {
         // more) at the holder's hours, from where the holder is, is the holder's next phone, whatever it reads,
         // unless it is another patient's own.
         let primary_last = primary.iter().map(|s| s.start).max();
-        // A new phone goes where its owner goes: some visit from an address the main device used (home), unless the
-        // export carries no addresses for it.
+        // Per device, in one pass: its visits in time order, how many of them fall in the main device's core hours,
+        // and whether it has addresses at all and one the main device used.
+        #[derive(Default)]
+        struct Placed {
+            starts: Vec<i64>,
+            at_core: usize,
+            any_ip: bool,
+            shared_ip: bool,
+        }
         let primary_ips: FastSet<&str> = primary.iter().filter_map(|s| s.ip.as_deref()).collect();
-        let mut placed: FastMap<&str, (bool, bool)> = FastMap::default();
+        let mut placed: FastMap<&str, Placed> = FastMap::default();
         for s in sessions {
             let e = placed.entry(s.device.as_ref()).or_default();
+            e.starts.push(s.start);
+            e.at_core += usize::from(arc.is_none_or(|a| a.distance(ctx.hour(s.start)) == 0));
             if let Some(ip) = s.ip.as_deref() {
-                e.0 = true;
-                e.1 |= primary_ips.contains(ip);
+                e.any_ip = true;
+                e.shared_ip |= primary_ips.contains(ip);
             }
         }
-        let where_the_holder_is =
-            |d: &str| placed.get(d).is_none_or(|(any, shared)| !any || *shared);
+        for e in placed.values_mut() {
+            e.starts.sort_unstable();
+        }
+        // A new phone goes where its owner goes: some visit from an address the main device used (home), unless the
+        // export carries no addresses for it.
+        let where_the_holder_is = |d: &str| placed.get(d).is_none_or(|e| !e.any_ip || e.shared_ip);
         // A device timed to the sensitive entries as they appear, when the main device is not, is not the holder's
         // for what it reads: the care sections it opens are what a watcher reads too (when the patient will be at the
         // surgery). Only booking, ordering or writing makes it theirs.
@@ -463,32 +476,21 @@ impl PatientBaseline {
             .map(|es| es.iter().map(|e| e.visible_from).collect())
             .unwrap_or_default();
         visible.sort_unstable();
-        let mut starts: FastMap<&str, Vec<i64>> = FastMap::default();
-        for s in sessions {
-            starts.entry(s.device.as_ref()).or_default().push(s.start);
-        }
-        for v in starts.values_mut() {
-            v.sort_unstable();
-        }
         let chases = |d: &str| {
             !visible.is_empty()
-                && starts
+                && placed
                     .get(d)
-                    .is_some_and(|v| chases_sensitive_entries(v, &visible))
+                    .is_some_and(|e| chases_sensitive_entries(&e.starts, &visible))
         };
         let holder_chases = self.primary_device.as_deref().is_some_and(chases);
         let timed_to_entries = |d: &str| !holder_chases && chases(d);
-        let mut at_core: FastMap<&str, (usize, usize)> = FastMap::default();
-        for s in sessions {
-            let e = at_core.entry(s.device.as_ref()).or_default();
-            e.0 += 1;
-            e.1 += usize::from(arc.is_none_or(|a| a.distance(ctx.hour(s.start)) == 0));
-        }
         self.holder_devices = self
             .devices
             .iter()
             .filter(|(d, u)| {
-                let (n, core) = at_core.get(d.as_str()).copied().unwrap_or((0, 0));
+                let (n, core) = placed
+                    .get(d.as_str())
+                    .map_or((0, 0), |e| (e.starts.len(), e.at_core));
                 Some(*d) == self.primary_device.as_ref()
                     || (u.owner_action_sessions > 0 && u.watcher_share() < 0.75)
                     || (u.holder_sessions >= 2

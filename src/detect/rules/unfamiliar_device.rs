@@ -13,8 +13,9 @@ pub const META: RuleMeta = RuleMeta {
     detects: "A device other than the patient's own reads the record while the patient goes on using theirs. The \
               patient's own devices are recognised by what they do (booking, ordering, messages, reading their \
               appointments, allergies or immunisations; a device that reads sensitive entries as they appear, when \
-              the patient's main device does not, only by booking, ordering or writing); this one, in nearly all its visits, reads nothing the patient \
-              manages their care with, and never books, orders or writes. It counts however long it has been there.",
+              the patient's main device does not, only by booking, ordering or writing); this one, in nearly all its \
+              visits, reads nothing the patient manages their care with, and never books, orders or writes. It counts \
+              however long it has been there.",
     benign_lookalikes: &[
         "a replacement phone that takes over from the old one (not flagged: it is used the way the patient used the \
          old one)",
