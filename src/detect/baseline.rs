@@ -491,22 +491,18 @@ impl PatientBaseline {
                 let (n, core) = placed
                     .get(d.as_str())
                     .map_or((0, 0), |e| (e.starts.len(), e.at_core));
-                Some(*d) == self.primary_device.as_ref()
-                    || (u.owner_action_sessions > 0 && u.watcher_share() < 0.75)
-                    || (u.holder_sessions >= 2
-                        && u.watcher_share() <= (holder_prying + HOLDER_MIX_MARGIN).max(0.5)
-                        && !timed_to_entries(d))
-                    || (u.holder_sessions > 0
-                        && u.watcher_share() <= 0.7
-                        && 10 * core >= 7 * n
-                        && !timed_to_entries(d))
+                let by_what_it_reads = (u.holder_sessions >= 2
+                    && u.watcher_share() <= (holder_prying + HOLDER_MIX_MARGIN).max(0.5))
+                    || (u.holder_sessions > 0 && u.watcher_share() <= 0.7 && 10 * core >= 7 * n)
                     || (arc.is_some()
                         && primary_last.is_some_and(|last| u.first > last)
                         && u.sessions >= 3
                         && 10 * core >= 7 * n
                         && where_the_holder_is(d)
-                        && !timed_to_entries(d)
-                        && nhs.is_none_or(|n| ctx.someone_elses_device(n, d).is_none()))
+                        && nhs.is_none_or(|n| ctx.someone_elses_device(n, d).is_none()));
+                Some(*d) == self.primary_device.as_ref()
+                    || (u.owner_action_sessions > 0 && u.watcher_share() < 0.75)
+                    || (by_what_it_reads && !timed_to_entries(d))
             })
             .map(|(d, _)| d.clone())
             .collect();
@@ -514,9 +510,9 @@ impl PatientBaseline {
 
     /// The holder's hours, from the sessions on the holder's devices in which they manage their care (every session
     /// on those devices when there are fewer than [`MIN_CARE_SESSIONS`], save the recent window's that manage no
-    /// care outside the core hours of the rest, given [`MIN_CORE_SESSIONS`] of the rest): the share per local hour (smoothed, shrunk
-    /// towards the practice's hours by `hour_prior_sessions` pseudo-sessions, so a patient with little history is
-    /// judged by what is usual for everyone), and the core: the shortest run of hours holding at least
+    /// care outside the core hours of the rest, given [`MIN_CORE_SESSIONS`] of the rest): the share per local hour
+    /// (smoothed, shrunk towards the practice's hours by `hour_prior_sessions` pseudo-sessions, so a patient with
+    /// little history is judged by what is usual for everyone), and the core: the shortest run of hours holding at least
     /// [`CORE_SHARE`] of those sessions. A recurring minority of foreign sessions raises the share of its hours,
     /// but it cannot move the core, so it stays foreign however often it recurs.
     fn learn_hours(&mut self, ctx: &Context, sessions: &[Session]) {
