@@ -1996,6 +1996,85 @@ fn a_light_users_phone_taken_in_the_mornings_of_the_last_days_is_found_though_th
     assert_not_flagged(&d, NHS_B);
 }
 
+/// A's phone every third day from home across the working day (08:00 to 16:00 in turn), managing care in three visits
+/// of four, plus `extra` visits at (day, time); B, like much of the practice, reads in the evenings. In the last week
+/// A's phone is opened four times on four evenings, at 17:00 and 18:00, reading `evening`.
+fn evenings_new_to_the_record(extra: &[(i64, &str)], evening: &[&str]) -> detect::Detection {
+    let mut p = Practice::default();
+    let start = NaiveDate::from_ymd_opt(2026, 9, 28).unwrap();
+    let readings: [&[&str]; 4] = [
+        &["appointments", "test_results"],
+        &["consultations"],
+        &["allergies"],
+        &["medications", "immunisations"],
+    ];
+    for (i, d) in (0..=54).step_by(3).enumerate() {
+        let day = start + chrono::Duration::days(d);
+        let hour = [8, 10, 12, 14, 16][i % 5];
+        let at = format!("{day} {hour:02}:{:02}", (d * 13) % 50);
+        p.session(
+            NHS_A,
+            "acct-a",
+            "phone-a",
+            PHONE,
+            HOME_A,
+            &at,
+            readings[i % 4],
+        );
+    }
+    for (d, time) in extra {
+        let at = format!("{} {time}", start + chrono::Duration::days(*d));
+        p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, &at, readings[0]);
+    }
+    reading(
+        &mut p,
+        NHS_B,
+        "phone-b",
+        PHONE,
+        HOME_B,
+        (0, 55),
+        1,
+        18,
+        &[&["appointments"], &["medications", "allergies"]],
+    );
+    for at in [
+        "2026-11-16 17:20",
+        "2026-11-18 18:05",
+        "2026-11-20 17:45",
+        "2026-11-22 18:30",
+    ] {
+        p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, evening);
+    }
+    p.detection()
+}
+
+#[test]
+fn a_reading_routine_at_hours_the_record_was_never_opened_at_is_found_though_the_practice_reads_then(
+) {
+    // The model of A's hours is shrunk towards the practice's, and the practice reads in the evenings: 17:00 and
+    // 18:00 are not foreign to it, and near A's latest hours. But A's phone had never been opened then in twenty
+    // visits, and four evenings in the last week read only consultations and problems, which A read in one visit of
+    // four: a routine that began lately, found by the record's own history.
+    let d = evenings_new_to_the_record(&[], &["consultations", "problems"]);
+    let u = foreign_hours_on_phone_a(&d, "the evenings new to the record are found");
+    assert!(
+        u.explanation.contains("never been opened at"),
+        "{}",
+        u.explanation
+    );
+    assert_eq!(u.evidence.len(), 4, "{}", u.explanation);
+    // Evenings the history already shows (twice at 17:00 and twice at 18:00 in October) are not new.
+    let d = evenings_new_to_the_record(
+        &[(10, "17:10"), (25, "18:15"), (31, "17:30"), (37, "18:40")],
+        &["consultations", "problems"],
+    );
+    assert_not_flagged(&d, NHS_A);
+    // Evenings that read what A manages care with are A's own: not even a low finding.
+    let d = evenings_new_to_the_record(&[], &["appointments", "allergies"]);
+    assert_not_fired(&d.findings, NHS_A, "unusual_hour");
+    assert_not_flagged(&d, NHS_B);
+}
+
 /// `p` with A's own phone also opened at 11:00 every `every` days over `days`, reading only what a watcher reads.
 fn daytime_routine(mut p: Practice, days: (i64, i64), every: usize) -> detect::Detection {
     watching(&mut p, "phone-a", PHONE, HOME_A, days, every, 11);

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::{counts, list_times, times, EvidenceKind, Needs, RuleMeta};
-use crate::detect::baseline::{WATCHER_MARGIN, WATCHER_SHARE};
+use crate::detect::baseline::{MIN_CORE_SESSIONS, WATCHER_MARGIN, WATCHER_SHARE};
 use crate::detect::stats::{binomial_tail, hypergeometric_upper_tail, surprise};
 use crate::detect::{Context, Finding, PatientView, Session};
 
@@ -19,6 +19,9 @@ const NEW_RUN_DAYS: usize = 3;
 const RUN_ODDS: f64 = 200.0;
 /// ...and each less than once in this many.
 const EACH_ODDS: f64 = 20.0;
+/// A routine at hours the record had never been opened at before the recent window needs this many visits: the hours'
+/// newness is a stronger witness than the model's foreign hours, which the practice's hours shrink.
+const NEW_HOURS_SESSIONS: usize = 4;
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
@@ -32,7 +35,9 @@ pub const META: RuleMeta = RuleMeta {
               order or message, and no night visit from anywhere the phone is not by day. Hours alone score low, \
               except a run of night-time visits while the holder sleeps, a long read-only routine, or a read-only \
               routine that began lately (its visits crowded into the last `recent_days` far beyond the record's \
-              other use, at hours the holder's own history hardly ever shows, on three days or more). For a light \
+              other use, at hours the holder's own history hardly ever shows, on three days or more; or four visits \
+              or more at hours the record had never been opened at before `recent_days`, beyond the history's own \
+              rate of new hours, reading what its history seldom read). For a light \
               user, whose every visit teaches the model, the last `recent_days`' visits that manage no care do not.",
     benign_lookalikes: &[
         "a night-shift worker at their usual night hours (not flagged: those hours are usual for them, their phone \
@@ -70,14 +75,94 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         .sessions
         .iter()
         .any(|s| s.owner_actions > 0 && ctx.hour(s.start) < 6 && p.baseline.is_holders(&s.device));
+    // The local hours the record was opened at before the recent window, and how often: a routine that began lately
+    // may keep hours the model of the holder, shrunk towards the practice's evenings, does not call foreign, yet
+    // that this record had never been opened at.
+    let mut history_hours = [0usize; 24];
+    for s in p.sessions.iter().filter(|s| s.start < ctx.recent_start) {
+        history_hours[ctx.hour(s.start) as usize] += 1;
+    }
+    let history: usize = history_hours.iter().sum();
+    // How the record was read before the recent window: the share of its reading visits that read nothing the holder
+    // manages care with. Not selected by hour, so visits at new hours can be tested against it directly.
+    let (history_reads, history_prying) = p
+        .sessions
+        .iter()
+        .filter(|s| s.start < ctx.recent_start && s.reads > 0)
+        .fold((0usize, 0usize), |(n, k), s| {
+            (n + 1, k + usize::from(s.watcher_like()))
+        });
+    let history_prying = if history_reads == 0 {
+        p.baseline.holder_prying
+    } else {
+        history_prying as f64 / history_reads as f64
+    };
+    // The chance that a visit of the holder's falls at an hour their history never shows (Good-Turing: the hours seen
+    // once, as a share of the visits, with one of each added so that it is never nil).
+    let seen_once = history_hours.iter().filter(|c| **c == 1).count();
+    let new_hour_share = (seen_once + 1) as f64 / (history + 1) as f64;
+    let fresh = |s: &Session| {
+        history as f64 >= MIN_CORE_SESSIONS
+            && s.start >= ctx.recent_start
+            && history_hours[ctx.hour(s.start) as usize] == 0
+    };
+    let record_recent = p
+        .sessions
+        .iter()
+        .filter(|s| s.start >= ctx.recent_start)
+        .count();
+    let span = p.baseline.span_days.max(1.0);
+    let window_share = (f64::from(ctx.cfg.recent_days) / span).min(1.0);
+    // Added, not moved: the holder's other visits go on in the recent window at about their pace over the history. A
+    // holder whose whole routine moved (a new job, a new baby) stops their old hours as the new ones begin; fewer of
+    // their other visits in the window than chance allows once in [`EACH_ODDS`] says so.
+    let moved = |these: usize, these_recent: usize| {
+        let others = p.sessions.len() - these;
+        others > 0
+            && 1.0 - binomial_tail(others, record_recent - these_recent + 1, window_share)
+                <= 1.0 / EACH_ODDS
+    };
+    let home = |s: &&&Session| s.ip.as_deref().is_none_or(|ip| p.baseline.ips.contains(ip));
     let mut out = Vec::new();
-    for (device, rare) in super::by_device(p, |s| {
+    for (device, candidates) in super::by_device(p, |s| {
         counts(ctx, s)
             && s.reads > 0
             && s.owner_actions == 0
-            && p.baseline.foreign_hour(ctx, s.start)
+            && (p.baseline.foreign_hour(ctx, s.start) || fresh(s))
             && !(explained(s) && p.baseline.is_holders(&s.device))
     }) {
+        let device_prying = p
+            .baseline
+            .devices
+            .get(device)
+            .map_or(p.baseline.holder_prying, |u| u.watcher_share());
+        // A routine at hours new to the record: read-only visits in the recent window at hours the record's history
+        // never shows, more of them than the history's own rate of new hours explains (against all the record's
+        // visits in the window), and more of them reading nothing the holder manages care with than the record's
+        // visits before the window did: the two together by chance less than once in [`RUN_ODDS`] squared, each
+        // less than once in [`EACH_ODDS`]; [`NEW_HOURS_SESSIONS`] of them at least, on [`NEW_RUN_DAYS`] days or
+        // more, mostly from the holder's addresses, added to the holder's routine, not in place of it. The model's
+        // foreign hours are shrunk towards the practice's (most people read in the evening), so a light user's
+        // evenings are not foreign to it; this record's own history is the witness here.
+        let new_hours: Vec<&Session> = candidates.iter().copied().filter(|s| fresh(s)).collect();
+        let new_hours_days: BTreeSet<_> = new_hours
+            .iter()
+            .map(|s| ctx.local(s.start).date_naive())
+            .collect();
+        let new_hours_prying = new_hours.iter().filter(|s| s.watcher_like()).count();
+        let new_hours_odds = binomial_tail(record_recent, new_hours.len(), new_hour_share);
+        let new_hours_content = surprise(new_hours.len(), new_hours_prying, history_prying);
+        let at_new_hours = new_hours.len() >= NEW_HOURS_SESSIONS
+            && new_hours_days.len() >= NEW_RUN_DAYS
+            && new_hours_prying as f64 >= WATCHER_SHARE * new_hours.len() as f64
+            && 2 * new_hours.iter().filter(home).count() > new_hours.len()
+            && !moved(new_hours.len(), new_hours.len())
+            && new_hours_odds.max(new_hours_content) <= 1.0 / EACH_ODDS
+            && new_hours_odds * new_hours_content <= 1.0 / (RUN_ODDS * RUN_ODDS);
+        let rare: Vec<&Session> = candidates
+            .into_iter()
+            .filter(|s| p.baseline.foreign_hour(ctx, s.start) || (at_new_hours && fresh(s)))
+            .collect();
         let days: BTreeSet<_> = rare
             .iter()
             .map(|s| ctx.local(s.start).date_naive())
@@ -122,11 +207,6 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // Against every visit on this device, these included: the visits at the holder's own hours are the ones
         // that taught the model those hours, so they manage care more often by selection, and comparing with them
         // alone would make any holder's own non-care visits look foreign.
-        let device_prying = p
-            .baseline
-            .devices
-            .get(device)
-            .map_or(p.baseline.holder_prying, |u| u.watcher_share());
         let content_odds = surprise(rare.len(), prying, device_prying);
         // Mostly over addresses the holder does not use at home hours: travel is as likely (a watcher with the
         // patient's phone is mostly at home).
@@ -150,22 +230,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .iter()
             .map(|s| ctx.local(s.start).date_naive())
             .collect();
-        let record_recent = p
-            .sessions
-            .iter()
-            .filter(|s| s.start >= ctx.recent_start)
-            .count();
         let recency_odds =
             hypergeometric_upper_tail(p.sessions.len(), record_recent, rare.len(), recent.len());
-        // Added, not moved: the holder's other visits go on in the recent window at about their pace over the
-        // history. A holder whose whole routine moved (a new job, a new baby) stops their old hours as the new ones
-        // begin; fewer of their other visits in the window than chance allows once in [`EACH_ODDS`] says so.
-        let span = p.baseline.span_days.max(1.0);
-        let window_share = (f64::from(ctx.cfg.recent_days) / span).min(1.0);
-        let others = p.sessions.len() - rare.len();
-        let others_recent = record_recent - recent.len();
-        let moved = others > 0
-            && 1.0 - binomial_tail(others, others_recent + 1, window_share) <= 1.0 / EACH_ODDS;
         // Whether the hours are new is a question about this person: their own rate of visits at these hours,
         // with a light prior, not the practice's (where half the patients may read in the mornings).
         let own_hours_odds = binomial_tail(
@@ -173,13 +239,14 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             rare.len(),
             p.baseline.own_foreign_share(ctx),
         );
-        let new_routine = !moved
-            && 2 * abroad < rare.len()
-            && recent.len() >= RUN_SESSIONS
-            && recent_days.len() >= NEW_RUN_DAYS
-            && reads_otherwise
-            && recency_odds.max(own_hours_odds.min(content_odds)) <= 1.0 / EACH_ODDS
-            && recency_odds * own_hours_odds.min(content_odds) <= 1.0 / (RUN_ODDS * RUN_ODDS);
+        let new_routine = at_new_hours
+            || (!moved(rare.len(), recent.len())
+                && 2 * abroad < rare.len()
+                && recent.len() >= RUN_SESSIONS
+                && recent_days.len() >= NEW_RUN_DAYS
+                && reads_otherwise
+                && recency_odds.max(own_hours_odds.min(content_odds)) <= 1.0 / EACH_ODDS
+                && recency_odds * own_hours_odds.min(content_odds) <= 1.0 / (RUN_ODDS * RUN_ODDS));
         // Any of them may stand alone.
         let stands_alone = night_run || second_routine || new_routine;
         let cap = if stands_alone || blind {
@@ -211,7 +278,15 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         if !stands_alone && !prying_beyond_holder && !p.baseline.reads_like_watcher(device) {
             score = score.min(cfg.holders_reading_max_score);
         }
-        let began_lately = if new_routine {
+        let began_lately = if at_new_hours {
+            format!(
+                " {} of these visits came in the last {} days at hours the record had never been opened at in the \
+                 {} visits before: a routine that began lately.",
+                new_hours.len(),
+                ctx.cfg.recent_days,
+                history
+            )
+        } else if new_routine {
             format!(
                 " {} of these visits came in the last {} days, which hold only {} of the record's {} visits: a \
                  routine that began lately.",
