@@ -218,6 +218,44 @@ fn sort_columns(kind: Kind, chunk: &Chunk) -> Result<SortColumns<'_>, String> {
     })
 }
 
+/// A validated NHS number (ten ASCII digits) as a number: for ten-digit strings, numeric order is text order.
+fn nhs_digits(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(bytes.iter().fold(0u64, |n, b| n * 10 + u64::from(b - b'0')))
+}
+
+/// Sorts picks by patient, time and key. Each pick's patient and time are read once into a flat key (the patient as a
+/// number when every NHS number is ten digits, as validated ones are), so the sort compares integers in one array
+/// instead of following each pick to its chunk's text; the key text breaks ties.
+fn sort_picks(sort: &[SortColumns], picks: &mut Vec<(usize, usize)>) {
+    let by_text = |&(ca, ra): &(usize, usize), &(cb, rb): &(usize, usize)| {
+        let (a, b) = (&sort[ca], &sort[cb]);
+        a.nhs
+            .value(ra)
+            .cmp(b.nhs.value(rb))
+            .then(a.time[ra].cmp(&b.time[rb]))
+            .then_with(|| a.key.value(ra).cmp(b.key.value(rb)))
+    };
+    let keyed: Option<Vec<(u64, i64, usize, usize)>> = picks
+        .iter()
+        .map(|&(c, r)| nhs_digits(sort[c].nhs.value(r)).map(|n| (n, sort[c].time[r], c, r)))
+        .collect();
+    let Some(mut keyed) = keyed else {
+        picks.sort_unstable_by(by_text);
+        return;
+    };
+    keyed.sort_unstable_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| sort[a.2].key.value(a.3).cmp(sort[b.2].key.value(b.3)))
+    });
+    picks.clear();
+    picks.extend(keyed.into_iter().map(|(_, _, c, r)| (c, r)));
+}
+
 /// One partition's rows, picked from the batch's chunks by (chunk, row) in file order: de-duplicated against `seen`
 /// (the first copy of a key wins), sorted by patient, time and key, and gathered into one record batch with the
 /// per-file columns added. Gives the batch (`None` when every row was a duplicate) and the number of duplicates.
@@ -238,14 +276,7 @@ pub fn partition(
         .iter()
         .map(|c| sort_columns(kind, c))
         .collect::<Result<_, _>>()?;
-    picks.sort_unstable_by(|&(ca, ra), &(cb, rb)| {
-        let (a, b) = (&sort[ca], &sort[cb]);
-        a.nhs
-            .value(ra)
-            .cmp(b.nhs.value(rb))
-            .then(a.time[ra].cmp(&b.time[rb]))
-            .then_with(|| a.key.value(ra).cmp(b.key.value(rb)))
-    });
+    sort_picks(&sort, &mut picks);
     let schema = chunks[0].columns.schema();
     let n_columns = schema.fields().len();
     let mut fields: Vec<Field> = Vec::with_capacity(n_columns + 2);
@@ -366,6 +397,54 @@ mod tests {
             df.column("ip_address").unwrap().str().unwrap().get(0),
             Some("::1")
         );
+    }
+
+    /// The (NHS number, time, event id) of each pick, in order.
+    fn sorted_rows(chunks: &[Chunk]) -> Vec<(String, i64, String)> {
+        let sort: Vec<SortColumns> = chunks
+            .iter()
+            .map(|c| sort_columns(Kind::Audit, c).unwrap())
+            .collect();
+        let mut picks = all(chunks);
+        sort_picks(&sort, &mut picks);
+        picks
+            .iter()
+            .map(|&(c, r)| {
+                let s = &sort[c];
+                (
+                    s.nhs.value(r).to_string(),
+                    s.time[r],
+                    s.key.value(r).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn picks_sort_by_patient_time_and_key_in_text_order_whether_or_not_every_nhs_number_is_ten_digits(
+    ) {
+        let rows = [
+            event(Some("k2"), "9434765919", 9, 2),
+            event(Some("k1"), "9434765919", 9, 3),
+            event(Some("k3"), "0434765870", 20, 4),
+            event(Some("k4"), "9434765870", 1, 5),
+            event(Some("k5"), "9434765919", 3, 6),
+        ];
+        let chunks = [chunk(&rows[..2]), chunk(&rows[2..])];
+        let got = sorted_rows(&chunks);
+        let mut want: Vec<(String, i64, String)> = got.clone();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(got[0].0, "0434765870", "a leading zero sorts first");
+        // A number of another length (not one ingest accepts) falls back to comparing text: "94" before "943...".
+        let mut odd = rows.to_vec();
+        odd.push(event(Some("k6"), "94", 50, 7));
+        let chunks = [chunk(&odd)];
+        let got = sorted_rows(&chunks);
+        let mut want = got.clone();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(got[1].0, "94");
     }
 
     #[test]
