@@ -929,6 +929,54 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
+fn a_gzip_export_broken_part_way_fails_with_the_rows_read_and_its_intact_resend_is_read_whole() {
+    // Rows are read ahead while the rows before them are validated: a read that fails there must still fail the
+    // file, saying how far reading got, and not be taken for the end of the file.
+    let dir = tempfile::tempdir().unwrap();
+    let header = "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n";
+    let mut whole = String::from(header);
+    // Many reads' worth of rows (a read is 8,192 rows per core), so the break comes in a read made ahead.
+    let rows = 200_000;
+    for i in 0..rows {
+        let at = format!(
+            "2026-03-01T{:02}:{:02}:{:02}Z",
+            i / 3600 % 24,
+            i / 60 % 60,
+            i % 60
+        );
+        whole.push_str(&audit_row(&format!("E{i}"), &at, NHS_A, "view"));
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(whole.as_bytes()).unwrap();
+    let gz = enc.finish().unwrap();
+    let file = dir.path().join("audit.csv.gz");
+    // The compressed stream ends half way: the rows in its first half are readable, then the decoder fails.
+    std::fs::write(&file, &gz[..gz.len() / 2]).unwrap();
+    let store = dir.path().join("store");
+    let (r, j) = ingest_json(&store, &[file.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert_eq!(j["files"][0]["status"], "failed", "{j}");
+    let message = j["files"][0]["message"].as_str().unwrap_or_default();
+    let got: u64 = message
+        .strip_prefix("reading stopped after ")
+        .and_then(|m| m.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!(
+        got >= rows / 4 && got < rows,
+        "reading stopped part way, after a good part of the file: {message}"
+    );
+    // The intact file is read whole.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(whole.as_bytes()).unwrap();
+    std::fs::write(&file, enc.finish().unwrap()).unwrap();
+    let (r, j) = ingest_json(&store, &[file.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(j["files"][0]["status"], "ingested", "{j}");
+    assert_eq!(visible_audit_rows(&store), format!("n\n{rows}"));
+}
+
+#[test]
 fn a_file_cut_short_while_it_is_read_is_not_recorded_and_its_whole_resend_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let header = "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n";

@@ -892,6 +892,47 @@ type Item = (i64, Option<usize>);
 
 /// Reads every record of a CSV audit file: records are read a chunk at a time and validated on both cores,
 /// straight into columns. Returns the counts and, if reading stopped early, why.
+/// Reads up to `wanted` records into `records` (reusing their buffers), listed in `items` with their lines (no record
+/// for a line over the length limit). Gives the reason reading stopped, if it failed; `read` is how many rows came
+/// before these.
+fn read_items(
+    source: &mut CsvSource,
+    records: &mut Vec<ByteRecord>,
+    items: &mut Vec<Item>,
+    wanted: usize,
+    read: u64,
+) -> Option<String> {
+    items.clear();
+    let mut used = 0;
+    while items.len() < wanted {
+        if used == records.len() {
+            records.push(ByteRecord::new());
+        }
+        match source.next(&mut records[used]) {
+            Ok(Next::Record(line)) => {
+                items.push((line, Some(used)));
+                used += 1;
+            }
+            Ok(Next::TooLong(line)) => items.push((line, None)),
+            Ok(Next::End) => break,
+            Err(e) => {
+                return Some(format!(
+                    "reading stopped after {} rows: {e}",
+                    read + items.len() as u64
+                ))
+            }
+        }
+    }
+    None
+}
+
+/// Records read from the file and not yet validated.
+#[derive(Default)]
+struct ReadAhead {
+    records: Vec<ByteRecord>,
+    items: Vec<Item>,
+}
+
 fn load_audit(
     ctx: &FileContext,
     index: &ColumnIndex,
@@ -899,71 +940,74 @@ fn load_audit(
 ) -> Result<(Counts, Option<String>), IngestError> {
     use rayon::prelude::*;
     let mut batch = Batcher::new(ctx);
-    let mut records: Vec<ByteRecord> = Vec::new();
-    let mut items: Vec<Item> = Vec::new();
-    let mut failure = None;
-    let mut read = 0u64;
     let threads = rayon::current_num_threads().max(1);
-    while failure.is_none() {
-        // Never more records than the batch has room for, so batches end where they would row by row.
-        let wanted = (CHUNK_ROWS * threads).min(batch.room());
-        items.clear();
-        let mut used = 0;
-        while items.len() < wanted {
-            if used == records.len() {
-                records.push(ByteRecord::new());
-            }
-            match source.next(&mut records[used]) {
-                Ok(Next::Record(line)) => {
-                    items.push((line, Some(used)));
-                    used += 1;
-                }
-                Ok(Next::TooLong(line)) => items.push((line, None)),
-                Ok(Next::End) => break,
-                Err(e) => {
-                    failure = Some(format!(
-                        "reading stopped after {} rows: {e}",
-                        read + items.len() as u64
-                    ));
-                    break;
-                }
+    let most = CHUNK_ROWS * threads;
+    let (mut current, mut next) = (ReadAhead::default(), ReadAhead::default());
+    let mut read = 0u64;
+    // Never more records than the batch has room for, so batches end where they would row by row.
+    let wanted = most.min(batch.room());
+    let mut failure = read_items(
+        source,
+        &mut current.records,
+        &mut current.items,
+        wanted,
+        read,
+    );
+    let mut ended = failure.is_some() || current.items.len() < wanted;
+    let validate = |piece: &[Item], records: &[ByteRecord]| {
+        let mut columns = AuditColumns::with_capacity(piece.len());
+        let mut bad = Vec::new();
+        for &(line, at) in piece {
+            let quarantined = |err: RowError, raw: String| QuarantinedRow {
+                line,
+                column: err.column,
+                reason: err.reason,
+                raw: cut(raw),
+            };
+            let Some(at) = at else {
+                bad.push(quarantined(too_long(), String::new()));
+                continue;
+            };
+            let fields = Fields {
+                index,
+                record: &records[at],
+                tz: ctx.config.timezone,
+                line,
+            };
+            match rows::audit_row(&fields) {
+                Ok(row) => columns.push(&row),
+                Err(err) => bad.push(quarantined(err, raw_line(&records[at]))),
             }
         }
-        if items.is_empty() {
-            break;
-        }
-        read += items.len() as u64;
-        let piece = items.len().div_ceil(threads * 2).max(1);
-        let validated: Vec<Result<(Chunk, Vec<QuarantinedRow>), String>> = items
-            .par_chunks(piece)
-            .map(|piece| {
-                let mut columns = AuditColumns::with_capacity(piece.len());
-                let mut bad = Vec::new();
-                for &(line, at) in piece {
-                    let quarantined = |err: RowError, raw: String| QuarantinedRow {
-                        line,
-                        column: err.column,
-                        reason: err.reason,
-                        raw: cut(raw),
-                    };
-                    let Some(at) = at else {
-                        bad.push(quarantined(too_long(), String::new()));
-                        continue;
-                    };
-                    let fields = Fields {
-                        index,
-                        record: &records[at],
-                        tz: ctx.config.timezone,
-                        line,
-                    };
-                    match rows::audit_row(&fields) {
-                        Ok(row) => columns.push(&row),
-                        Err(err) => bad.push(quarantined(err, raw_line(&records[at]))),
-                    }
+        Ok::<_, String>((columns.finish()?, bad))
+    };
+    while !current.items.is_empty() {
+        read += current.items.len() as u64;
+        // The next records are read while these are validated (the reader is one thread; validation takes both
+        // cores and the reader's when it is done): as many as the batch is sure to have room for once these are
+        // stored, every one of them valid. With no such room, or at the end, the next read waits.
+        let ahead = if ended {
+            0
+        } else {
+            most.min(batch.room().saturating_sub(current.items.len()))
+        };
+        let piece = current.items.len().div_ceil(threads * 2).max(1);
+        let (validated, ahead_failure) = rayon::join(
+            || {
+                current
+                    .items
+                    .par_chunks(piece)
+                    .map(|piece| validate(piece, &current.records))
+                    .collect::<Vec<_>>()
+            },
+            || {
+                if ahead == 0 {
+                    next.items.clear();
+                    return None;
                 }
-                Ok((columns.finish()?, bad))
-            })
-            .collect();
+                read_items(source, &mut next.records, &mut next.items, ahead, read)
+            },
+        );
         for piece in validated {
             let (chunk, bad) = piece.map_err(|message| ctx.encode_error(message))?;
             for row in bad {
@@ -971,6 +1015,15 @@ fn load_audit(
             }
             batch.stored(chunk)?;
         }
+        if ahead > 0 {
+            failure = ahead_failure;
+            ended = failure.is_some() || next.items.len() < ahead;
+        } else if !ended {
+            let wanted = most.min(batch.room());
+            failure = read_items(source, &mut next.records, &mut next.items, wanted, read);
+            ended = failure.is_some() || next.items.len() < wanted;
+        }
+        std::mem::swap(&mut current, &mut next);
     }
     Ok((batch.finish()?, failure))
 }
