@@ -13,6 +13,23 @@ fn audit_row(id: &str, at: &str, nhs: &str, action: &str) -> String {
     format!("{id},{at},{nhs},acct-1,patient,dev-1,NHSApp/2.41,81.2.3.4,nhs_app,s-1,{action},summary,success\n")
 }
 
+/// An audit CSV of `rows` views of patient A's record, a second apart from midnight on 1 March, ids E0, E1, ...
+fn one_patients_views(rows: u64) -> String {
+    let mut whole = String::from(
+        "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n",
+    );
+    for i in 0..rows {
+        let at = format!(
+            "2026-03-01T{:02}:{:02}:{:02}Z",
+            i / 3600 % 24,
+            i / 60 % 60,
+            i % 60
+        );
+        whole.push_str(&audit_row(&format!("E{i}"), &at, NHS_A, "view"));
+    }
+    whole
+}
+
 fn ingest_json(store: &std::path::Path, extra: &[&str]) -> (Run, serde_json::Value) {
     let mut args = vec!["ingest", "--json", "--store", store.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -933,19 +950,9 @@ fn a_gzip_export_broken_part_way_fails_with_the_rows_read_and_its_intact_resend_
     // Rows are read ahead while the rows before them are validated: a read that fails there must still fail the
     // file, saying how far reading got, and not be taken for the end of the file.
     let dir = tempfile::tempdir().unwrap();
-    let header = "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n";
-    let mut whole = String::from(header);
     // Many reads' worth of rows (a read is 8,192 rows per core), so the break comes in a read made ahead.
-    let rows = 200_000;
-    for i in 0..rows {
-        let at = format!(
-            "2026-03-01T{:02}:{:02}:{:02}Z",
-            i / 3600 % 24,
-            i / 60 % 60,
-            i % 60
-        );
-        whole.push_str(&audit_row(&format!("E{i}"), &at, NHS_A, "view"));
-    }
+    let rows: u64 = 200_000;
+    let whole = one_patients_views(rows);
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(whole.as_bytes()).unwrap();
     let gz = enc.finish().unwrap();
@@ -979,18 +986,8 @@ fn a_gzip_export_broken_part_way_fails_with_the_rows_read_and_its_intact_resend_
 #[test]
 fn a_file_cut_short_while_it_is_read_is_not_recorded_and_its_whole_resend_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let header = "event_id,occurred_at,nhs_number,account_id,actor_role,device_id,user_agent,ip_address,channel,session_id,action,section,outcome\n";
-    let mut whole = String::from(header);
     let rows = 150_000;
-    for i in 0..rows {
-        let at = format!(
-            "2026-03-01T{:02}:{:02}:{:02}Z",
-            i / 3600 % 24,
-            i / 60 % 60,
-            i % 60
-        );
-        whole.push_str(&audit_row(&format!("E{i}"), &at, NHS_A, "view"));
-    }
+    let whole = one_patients_views(rows);
     let file = write(dir.path(), "audit.csv", &whole);
     let cfg = write(dir.path(), "small.toml", "[ingest]\nbatch_rows = 1000\n");
     let cfg = cfg.to_str().unwrap();

@@ -341,16 +341,22 @@ fn shared_device_flags_the_visited_record_not_the_owner_and_spares_household_tab
     );
 }
 
+/// A's own phone at home at each of `times` (local), reading `sections` each time.
+fn phone_a_at(p: &mut Practice, times: &[&str], sections: &[&str]) {
+    for at in times {
+        p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, sections);
+    }
+}
+
 /// A's own phone at home on four nights between 02:50 and 03:20 (11-20 Nov), reading `sections` each time.
 fn four_nights_on_phone_a(p: &mut Practice, sections: &[&str]) {
-    for at in [
+    let nights = [
         "2026-11-11 03:10",
         "2026-11-14 02:50",
         "2026-11-17 03:20",
         "2026-11-20 03:05",
-    ] {
-        p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, sections);
-    }
+    ];
+    phone_a_at(p, &nights, sections);
 }
 
 #[test]
@@ -1956,17 +1962,7 @@ fn a_light_users_phone_taken_in_the_mornings_of_the_last_days_is_found_though_th
             &["letters", "documents"],
         ],
     );
-    reading(
-        &mut p,
-        NHS_B,
-        "phone-b",
-        PHONE,
-        HOME_B,
-        (0, 55),
-        1,
-        9,
-        &[&["appointments"], &["medications", "allergies"]],
-    );
+    practice_reads_at(&mut p, 9);
     for at in [
         "2026-11-18 08:05",
         "2026-11-18 10:35",
@@ -2012,39 +2008,20 @@ fn evenings_new_to_the_record(extra: &[(i64, &str)], evening: &[&str]) -> detect
         let day = start + chrono::Duration::days(d);
         let hour = [8, 10, 12, 14, 16][i % 5];
         let at = format!("{day} {hour:02}:{:02}", (d * 13) % 50);
-        p.session(
-            NHS_A,
-            "acct-a",
-            "phone-a",
-            PHONE,
-            HOME_A,
-            &at,
-            readings[i % 4],
-        );
+        phone_a_at(&mut p, &[&at], readings[i % 4]);
     }
     for (d, time) in extra {
         let at = format!("{} {time}", start + chrono::Duration::days(*d));
-        p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, &at, readings[0]);
+        phone_a_at(&mut p, &[&at], readings[0]);
     }
-    reading(
-        &mut p,
-        NHS_B,
-        "phone-b",
-        PHONE,
-        HOME_B,
-        (0, 55),
-        1,
-        18,
-        &[&["appointments"], &["medications", "allergies"]],
-    );
-    for at in [
+    practice_reads_at(&mut p, 18);
+    let evenings = [
         "2026-11-16 17:20",
         "2026-11-18 18:05",
         "2026-11-20 17:45",
         "2026-11-22 18:30",
-    ] {
-        p.session(NHS_A, "acct-a", "phone-a", PHONE, HOME_A, at, evening);
-    }
+    ];
+    phone_a_at(&mut p, &evenings, evening);
     p.detection()
 }
 
@@ -2446,6 +2423,22 @@ fn reading(
             readings[i % readings.len()],
         );
     }
+}
+
+/// B, standing for the practice, manages their care on their own phone every day at `hour`: the practice's hours,
+/// which the model of A's hours is shrunk towards.
+fn practice_reads_at(p: &mut Practice, hour: u32) {
+    reading(
+        p,
+        NHS_B,
+        "phone-b",
+        PHONE,
+        HOME_B,
+        (0, 55),
+        1,
+        hour,
+        &[&["appointments"], &["medications", "allergies"]],
+    );
 }
 
 /// B's phone, from B's home, reading A's record every `every` days over `days` at `hour`.
