@@ -122,7 +122,16 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && 1.0 - binomial_tail(others, record_recent - these_recent + 1, window_share)
                 <= 1.0 / EACH_ODDS
     };
-    let home = |s: &&&Session| s.ip.as_deref().is_none_or(|ip| p.baseline.ips.contains(ip));
+    // Visits over addresses the holder's devices do not use at home hours.
+    let abroad = |visits: &[&Session]| {
+        visits
+            .iter()
+            .filter(|s| {
+                s.ip.as_deref()
+                    .is_some_and(|ip| !p.baseline.ips.contains(ip))
+            })
+            .count()
+    };
     let mut out = Vec::new();
     for (device, candidates) in super::by_device(p, |s| {
         counts(ctx, s)
@@ -131,11 +140,6 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             && (p.baseline.foreign_hour(ctx, s.start) || fresh(s))
             && !(explained(s) && p.baseline.is_holders(&s.device))
     }) {
-        let device_prying = p
-            .baseline
-            .devices
-            .get(device)
-            .map_or(p.baseline.holder_prying, |u| u.watcher_share());
         // A routine at hours new to the record: read-only visits in the recent window at hours the record's history
         // never shows, more of them than the history's own rate of new hours explains (against all the record's
         // visits in the window), and more of them reading nothing the holder manages care with than the record's
@@ -155,7 +159,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let at_new_hours = new_hours.len() >= NEW_HOURS_SESSIONS
             && new_hours_days.len() >= NEW_RUN_DAYS
             && new_hours_prying as f64 >= WATCHER_SHARE * new_hours.len() as f64
-            && 2 * new_hours.iter().filter(home).count() > new_hours.len()
+            && 2 * abroad(&new_hours) < new_hours.len()
             && !moved(new_hours.len(), new_hours.len())
             && new_hours_odds.max(new_hours_content) <= 1.0 / EACH_ODDS
             && new_hours_odds * new_hours_content <= 1.0 / (RUN_ODDS * RUN_ODDS);
@@ -172,13 +176,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         }
         let own = p.baseline.is_holders(device);
         // The holder's own device over addresses it does not use at home hours: most likely the patient away.
-        let abroad = rare
-            .iter()
-            .filter(|s| {
-                s.ip.as_deref()
-                    .is_some_and(|ip| !p.baseline.ips.contains(ip))
-            })
-            .count();
+        let abroad = abroad(&rare);
         let away = own && abroad == rare.len();
         let counted = rare.len().min(cfg.min_sessions + 6);
         // Strong enough alone only in the small hours while the holder sleeps (the guidance's "someone takes the
@@ -207,6 +205,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // Against every visit on this device, these included: the visits at the holder's own hours are the ones
         // that taught the model those hours, so they manage care more often by selection, and comparing with them
         // alone would make any holder's own non-care visits look foreign.
+        let device_prying = p
+            .baseline
+            .devices
+            .get(device)
+            .map_or(p.baseline.holder_prying, |u| u.watcher_share());
         let content_odds = surprise(rare.len(), prying, device_prying);
         // Mostly over addresses the holder does not use at home hours: travel is as likely (a watcher with the
         // patient's phone is mostly at home).
