@@ -1963,7 +1963,7 @@ fn a_light_users_phone_taken_in_the_mornings_of_the_last_days_is_found_though_th
         ],
     );
     practice_reads_at(&mut p, 9);
-    for at in [
+    let mornings = [
         "2026-11-18 08:05",
         "2026-11-18 10:35",
         "2026-11-20 07:40",
@@ -1971,17 +1971,8 @@ fn a_light_users_phone_taken_in_the_mornings_of_the_last_days_is_found_though_th
         "2026-11-20 11:05",
         "2026-11-22 08:10",
         "2026-11-22 09:45",
-    ] {
-        p.session(
-            NHS_A,
-            "acct-a",
-            "phone-a",
-            PHONE,
-            HOME_A,
-            at,
-            &["consultations", "problems"],
-        );
-    }
+    ];
+    phone_a_at(&mut p, &mornings, &["consultations", "problems"]);
     let d = p.detection();
     let u = foreign_hours_on_phone_a(&d, "the mornings that began in the last days are found");
     assert!(
