@@ -835,9 +835,13 @@ fn restrict_a(p: &mut Practice, at: &str) {
 }
 
 /// A's phone every other day at 19:00 from 19 Aug (day -40) to the end, reading appointments and results or the
-/// summary and medications; night-time visits on the same phone at 03:00 over `night_days` (every `every` days),
+/// summary and medications; other visits on the same phone at `hour` over `other_days` (every `every` days),
 /// reading appointments and letters or consultations and immunisations; and a 104 code on 14 Nov (day 47).
-fn nights_on_a_phone_around_a_104(night_days: (i64, i64), every: usize) -> Practice {
+fn other_hours_on_a_phone_around_a_104(
+    hour: u32,
+    other_days: (i64, i64),
+    every: usize,
+) -> Practice {
     let mut p = Practice::default();
     reading(
         &mut p,
@@ -859,9 +863,9 @@ fn nights_on_a_phone_around_a_104(night_days: (i64, i64), every: usize) -> Pract
         "phone-a",
         PHONE,
         HOME_A,
-        night_days,
+        other_days,
         every,
-        3,
+        hour,
         &[
             &["appointments", "letters"],
             &["consultations", "immunisations"],
@@ -878,7 +882,7 @@ fn access_despite_restriction_counts_night_reading_on_the_patients_phone_that_be
     // 03:00 every other night, now and then opening the appointments. Nothing on A's devices shows A awake at night
     // (no order, booking or message then, no night visit away from the home connection), so the nights are not A's
     // hours, and the four after the code count.
-    let d = nights_on_a_phone_around_a_104((40, 54), 2).detection();
+    let d = other_hours_on_a_phone_around_a_104(3, (40, 54), 2).detection();
     let r = fired(&d.findings, NHS_A, "access_despite_restriction")
         .unwrap_or_else(|| panic!("nights after the code count: {:?}", d.findings));
     assert!(
@@ -901,7 +905,7 @@ fn access_despite_restriction_counts_night_reading_on_the_patients_phone_that_be
             "order_prescription",
         );
     };
-    let mut p = nights_on_a_phone_around_a_104((40, 54), 2);
+    let mut p = other_hours_on_a_phone_around_a_104(3, (40, 54), 2);
     awake_once(&mut p);
     let d = p.detection();
     let r = fired(&d.findings, NHS_A, "access_despite_restriction")
@@ -918,9 +922,47 @@ fn access_despite_restriction_counts_night_reading_on_the_patients_phone_that_be
 
     // Such nights over the whole history instead, one every five days, two of them after the code, from a holder who
     // is up at night now and then: A's own night-time habit, which the code does not stop. Not this rule.
-    let mut p = nights_on_a_phone_around_a_104((-40, 55), 5);
+    let mut p = other_hours_on_a_phone_around_a_104(3, (-40, 55), 5);
     awake_once(&mut p);
     assert_not_fired(&p.detection().findings, NHS_A, "access_despite_restriction");
+}
+
+#[test]
+fn access_despite_restriction_counts_a_reading_routine_at_hours_new_to_the_record_since_the_concern_not_the_next_hour(
+) {
+    // Months of evenings at 19:00 on A's phone; from day 40, a week before the 104 code, the same phone reads A's
+    // record at 12:00 every other day, now and then opening the appointments. Midday is an ordinary hour, so neither
+    // the model of A's hours nor the night-time test calls it foreign. But the record had never been opened at
+    // midday, nor near it, before the weeks around the code, and since then it is, far beyond the record's own rate of
+    // new hours: someone else's routine that came with the concern. The four visits after the code count.
+    let d = other_hours_on_a_phone_around_a_104(12, (40, 54), 2).detection();
+    let r = fired(&d.findings, NHS_A, "access_despite_restriction").unwrap_or_else(|| {
+        panic!(
+            "a midday routine since the concern counts: {:?}",
+            d.findings
+        )
+    });
+    assert!(
+        r.explanation.contains("opened 4 times")
+            && r.explanation.contains(
+                "4 of these visits were at hours the record was never opened at, nor within an hour of"
+            ),
+        "{}",
+        r.explanation
+    );
+
+    // The same visits at 20:00 instead: an hour after A's evenings, which vary by that much. Not new, not this rule.
+    let d = other_hours_on_a_phone_around_a_104(20, (40, 54), 2).detection();
+    assert_not_fired(&d.findings, NHS_A, "access_despite_restriction");
+
+    // Midday visits over the whole history, one every five days: A's own habit, which the code does not stop.
+    let d = other_hours_on_a_phone_around_a_104(12, (-40, 55), 5).detection();
+    assert_not_fired(&d.findings, NHS_A, "access_despite_restriction");
+
+    // Two midday visits after the code (days 50 and 53) among a month of evenings: a new hour now and then is within
+    // what the record's own history allows by chance. Not this rule.
+    let d = other_hours_on_a_phone_around_a_104(12, (50, 54), 3).detection();
+    assert_not_fired(&d.findings, NHS_A, "access_despite_restriction");
 }
 
 /// A's phone every 3 days at 19:00 until 11 Nov (day 44), and a tablet once a week at 20:00; a password reset on a

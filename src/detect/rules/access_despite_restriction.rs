@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::{
     counts, list_times, not_the_holder, only_device, times, EvidenceKind, Needs, RuleMeta,
 };
-use crate::detect::stats::hypergeometric_upper_tail;
+use crate::detect::stats::{binomial_tail, hypergeometric_upper_tail};
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
 
 pub const ID: &str = "access_despite_restriction";
@@ -21,6 +21,9 @@ const LATE_NIGHTS_HISTORY: usize = 8;
 /// ...and at most one of them, or this share, at night: a device that read at night before, however it took over
 /// since, was already someone's habit; one late evening is not.
 const LATE_NIGHTS_BEFORE_SHARE: f64 = 0.1;
+/// Visits since the concern arose at hours the record's history before it never shows, more of them than that
+/// history's own rate of new hours allows by chance less than once in this many.
+const NEW_HOURS_ODDS: f64 = 200.0;
 
 pub const META: RuleMeta = RuleMeta {
     id: ID,
@@ -32,13 +35,17 @@ pub const META: RuleMeta = RuleMeta {
               came to the record within 30 days either side of the code, after other devices, and has never booked, \
               ordered or messaged is not taken for the patient's own here, however it reads. Nor is night-time reading on the \
               patient's own device that began with the concern: the record's nights hardly ever read before the 30 \
-              days before the code, and read since, beyond chance.",
+              days before the code, and read since, beyond chance; nor reading at any hour the record was never \
+              opened at, nor within an hour of, before those 30 days, twice or more since the code and beyond the \
+              record's own rate of new hours.",
     benign_lookalikes: &[
         "the patient carrying on with their own phone (not flagged: the 104 code stops new entries, not the patient)",
         "a formal proxy within their recorded access (not flagged)",
         "a new phone of the patient's that arrived around the code (flagged until it books, orders or messages, or \
          is more than 30 days from the code)",
-        "the patient reading at night themself (not flagged when they read at night before the concern arose too)"
+        "the patient reading at night themself (not flagged when they read at night before the concern arose too)",
+        "the patient reading at a new hour now and then, or an hour off their usual ones (not flagged: within the \
+         record's own rate of new hours)",
     ],
     guide: "The 104 code was added because of a concern; it does not stop someone who has the login from reading \
             what was already visible. Review what is visible, consider redactions, and talk to the patient alone \
@@ -75,6 +82,13 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // read before the weeks around the code, and since then they are. The model of the holder's hours learns
         // from every visit of a light user, the late ones too, so it can take a new night routine for the holder's.
         let late_nights = late_nights(ctx, p, r.from);
+        // Reading at hours the record had never been opened at before the concern arose, at any time of day: someone
+        // else's routine that came with the concern, which the model of the holder's hours (shrunk towards the
+        // practice's) need not call foreign.
+        let new_hours = new_hours(ctx, p, r.from);
+        let at_new_hours = |s: &Session| {
+            new_hours.is_some_and(|h| h[ctx.hour(s.start) as usize]) && own_read(ctx, s)
+        };
         // The holder's own continued use is expected: only reading that is not the holder's counts.
         let watched: Vec<&Session> = p
             .sessions
@@ -84,6 +98,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                 not_the_holder(ctx, p, s).is_some()
                     || (s.reads > 0 && counts(ctx, s) && newcomer(&s.device))
                     || (late_nights && own_night_read(ctx, s))
+                    || at_new_hours(s)
             })
             .collect();
         let late: Vec<&Session> = watched
@@ -92,6 +107,11 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             .filter(|s| {
                 late_nights && not_the_holder(ctx, p, s).is_none() && own_night_read(ctx, s)
             })
+            .collect();
+        let new: Vec<&Session> = watched
+            .iter()
+            .copied()
+            .filter(|s| not_the_holder(ctx, p, s).is_none() && at_new_hours(s))
             .collect();
         // The holder's own device at foreign hours needs more than one visit to count here; another device does not.
         let other_device = watched
@@ -114,7 +134,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let explanation = format!(
             "A 104 code has restricted this patient's online access since {}{}, yet the record was opened {} since \
              then ({}) from {} that {} not the patient's own, or at hours the patient does not keep ({}). The 104 code \
-             does not stop someone who has the login from reading what was already visible.{}{}",
+             does not stop someone who has the login from reading what was already visible.{}{}{}",
             ctx.when(r.from),
             r.until.map(|u| format!(" (lifted {})", ctx.when(u))).unwrap_or_default(),
             times(watched.len()),
@@ -144,6 +164,17 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                     ctx.when(r.from - NEWCOMER_DAYS * DAY),
                 )
             },
+            if new.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " {} of these visits {} at hours the record was never opened at, nor within an hour of, before {}: a reading routine \
+                     that began with the concern.",
+                    new.len(),
+                    if new.len() == 1 { "was" } else { "were" },
+                    ctx.when(r.from - NEWCOMER_DAYS * DAY),
+                )
+            },
         );
         let device = only_device(&devices);
         out.push(Finding::new(
@@ -158,9 +189,50 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     out
 }
 
+/// A read that manages no care, by someone the run counts.
+fn own_read(ctx: &Context, s: &Session) -> bool {
+    s.reads > 0 && s.owner_actions == 0 && counts(ctx, s)
+}
+
 /// A read in the middle of the night (22:00-06:00) that manages no care, by someone the run counts.
 fn own_night_read(ctx: &Context, s: &Session) -> bool {
-    s.reads > 0 && s.owner_actions == 0 && counts(ctx, s) && !(6..22).contains(&ctx.hour(s.start))
+    own_read(ctx, s) && !(6..22).contains(&ctx.hour(s.start))
+}
+
+/// The local hours the record was never opened at, nor within an hour of, before the concern arose ([`NEWCOMER_DAYS`] before the code
+/// `from`), when reading at them since crowds in beyond that history's own rate of new hours ([`NEW_HOURS_ODDS`];
+/// Good-Turing: the hours seen once, as a share of the visits, one of each added) after a history of at least
+/// [`LATE_NIGHTS_HISTORY`] visits, and at least twice since the code.
+fn new_hours(ctx: &Context, p: &PatientView, from: i64) -> Option<[bool; 24]> {
+    let since = from - NEWCOMER_DAYS * DAY;
+    let mut seen = [0usize; 24];
+    for s in p.sessions.iter().filter(|s| s.start < since) {
+        seen[ctx.hour(s.start) as usize] += 1;
+    }
+    let history: usize = seen.iter().sum();
+    if history < LATE_NIGHTS_HISTORY {
+        return None;
+    }
+    let seen_once = seen.iter().filter(|c| **c == 1).count();
+    let rate = (seen_once + 1) as f64 / (history + 1) as f64;
+    // An hour next to one the history shows is not new: a person's evening varies by an hour either way.
+    let new: [bool; 24] = std::array::from_fn(|h| (0..3).all(|d| seen[(h + 23 + d) % 24] == 0));
+    let fresh = |s: &&Session| new[ctx.hour(s.start) as usize] && own_read(ctx, s);
+    let lately = p.sessions.iter().filter(|s| s.start >= since).count();
+    let fresh_lately = p
+        .sessions
+        .iter()
+        .filter(|s| s.start >= since)
+        .filter(fresh)
+        .count();
+    let after_code = p
+        .sessions
+        .iter()
+        .filter(|s| s.start >= from)
+        .filter(fresh)
+        .count();
+    (after_code >= 2 && binomial_tail(lately, fresh_lately, rate) <= 1.0 / NEW_HOURS_ODDS)
+        .then_some(new)
 }
 
 /// The record's night-time reading (see [`own_night_read`]) crowds into the time since the concern arose
