@@ -2277,6 +2277,92 @@ fn a_bare_export_says_which_rules_could_not_run_and_still_finds_foreign_hours() 
     );
 }
 
+/// The practice's audit rows with the export's identifying columns left empty, as a bare export sends them: no device,
+/// user agent, address, session or account.
+fn bare(mut p: Practice) -> Practice {
+    let header: Vec<&str> = AUDIT_HEADER.split(',').collect();
+    let empty: Vec<usize> = [
+        "device_id",
+        "user_agent",
+        "ip_address",
+        "session_id",
+        "account_id",
+    ]
+    .iter()
+    .map(|c| header.iter().position(|h| h == c).unwrap())
+    .collect();
+    p.audit = p
+        .audit
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l
+                .split(',')
+                .enumerate()
+                .map(|(i, f)| if empty.contains(&i) { "" } else { f })
+                .collect();
+            f.join(",") + "\n"
+        })
+        .collect();
+    p
+}
+
+/// A's phone every three days at 19:00, reading appointments and medications one evening and consultations and
+/// problems the next; and night visits on it at 03:00 every ten days from day 5, reading consultations and problems.
+/// In a bare export.
+fn nights_on_a_results_readers_phone(awake_once: bool) -> Practice {
+    let mut p = Practice::default();
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-a",
+        PHONE,
+        HOME_A,
+        (0, 55),
+        3,
+        19,
+        &[
+            &["appointments", "medications"],
+            &["consultations", "problems"],
+        ],
+    );
+    watching(&mut p, "phone-a", PHONE, HOME_A, (5, 55), 10, 3);
+    if awake_once {
+        p.action(
+            NHS_A,
+            "acct-a",
+            "phone-a",
+            "2026-10-20 01:30",
+            "book_appointment",
+        );
+    }
+    bare(p)
+}
+
+#[test]
+fn a_bare_export_flags_night_reading_on_hours_alone_unless_the_holder_manages_care_at_night() {
+    // A reads their own results and letters as often as their appointments; someone reads A's results on A's phone
+    // at 03:00 every ten days. The export names no device, address, session or account, and the night visits read
+    // no more unlike A than chance allows: the hours are all there is, and a run of them that makes up a good share
+    // of the record's use stands alone.
+    let d = nights_on_a_results_readers_phone(false).detection();
+    let u = fired(&d.findings, NHS_A, "unusual_hour")
+        .unwrap_or_else(|| panic!("night reading on hours alone: {:?}", d.findings));
+    assert!(
+        u.explanation.contains("6 times")
+            && u.explanation
+                .contains("The export cannot tell devices apart")
+            && !u.explanation.contains("It was the patient's own device"),
+        "{}",
+        u.explanation
+    );
+    assert_ne!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
+
+    // The same, and A books an appointment at 01:30 one night: A is awake at night, as a night-shift worker is, and
+    // the export has nothing else to tell A's nights from someone else's. The hours no longer stand alone.
+    let d = nights_on_a_results_readers_phone(true).detection();
+    assert_eq!(risk_level(&d, NHS_A), "low", "{:?}", d.findings);
+}
+
 #[test]
 fn without_device_ids_a_phone_moving_between_networks_or_updating_its_app_is_not_a_new_device() {
     // No device id or user agent: an address must not stand in for a device. A's phone alternates between home

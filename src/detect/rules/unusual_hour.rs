@@ -187,7 +187,12 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let share = |n: usize| n as f64 >= cfg.minority_share * p.sessions.len() as f64;
         // Where the export cannot tell devices apart, hours are nearly all there is: a run of foreign visits that
         // makes up a good share of all use may stand alone too.
-        let blind = !crate::detect::is_known_device(device) && rare.len() >= 5 && share(rare.len());
+        // Not when the holder books, orders or writes to the practice in the small hours: awake then themself, as a
+        // night-shift worker is, and the export has nothing else to tell their nights from someone else's.
+        let blind = !crate::detect::is_known_device(device)
+            && rare.len() >= 5
+            && share(rare.len())
+            && !holder_manages_care_at_night;
         // The night run must read the way a watcher does: a night-shift worker manages their care at night too.
         let reads_otherwise = prying as f64 >= WATCHER_SHARE * rare.len() as f64;
         let night_run = 5 * night >= 3 * rare.len()
@@ -308,7 +313,10 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
             days.len(),
             list_times(ctx, &rare),
             p.baseline.usual_hours(ctx),
-            if own {
+            if !crate::detect::is_known_device(device) {
+                "The export cannot tell devices apart: it may have been the patient's own phone in someone else's \
+                 hands, or another device."
+            } else if own {
                 // Say what fits the hours: the small hours, the day, or both.
                 match (night, rare.len() - night) {
                     (_, 0) => "It was the patient's own device: someone may be using their phone while they sleep.",
