@@ -9,7 +9,8 @@
 # and, once, FHIR NDJSON ingest (a generated practice of BENCH_FHIR_PATIENTS patients, default 20000, as
 # AuditEvent NDJSON) against DuckDB reading the same NDJSON into Parquet; and prints a markdown table.
 # BENCH_CONFIG=FILE passes a config to accesswatch (e.g. `[detect] batch_events = 20000000` for the 100M run);
-# BENCH_SKIP_FHIR=1 leaves out the FHIR rows. Each size also gets an "end to end" row: ingest + detect. Needs python3 with duckdb (pip install duckdb) and GNU time (apt-get install time).
+# BENCH_SKIP_FHIR=1 leaves out the FHIR rows. BENCH_PRACTICE_PATIENTS (default 200000, 0 to leave out) sizes the
+# whole-practice rows: ingest + detect of all four CSVs against DuckDB loading them and running benches/catalogue.sql. Each size also gets an "end to end" row: ingest + detect. Needs python3 with duckdb (pip install duckdb) and GNU time (apt-get install time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/accesswatch-target}"
@@ -94,6 +95,23 @@ PY
   python3 -c "import sys; n=int(sys.argv[1]); a=float(sys.argv[2])+float(sys.argv[3]); print(f'| {n:,} | end to end (ingest + detect) | accesswatch | {a:.1f} | {n/a:,.0f} | {max(int(sys.argv[4]), int(sys.argv[5]))} | |')" "$n" "$aw_s" "$ad_s" "$aw_m" "$ad_m"
   rm -rf "$d"
 done
+
+# A whole practice (issue 16's second target): BENCH_PRACTICE_PATIENTS patients over 90 days (default 200000; 0
+# leaves it out), all four CSVs. accesswatch ingests them and detects, against DuckDB loading the same CSVs and
+# running the rule catalogue as a first analyst's plain SQL (benches/catalogue.sql, one CTE per rule, through
+# benches/catalogue.py).
+pp="${BENCH_PRACTICE_PATIENTS:-200000}"
+if [ "$pp" != 0 ]; then
+  g="$work/practice"; mkdir -p "$g"
+  "$bin" generate --out "$g/in" --patients "$pp" --days 90 --seed 7 --as-of "$as_of" > /dev/null
+  events=$(( $(wc -l < "$g/in/audit.csv") - 1 ))
+  inputs=("$g/in/audit.csv" "$g/in/entries.csv" "$g/in/appointments.csv" "$g/in/proxies.csv")
+  read -r pi_s pi_m < <(measure "${aw[@]}" ingest --store "$g/store" "${inputs[@]}")
+  read -r pd_s pd_m < <(measure "${aw[@]}" detect --store "$g/store" --as-of "$as_of" --out "$g/reports")
+  read -r pq_s pq_m < <(measure python3 benches/catalogue.py "$g/in" "$as_of" "$g/sql")
+  python3 -c "import sys; n,p,a,am,b,bm,c,cm=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]),int(sys.argv[4]),float(sys.argv[5]),int(sys.argv[6]),float(sys.argv[7]),sys.argv[8]; print(f'| {n:,} | practice of {p:,} patients: ingest + detect | accesswatch | {a+b:.1f} (ingest {a:.1f}, detect {b:.1f}) | {n/(a+b):,.0f} | {max(am, bm)} | {(a+b)/c:.2f} |'); print(f'| {n:,} | practice: load the CSVs + the nine-rule SQL catalogue | DuckDB | {c:.1f} | {n/c:,.0f} | {cm} | |')" "$events" "$pp" "$pi_s" "$pi_m" "$pd_s" "$pd_m" "$pq_s" "$pq_m"
+  rm -rf "$g"
+fi
 [ -n "${BENCH_SKIP_FHIR:-}" ] && exit 0
 
 # FHIR AuditEvent NDJSON: a generated practice written as FHIR, ingested by accesswatch and read by DuckDB.
