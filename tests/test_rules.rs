@@ -471,6 +471,96 @@ fn a_view_of_the_record_in_general_reads_what_a_watcher_is_after() {
     assert_not_flagged(&d, NHS_A);
 }
 
+/// A's phone every three days at 19:00; three sensitive entries (days 10, 25 and 40, 10:00) each read on A's phone
+/// at 10:30; three ordinary entries (days 12, 27 and 42, 20:00), read at 20:30 too when `ordinary_read_at_once`, and
+/// otherwise at A's next evening; and, when `after_visits`, an attended appointment ending an hour before each
+/// sensitive entry.
+fn sensitive_entries_read_at_once(ordinary_read_at_once: bool, after_visits: bool) -> Practice {
+    let mut p = with_habit();
+    let start = NaiveDate::from_ymd_opt(2026, 9, 28).unwrap();
+    for (i, d) in [10, 25, 40].into_iter().enumerate() {
+        let day = start + chrono::Duration::days(d);
+        p.entry(
+            NHS_A,
+            &format!("S{i}"),
+            &format!("{day} 10:00"),
+            "205171000000107",
+            "Victim of domestic violence",
+        );
+        p.session(
+            NHS_A,
+            "acct-a",
+            "phone-a",
+            PHONE,
+            HOME_A,
+            &format!("{day} 10:30"),
+            &["problems"],
+        );
+        if after_visits {
+            p.visit(
+                NHS_A,
+                &format!("V{i}"),
+                &format!("{day} 08:50"),
+                &format!("{day} 09:00"),
+            );
+        }
+    }
+    for (i, d) in [12, 27, 42].into_iter().enumerate() {
+        let day = start + chrono::Duration::days(d);
+        p.entry(
+            NHS_A,
+            &format!("O{i}"),
+            &format!("{day} 20:00"),
+            "25064002",
+            "Headache",
+        );
+        if ordinary_read_at_once {
+            p.session(
+                NHS_A,
+                "acct-a",
+                "phone-a",
+                PHONE,
+                HOME_A,
+                &format!("{day} 20:30"),
+                &["problems"],
+            );
+        }
+    }
+    p
+}
+
+#[test]
+fn access_after_sensitive_entry_counts_sensitive_entries_read_at_once_when_ordinary_ones_are_not() {
+    // Every sensitive entry is read within half an hour on A's own phone, by day; A otherwise reads every third
+    // evening, and the ordinary entries wait for it. Far sooner than the record's pace explains, for sensitive entries
+    // only: someone watching for what A discloses. Weak alone (on the holder's own device, at an ordinary hour).
+    let d = sensitive_entries_read_at_once(false, false).detection();
+    let f = fired(&d.findings, NHS_A, "access_after_sensitive_entry")
+        .unwrap_or_else(|| panic!("sensitive entries read at once: {:?}", d.findings));
+    assert!(
+        f.explanation
+            .contains("read soon after 3 of its 3 sensitive entries")
+            && f.explanation
+                .contains("0 of its 3 ordinary entries were read that soon"),
+        "{}",
+        f.explanation
+    );
+    assert!(
+        f.score < 45.0,
+        "corroborating evidence, not a flag alone: {}",
+        f.score
+    );
+
+    // A reads every new entry at once, ordinary ones too: notified and keen, not selective. Not this rule.
+    let d = sensitive_entries_read_at_once(true, false).detection();
+    assert_not_fired(&d.findings, NHS_A, "access_after_sensitive_entry");
+
+    // The sensitive entries were recorded at appointments A had just attended: A knows of them, and reading them at
+    // once is A's own. Not this rule.
+    let d = sensitive_entries_read_at_once(false, true).detection();
+    assert_not_fired(&d.findings, NHS_A, "access_after_sensitive_entry");
+}
+
 #[test]
 fn access_after_sensitive_entry_fires_for_another_device_not_for_the_patient_reading_it() {
     let mut p = with_habit();
