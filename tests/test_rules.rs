@@ -541,7 +541,8 @@ fn access_after_sensitive_entry_counts_sensitive_entries_read_at_once_when_ordin
         f.explanation
             .contains("read soon after 3 of its 3 sensitive entries")
             && f.explanation
-                .contains("0 of its 3 ordinary entries were read that soon"),
+                .contains("0 of its 3 ordinary entries were read that soon")
+            && f.explanation.contains("about one visit every 3 days"),
         "{}",
         f.explanation
     );

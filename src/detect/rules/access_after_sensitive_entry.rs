@@ -198,10 +198,14 @@ fn selective(
     let devices: BTreeSet<&str> = sessions.iter().map(|s| s.device.as_ref()).collect();
     let explanation = format!(
         "The record was read soon after {a} of its {k} sensitive entries appeared ({}), far sooner than its own pace \
-         of reading (about one visit every {:.0} days) explains, while {b} of its {m} ordinary entries were read that \
-         soon. Someone may be watching for what the patient tells the practice rather than reading the record.",
+         of reading ({}) explains, while {b} of its {m} ordinary entries were read that soon. Someone may be watching \
+         for what the patient tells the practice rather than reading the record.",
         list_times(ctx, &sessions),
-        1.0 / pace / 24.0,
+        if pace * 24.0 >= 1.0 {
+            format!("about {:.0} visits a day", pace * 24.0)
+        } else {
+            format!("about one visit every {:.0} days", 1.0 / pace / 24.0)
+        },
     );
     Some(Finding::new(
         p.nhs,
