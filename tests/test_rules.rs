@@ -925,6 +925,19 @@ fn restrict_a(p: &mut Practice, at: &str) {
     );
 }
 
+/// [`reading`] on A's phone at home.
+fn phone_a_reading(
+    p: &mut Practice,
+    days: (i64, i64),
+    every: usize,
+    hour: u32,
+    readings: &[&[&str]],
+) {
+    reading(
+        p, NHS_A, "phone-a", PHONE, HOME_A, days, every, hour, readings,
+    );
+}
+
 /// A's phone every other day at 19:00 from 19 Aug (day -40) to the end, reading appointments and results or the
 /// summary and medications; other visits on the same phone at `hour` over `other_days` (every `every` days),
 /// reading appointments and letters or consultations and immunisations; and a 104 code on 14 Nov (day 47).
@@ -934,12 +947,8 @@ fn other_hours_on_a_phone_around_a_104(
     every: usize,
 ) -> Practice {
     let mut p = Practice::default();
-    reading(
+    phone_a_reading(
         &mut p,
-        NHS_A,
-        "phone-a",
-        PHONE,
-        HOME_A,
         (-40, 55),
         2,
         19,
@@ -948,12 +957,8 @@ fn other_hours_on_a_phone_around_a_104(
             &["summary", "medications"],
         ],
     );
-    reading(
+    phone_a_reading(
         &mut p,
-        NHS_A,
-        "phone-a",
-        PHONE,
-        HOME_A,
         other_days,
         every,
         hour,
@@ -2402,12 +2407,8 @@ fn bare(mut p: Practice) -> Practice {
 /// In a bare export.
 fn nights_on_a_results_readers_phone(awake_once: bool) -> Practice {
     let mut p = Practice::default();
-    reading(
+    phone_a_reading(
         &mut p,
-        NHS_A,
-        "phone-a",
-        PHONE,
-        HOME_A,
         (0, 55),
         3,
         19,

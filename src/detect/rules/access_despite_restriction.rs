@@ -217,21 +217,16 @@ fn new_hours(ctx: &Context, p: &PatientView, from: i64) -> Option<[bool; 24]> {
     let rate = (seen_once + 1) as f64 / (history + 1) as f64;
     // An hour next to one the history shows is not new: a person's evening varies by an hour either way.
     let new: [bool; 24] = std::array::from_fn(|h| (0..3).all(|d| seen[(h + 23 + d) % 24] == 0));
-    let fresh = |s: &&Session| new[ctx.hour(s.start) as usize] && own_read(ctx, s);
+    // Reads at new hours from `t` on.
+    let fresh_from = |t: i64| {
+        p.sessions
+            .iter()
+            .filter(|s| s.start >= t && new[ctx.hour(s.start) as usize] && own_read(ctx, s))
+            .count()
+    };
     let lately = p.sessions.iter().filter(|s| s.start >= since).count();
-    let fresh_lately = p
-        .sessions
-        .iter()
-        .filter(|s| s.start >= since)
-        .filter(fresh)
-        .count();
-    let after_code = p
-        .sessions
-        .iter()
-        .filter(|s| s.start >= from)
-        .filter(fresh)
-        .count();
-    (after_code >= 2 && binomial_tail(lately, fresh_lately, rate) <= 1.0 / NEW_HOURS_ODDS)
+    (fresh_from(from) >= 2
+        && binomial_tail(lately, fresh_from(since), rate) <= 1.0 / NEW_HOURS_ODDS)
         .then_some(new)
 }
 
