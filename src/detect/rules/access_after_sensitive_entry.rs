@@ -170,18 +170,16 @@ fn selective(
                 .copied()
                 .filter(|t| *t >= first && *t < ctx.end && !after_visit(*t))
                 .filter(|t| {
-                    !sensitive_times
+                    sensitive_times
                         .range(t - 60_000_000..=t + 60_000_000)
-                        .any(|_| true)
+                        .next()
+                        .is_none()
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let followed: Vec<(i64, &Session)> = sensitive_times
-        .iter()
-        .filter_map(|t| soon(*t).map(|s| (*t, s)))
-        .collect();
-    let (k, a) = (sensitive_times.len(), followed.len());
+    let mut sessions: Vec<&Session> = sensitive_times.iter().filter_map(|t| soon(*t)).collect();
+    let (k, a) = (sensitive_times.len(), sessions.len());
     let (m, b) = (
         ordinary.len(),
         ordinary.iter().filter(|t| soon(**t).is_some()).count(),
@@ -193,7 +191,6 @@ fn selective(
     {
         return None;
     }
-    let mut sessions: Vec<&Session> = followed.iter().map(|(_, s)| *s).collect();
     sessions.dedup_by_key(|s| s.start);
     let devices: BTreeSet<&str> = sessions.iter().map(|s| s.device.as_ref()).collect();
     let explanation = format!(
