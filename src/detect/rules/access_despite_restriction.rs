@@ -205,16 +205,11 @@ fn own_night_read(ctx: &Context, s: &Session) -> bool {
 /// [`LATE_NIGHTS_HISTORY`] visits, and at least twice since the code.
 fn new_hours(ctx: &Context, p: &PatientView, from: i64) -> Option<[bool; 24]> {
     let since = from - NEWCOMER_DAYS * DAY;
-    let mut seen = [0usize; 24];
-    for s in p.sessions.iter().filter(|s| s.start < since) {
-        seen[ctx.hour(s.start) as usize] += 1;
-    }
-    let history: usize = seen.iter().sum();
-    if history < LATE_NIGHTS_HISTORY {
+    let history = super::HourHistory::before(ctx, p, since);
+    if history.visits < LATE_NIGHTS_HISTORY {
         return None;
     }
-    let seen_once = seen.iter().filter(|c| **c == 1).count();
-    let rate = (seen_once + 1) as f64 / (history + 1) as f64;
+    let (seen, rate) = (history.seen, history.new_hour_rate());
     // An hour next to one the history shows is not new: a person's evening varies by an hour either way.
     let new: [bool; 24] = std::array::from_fn(|h| (0..3).all(|d| seen[(h + 23 + d) % 24] == 0));
     // Reads at new hours from `t` on.

@@ -233,6 +233,33 @@ pub fn not_the_holder(ctx: &Context, p: &PatientView, s: &Session) -> Option<&'s
     None
 }
 
+/// The local hours a record was opened at before a time, and how often: the record's own witness of its hours.
+pub struct HourHistory {
+    pub seen: [usize; 24],
+    /// Visits before the time.
+    pub visits: usize,
+}
+
+impl HourHistory {
+    pub fn before(ctx: &Context, p: &PatientView, t: i64) -> HourHistory {
+        let mut seen = [0usize; 24];
+        for s in p.sessions.iter().filter(|s| s.start < t) {
+            seen[ctx.hour(s.start) as usize] += 1;
+        }
+        HourHistory {
+            seen,
+            visits: seen.iter().sum(),
+        }
+    }
+
+    /// The chance that a visit falls at an hour the history never shows (Good-Turing: the hours seen once, as a
+    /// share of the visits, with one of each added so that it is never nil).
+    pub fn new_hour_rate(&self) -> f64 {
+        let seen_once = self.seen.iter().filter(|c| **c == 1).count();
+        (seen_once + 1) as f64 / (self.visits + 1) as f64
+    }
+}
+
 /// The device to name on a finding: the one device involved, or none when there were several.
 pub fn only_device<'a>(devices: &std::collections::BTreeSet<&'a str>) -> Option<&'a str> {
     let mut it = devices.iter();

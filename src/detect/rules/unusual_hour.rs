@@ -78,11 +78,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     // The local hours the record was opened at before the recent window, and how often: a routine that began lately
     // may keep hours the model of the holder, shrunk towards the practice's evenings, does not call foreign, yet
     // that this record had never been opened at.
-    let mut history_hours = [0usize; 24];
-    for s in p.sessions.iter().filter(|s| s.start < ctx.recent_start) {
-        history_hours[ctx.hour(s.start) as usize] += 1;
-    }
-    let history: usize = history_hours.iter().sum();
+    let hours_before = super::HourHistory::before(ctx, p, ctx.recent_start);
+    let (history_hours, history) = (hours_before.seen, hours_before.visits);
     // How the record was read before the recent window: the share of its reading visits that read nothing the holder
     // manages care with. Not selected by hour, so visits at new hours can be tested against it directly.
     let (history_reads, history_prying) = p
@@ -97,10 +94,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
     } else {
         history_prying as f64 / history_reads as f64
     };
-    // The chance that a visit of the holder's falls at an hour their history never shows (Good-Turing: the hours seen
-    // once, as a share of the visits, with one of each added so that it is never nil).
-    let seen_once = history_hours.iter().filter(|c| **c == 1).count();
-    let new_hour_share = (seen_once + 1) as f64 / (history + 1) as f64;
+    // The chance that a visit of the holder's falls at an hour their history never shows.
+    let new_hour_share = hours_before.new_hour_rate();
     let fresh = |s: &Session| {
         history as f64 >= MIN_CORE_SESSIONS
             && s.start >= ctx.recent_start
