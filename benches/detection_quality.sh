@@ -8,7 +8,8 @@
 #
 # Variants: default (mixed onsets and intensities), established-only (every watcher began before the data),
 # recent-only, subtle-only, no device ids, no session ids, the bare export (no device id, user agent, address,
-# session or account), and the audit events as FHIR NDJSON read without a session extension.
+# session or account), the audit events as FHIR NDJSON read without a session extension, and apps reinstalled (three
+# in ten devices with ten sessions or more take a new id and app version part-way through, as real installations do).
 # PATIENTS (default 1500) and DAYS (default 90) size each practice; MATRIX_SEEDS (default "1 2 3").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,7 @@ if [ "${1:-}" = "--matrix" ]; then
     "no session ids|--drop-columns session_id"
     "bare export|--drop-columns device_id,user_agent,ip_address,session_id,account_id"
     "FHIR, no session extension|--fhir"
+    "apps reinstalled|--reinstalls 0.3"
   )
   for v in "${variants[@]}"; do
     label="${v%%|*}"; opts="${v#*|}"

@@ -482,3 +482,79 @@ fn every_watcher_reads_at_least_once_however_short_and_slow_the_watch() {
     }
     assert!(watchers >= 40, "{watchers}");
 }
+
+#[test]
+fn reinstalled_apps_give_a_device_a_new_id_and_app_version_from_one_session_on_and_change_nothing_else(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = generate(dir.path(), "plain", "7");
+    let share = "0.5";
+    let moved = generate_with(dir.path(), "moved", "7", &["--reinstalls", share]);
+    assert_eq!(
+        std::fs::read(truth_of(&plain)).unwrap(),
+        std::fs::read(truth_of(&moved)).unwrap()
+    );
+    for f in ["entries.csv", "appointments.csv", "proxies.csv"] {
+        assert_eq!(
+            std::fs::read(plain.join(f)).unwrap(),
+            std::fs::read(moved.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let read = |out: &std::path::Path| -> Vec<csv::StringRecord> {
+        csv::Reader::from_path(out.join("audit.csv"))
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let (before, after) = (read(&plain), read(&moved));
+    assert_eq!(before.len(), after.len());
+    // Columns: event_id 0, occurred_at 1, device_id 5, user_agent 6, session_id 9.
+    let mut new_id: std::collections::BTreeMap<String, String> = Default::default();
+    let mut sessions: std::collections::BTreeMap<&str, BTreeSet<&str>> = Default::default();
+    for (b, a) in before.iter().zip(&after) {
+        sessions.entry(&b[5]).or_default().insert(&b[9]);
+        for i in (0..b.len()).filter(|&i| i != 5 && i != 6) {
+            assert_eq!(&b[i], &a[i], "only the device id and user agent change");
+        }
+        if b[5] != a[5] {
+            // One new id per device, the app one minor version on, the phone the same.
+            assert_eq!(
+                new_id
+                    .entry(b[5].to_string())
+                    .or_insert_with(|| a[5].to_string()),
+                &a[5]
+            );
+            let (bv, av) = (&b[6]["NHSApp/".len()..], &a[6]["NHSApp/".len()..]);
+            let minor = |v: &str| v.split('.').nth(1).unwrap().parse::<u32>().unwrap();
+            assert_eq!(minor(av), minor(bv) + 1, "{} -> {}", &b[6], &a[6]);
+            assert_eq!(&bv[bv.find(' ').unwrap()..], &av[av.find(' ').unwrap()..]);
+        } else {
+            assert_eq!(&b[6], &a[6]);
+        }
+    }
+    // A session is on one installation: a reinstall comes between sessions.
+    let mut device_of: std::collections::BTreeMap<&str, &str> = Default::default();
+    for r in &after {
+        assert_eq!(*device_of.entry(&r[9]).or_insert(&r[5]), &r[5], "session {}", &r[9]);
+    }
+    // From the first session under the new id on, the old id is not used again, on any record.
+    for (old, new) in &new_id {
+        let first_new = after.iter().position(|r| &r[5] == new).unwrap();
+        assert!(
+            !after[first_new..].iter().any(|r| &r[5] == old),
+            "{old} after {new}"
+        );
+        assert!(sessions[old.as_str()].len() >= 10);
+        assert!(after[..first_new].iter().any(|r| &r[5] == old), "part-way: {old} before {new}");
+    }
+    // About the share asked for, of the devices with ten sessions or more.
+    let eligible = sessions.values().filter(|s| s.len() >= 10).count();
+    let expected = eligible as f64 * share.parse::<f64>().unwrap();
+    assert!(
+        (new_id.len() as f64 - expected).abs() < 4.0 * expected.sqrt() + 1.0,
+        "{} of {eligible}",
+        new_id.len()
+    );
+}

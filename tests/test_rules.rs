@@ -3383,3 +3383,90 @@ fn a_password_change_four_months_ago_and_the_device_it_let_in_are_in_the_default
         fired(&f, NHS_A, "account_change_then_new_device").expect("the change is in the look-back");
     assert!(a.explanation.contains("Jul"), "{}", a.explanation);
 }
+
+/// A's phone every other day at 19:00 all along, managing A's care; A's tablet weekly at 21:00 from 19 Aug to 8 Oct
+/// (day 10) reading the appointments and letters; then, from 12 Oct (day 14), tablet-a2 on
+/// `agent` at the same time and place, reading much the same, only once opening the appointments. With
+/// `changed_from_phone`, the password is changed from A's phone the evening before tablet-a2 first appears.
+fn tablet_a_reinstalled(agent: &str, changed_from_phone: bool) -> Practice {
+    let mut p = Practice::default();
+    phone_a_reading(
+        &mut p,
+        (-40, 55),
+        2,
+        19,
+        &[
+            &["appointments", "test_results"],
+            &["summary", "medications"],
+        ],
+    );
+    let tablet =
+        |p: &mut Practice, device: &str, ua: &str, days: (i64, i64), readings: &[&[&str]]| {
+            reading(p, NHS_A, device, ua, HOME_A, days, 7, 21, readings)
+        };
+    tablet(
+        &mut p,
+        "tablet-a",
+        TABLET,
+        (-40, 10),
+        &[&["appointments", "letters"]],
+    );
+    tablet(
+        &mut p,
+        "tablet-a2",
+        agent,
+        (14, 55),
+        &[
+            &["appointments", "letters"],
+            &["test_results", "letters"],
+            &["letters"],
+            &["test_results"],
+            &["consultations"],
+            &["test_results"],
+        ],
+    );
+    if changed_from_phone {
+        p.action(
+            NHS_A,
+            "acct-a",
+            "phone-a",
+            "2026-10-11 20:30",
+            "change_password",
+        );
+    }
+    p
+}
+
+#[test]
+fn a_reinstalled_app_is_the_device_it_was_unless_another_model_or_a_password_change_comes_between()
+{
+    // The same tablet, its app reinstalled and updated: a new id, the same model, the same home connection, and the
+    // old id never used again. It goes on as A's tablet, and nothing is flagged.
+    let updated = "NHSApp/2.42.1 (iPad; iPadOS 18.1)";
+    let d = tablet_a_reinstalled(updated, false).detection();
+    assert_eq!(
+        rules_for(&d.findings, NHS_A),
+        Vec::<&str>::new(),
+        "{:?}",
+        d.findings
+    );
+    assert_eq!(d.stats.reinstalled_devices, 1);
+    // Another model of device is another device: the new id reads like no device of A's, beside A's phone.
+    let d = tablet_a_reinstalled("NHSApp/2.42.1 (Android 14; SM-S911B)", false).detection();
+    assert!(
+        fired(&d.findings, NHS_A, "unfamiliar_device")
+            .is_some_and(|f| f.device_id.as_deref() == Some("tablet-a2")),
+        "{:?}",
+        d.findings
+    );
+    assert_eq!(d.stats.reinstalled_devices, 0);
+    // A password changed just before the new id appeared is how an account is taken over: the two are kept apart.
+    let d = tablet_a_reinstalled(updated, true).detection();
+    assert!(
+        fired(&d.findings, NHS_A, "unfamiliar_device")
+            .is_some_and(|f| f.device_id.as_deref() == Some("tablet-a2")),
+        "{:?}",
+        d.findings
+    );
+    assert_eq!(d.stats.reinstalled_devices, 0);
+}

@@ -45,6 +45,10 @@ pub struct Args {
     /// account_id, actor_role, device_id, user_agent, ip_address, session_id).
     #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
     pub drop_columns: Vec<String>,
+    /// The share of devices (with ten sessions or more) whose app is reinstalled once, from a session at random on:
+    /// from then on the device carries a new id and the app's next version, as a real installation does.
+    #[arg(long, default_value_t = 0.0, value_name = "SHARE")]
+    pub reinstalls: f64,
     /// Scale mode: write only `audit.csv` with this many valid rows, streamed, for benchmarks.
     #[arg(long, value_name = "N")]
     pub events: Option<u64>,
@@ -85,6 +89,7 @@ pub fn run(config_file: Option<&Path>, args: Args) -> anyhow::Result<Exit> {
     let spec = PracticeSpec {
         onset: args.onset,
         intensity: args.intensity,
+        reinstalls: args.reinstalls,
         patients: args.patients,
         days: args.days,
         seed: args.seed,

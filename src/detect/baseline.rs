@@ -34,6 +34,8 @@ pub struct DeviceUse {
     pub sessions: usize,
     pub baseline_sessions: usize,
     pub first: i64,
+    /// The start of its last session.
+    pub last: i64,
     /// Sessions that manage the patient's care (see [`Session::holder_like`]).
     pub holder_sessions: usize,
     /// Sessions with a booking, an order or a message.
@@ -142,6 +144,7 @@ fn count_session(u: &mut DeviceUse, s: &Session, recent_start: i64) {
     u.sessions += 1;
     u.baseline_sessions += usize::from(s.start < recent_start);
     u.first = u.first.min(s.start);
+    u.last = u.last.max(s.start);
     u.holder_sessions += usize::from(s.holder_like());
     u.owner_action_sessions += usize::from(s.owner_actions > 0);
     u.watcher_sessions += usize::from(s.watcher_like());

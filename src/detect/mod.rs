@@ -14,6 +14,7 @@ pub mod baseline;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod lineage;
 pub mod model;
 pub mod rules;
 pub mod scoring;
@@ -121,6 +122,8 @@ pub fn detect(
     let mut per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
     let mut last_batch = None;
     let mut devices = FastMap::default();
+    // Device ids that continue one another on each record (an app reinstalled), with how many records show it.
+    let mut shown: FastMap<(Text, Text), (usize, bool)> = FastMap::default();
     // With several batches, each batch's sessions (about a fifth of its events) are spilled to an owner-only
     // folder in the store, so pass two reads them back instead of reading the look-back again.
     let spill = if batches > 1 {
@@ -144,6 +147,15 @@ pub fn detect(
             ctx.is_formal_proxy(s)
         });
         baseline::add_practice_hours(&mut hour_counts, &sessions, |t| ctx.hour(t));
+        for (nhs, list) in &sessions {
+            let refused = ctx.failed_logins.get(nhs).map_or(&[][..], Vec::as_slice);
+            for (earlier, later, care) in lineage::successions(list, refused, end, |t| ctx.hour(t))
+            {
+                let e = shown.entry((earlier, later)).or_default();
+                e.0 += 1;
+                e.1 |= care;
+            }
+        }
         for s in sessions.values().flatten() {
             stats.sessions += 1;
             *per_day.entry(ctx.local(s.start).date_naive()).or_default() += u64::from(s.events);
@@ -153,6 +165,9 @@ pub fn detect(
         }
     }
     ctx.practice_hours = baseline::practice_hours(&hour_counts);
+    let lines = lineage::Lineage::settle(shown, &mut devices);
+    lines.apply_to_refused(&mut ctx.failed_logins);
+    stats.reinstalled_devices = lines.len() as u64;
     baseline::finish_device_histories(&mut devices);
     ctx.devices = devices;
 
@@ -172,6 +187,7 @@ pub fn detect(
             // One batch is always kept; several are always spilled.
             (None, None) => return Err(DetectError::LostBatch(batch)),
         };
+        lines.apply(&mut ctx.sessions);
         // Patients are independent of each other once pass one is done: the rules run on both cores, and the
         // findings are gathered in patient order, so the run folder does not depend on the scheduling.
         let ctx_ref = &ctx;
@@ -187,6 +203,9 @@ pub fn detect(
                 let mut found = Vec::new();
                 for rule in &runnable {
                     for mut f in (rule.detect)(ctx_ref, &view) {
+                        if let Some(note) = f.device_id.as_deref().and_then(|d| lines.note(d)) {
+                            f.explanation = format!("{} {note}", f.explanation);
+                        }
                         f.explanation = format!("{} {}", f.explanation, ctx_ref.since(f.first_at));
                         found.push(f);
                     }

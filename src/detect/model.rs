@@ -307,6 +307,9 @@ pub struct DetectionStats {
     /// Share of the window's audit events carrying each optional field.
     pub coverage: FieldCoverage,
     pub rules_not_run: Vec<RuleNotRun>,
+    /// Device ids taken as continuing an earlier id of the same phone (an app reinstalled; see
+    /// [`crate::detect::lineage`]).
+    pub reinstalled_devices: u64,
 }
 
 #[cfg(test)]

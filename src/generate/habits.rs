@@ -112,7 +112,7 @@ impl Generator<'_> {
         let ua = uas[self.rng.gen_range(0..uas.len())];
         Device {
             id: self.id("dev"),
-            user_agent: ua,
+            user_agent: ua.into(),
             channel,
         }
     }

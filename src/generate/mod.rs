@@ -41,12 +41,14 @@ pub struct PracticeSpec {
     pub onset: Onset,
     /// How hard they look.
     pub intensity: Intensity,
+    /// The share of devices (with ten sessions or more) whose app is reinstalled once (see [`reinstall`]).
+    pub reinstalls: f64,
 }
 
 #[derive(Debug, Clone)]
 pub struct Device {
     pub id: String,
-    pub user_agent: &'static str,
+    pub user_agent: std::borrow::Cow<'static, str>,
     pub channel: &'static str,
 }
 
@@ -270,7 +272,77 @@ pub fn generate(spec: &PracticeSpec, catalogue: &SensitiveCatalogue) -> Practice
     p.appointments
         .sort_by(|a, b| (a.starts_at, &a.appointment_id).cmp(&(b.starts_at, &b.appointment_id)));
     p.truth.sort_by(|a, b| a.nhs_number.cmp(&b.nhs_number));
+    if spec.reinstalls > 0.0 {
+        reinstall(&mut p, spec.reinstalls, spec.seed);
+    }
     p
+}
+
+/// Sessions a device needs before its app may be reinstalled.
+const REINSTALL_MIN_SESSIONS: usize = 10;
+
+/// Apps reinstalled: a device id belongs to an installation, not to the phone. Each device with at least
+/// [`REINSTALL_MIN_SESSIONS`] sessions, with probability `share`, carries a new id and the app's next minor version
+/// from a session drawn from its last four fifths onwards, on every record it reads. Drawn from a generator of its
+/// own, so the rest of the practice is the same as without reinstalls; labels do not change.
+fn reinstall(p: &mut Practice, share: f64, seed: u64) {
+    // Each device's sessions, by their first event (the audit is in time order).
+    let mut sessions: BTreeMap<&str, Vec<(DateTime<Utc>, &str)>> = BTreeMap::new();
+    for a in &p.audit {
+        let list = sessions.entry(&a.device.id).or_default();
+        if !list.iter().any(|(_, s)| *s == a.session_id) {
+            list.push((a.at, &a.session_id));
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7265_696e_7374_616c);
+    // Device -> (the first session under the new id, the new id).
+    let mut from: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+    for (device, list) in &sessions {
+        if list.len() >= REINSTALL_MIN_SESSIONS && rng.gen_bool(share.clamp(0.0, 1.0)) {
+            let at = list[rng.gen_range(list.len() / 5..list.len())].0;
+            from.insert(
+                device.to_string(),
+                (at, format!("dev-{:010x}", rng.gen::<u64>() >> 24)),
+            );
+        }
+    }
+    let starts: HashMap<(String, String), DateTime<Utc>> = sessions
+        .iter()
+        .filter(|(d, _)| from.contains_key(**d))
+        .flat_map(|(d, list)| {
+            list.iter()
+                .map(move |(t, s)| ((d.to_string(), s.to_string()), *t))
+        })
+        .collect();
+    for a in &mut p.audit {
+        let Some((since, id)) = from.get(&a.device.id) else {
+            continue;
+        };
+        let started = starts
+            .get(&(a.device.id.clone(), a.session_id.clone()))
+            .copied()
+            .unwrap_or(a.at);
+        if started >= *since {
+            a.device.id = id.clone();
+            a.device.user_agent = next_app_version(&a.device.user_agent).into();
+        }
+    }
+}
+
+/// The user agent with the app's minor version one up (`NHSApp/2.41.0` to `NHSApp/2.42.0`); others unchanged.
+fn next_app_version(agent: &str) -> String {
+    let Some(rest) = agent.strip_prefix("NHSApp/") else {
+        return agent.to_string();
+    };
+    let (version, tail) = rest.split_at(rest.find(' ').unwrap_or(rest.len()));
+    let mut parts = version.split('.');
+    match (
+        parts.next(),
+        parts.next().and_then(|m| m.parse::<u32>().ok()),
+    ) {
+        (Some(major), Some(minor)) => format!("NHSApp/{major}.{}.0{tail}", minor + 1),
+        _ => agent.to_string(),
+    }
 }
 
 /// A valid NHS number in the 999 range (reserved for test data, never issued to a person).

@@ -103,7 +103,7 @@ pub fn write_practice(
             &a.account_id,
             a.actor_role,
             &a.device.id,
-            a.device.user_agent,
+            &a.device.user_agent,
             &a.ip,
             a.device.channel,
             &a.session_id,
