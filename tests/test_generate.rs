@@ -537,7 +537,12 @@ fn reinstalled_apps_give_a_device_a_new_id_and_app_version_from_one_session_on_a
     // A session is on one installation: a reinstall comes between sessions.
     let mut device_of: std::collections::BTreeMap<&str, &str> = Default::default();
     for r in &after {
-        assert_eq!(*device_of.entry(&r[9]).or_insert(&r[5]), &r[5], "session {}", &r[9]);
+        assert_eq!(
+            *device_of.entry(&r[9]).or_insert(&r[5]),
+            &r[5],
+            "session {}",
+            &r[9]
+        );
     }
     // From the first session under the new id on, the old id is not used again, on any record.
     for (old, new) in &new_id {
@@ -547,7 +552,10 @@ fn reinstalled_apps_give_a_device_a_new_id_and_app_version_from_one_session_on_a
             "{old} after {new}"
         );
         assert!(sessions[old.as_str()].len() >= 10);
-        assert!(after[..first_new].iter().any(|r| &r[5] == old), "part-way: {old} before {new}");
+        assert!(
+            after[..first_new].iter().any(|r| &r[5] == old),
+            "part-way: {old} before {new}"
+        );
     }
     // About the share asked for, of the devices with ten sessions or more.
     let eligible = sessions.values().filter(|s| s.len() >= 10).count();
