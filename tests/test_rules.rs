@@ -3470,3 +3470,69 @@ fn a_reinstalled_app_is_the_device_it_was_unless_another_model_or_a_password_cha
     );
     assert_eq!(d.stats.reinstalled_devices, 0);
 }
+
+#[test]
+fn an_export_that_does_not_say_what_was_read_judges_no_device_by_its_reading_and_says_so() {
+    // A's phone at 19:00 every three days, managing A's care and ordering a prescription each time; a tablet reading
+    // A's consultations and problems every four days at 20:00 beside it.
+    let mut p = with_habit();
+    let start = NaiveDate::from_ymd_opt(2026, 9, 28).unwrap();
+    for d in (0..=55u32).step_by(3) {
+        let day = start + chrono::Duration::days(i64::from(d));
+        let at = format!("{day} 19:{:02}", (d * 7) % 50 + 5);
+        p.action(NHS_A, "acct-a", "phone-a", &at, "order_prescription");
+    }
+    watching(&mut p, "tablet-x", TABLET, HOME_A, (0, 55), 4, 20);
+    let detect_page = |audit_text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = write(dir.path(), "audit.csv", audit_text);
+        let (store, reports) = (dir.path().join("s"), dir.path().join("r"));
+        let (s, r) = (store.to_str().unwrap(), reports.to_str().unwrap());
+        assert_eq!(
+            run(&["ingest", "--store", s, audit.to_str().unwrap()]).code,
+            0
+        );
+        let out = run(&["detect", "--store", s, "--out", r, "--as-of", "2026-11-22"]);
+        assert!(out.code == 0 || out.code == 4, "{}", out.stderr);
+        let run_dir = reports.join("2026-11-22");
+        let read = |f: &str| std::fs::read_to_string(run_dir.join(f)).unwrap();
+        (
+            read("summary.json"),
+            read("report.html"),
+            read("findings.csv"),
+        )
+    };
+    let claim = "read nothing the patient manages their care with";
+    let limit = "so no device is judged by what it reads";
+    let full = format!("{AUDIT_HEADER}\n{}", p.audit);
+    let (summary, html, findings) = detect_page(&full);
+    assert!(
+        findings.contains(claim),
+        "with sections the tablet reads like a watcher: {findings}"
+    );
+    assert!(!html.contains(limit));
+    assert!(summary.contains("\"section\": 1.0"), "{summary}");
+    // The same export with every section left empty: every read is of "the record in general".
+    let section = AUDIT_HEADER
+        .split(',')
+        .position(|c| c == "section")
+        .unwrap();
+    let blank: String = full
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if i > 0 {
+                f[section] = "";
+            }
+            f.join(",") + "\n"
+        })
+        .collect();
+    let (summary, html, findings) = detect_page(&blank);
+    assert!(!findings.contains(claim), "{findings}");
+    assert!(
+        html.contains(limit),
+        "the lead's page says what the export could not show"
+    );
+    assert!(summary.contains("\"section\": 0.0"), "{summary}");
+}

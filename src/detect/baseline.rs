@@ -347,11 +347,16 @@ pub struct PatientBaseline {
     pub daily_rate: f64,
     /// Days from the first session to the end of the look-back.
     pub span_days: f64,
+    /// The export says what its reads read (see [`Context::read_sections`]).
+    pub read_sections: bool,
 }
 
 impl PatientBaseline {
     pub fn build(ctx: &Context, sessions: &[Session]) -> PatientBaseline {
-        let mut b = PatientBaseline::default();
+        let mut b = PatientBaseline {
+            read_sections: ctx.read_sections,
+            ..Default::default()
+        };
         let mut days: FastMap<&str, BTreeSet<NaiveDate>> = FastMap::default();
         for s in sessions {
             let u = b
@@ -682,6 +687,11 @@ impl PatientBaseline {
     /// sections where disclosures are found, and the holder's own main device does not; and it never books, orders
     /// or writes to the practice for the patient.
     pub fn reads_like_watcher(&self, device: &str) -> bool {
+        // Where the export does not say what was read, every read is "the record in general": how a device reads
+        // tells nothing.
+        if !self.read_sections {
+            return false;
+        }
         self.devices.get(device).is_some_and(|u| {
             let share = u.watcher_share();
             // A handful of visits says little about how a device reads: a new phone's first three visits may all

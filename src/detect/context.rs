@@ -44,6 +44,9 @@ pub struct Context<'a> {
     /// look it up without allocating a key).
     pub proxy_links: FastMap<String, FastMap<String, Vec<ProxyPeriod>>>,
     /// Refused logins per patient over the look-back, in time order: (when, device key).
+    /// The export says which part of the record most reads read ([`FieldCoverage::section`]): a device can be told
+    /// to read like a watcher.
+    pub read_sections: bool,
     pub failed_logins: FastMap<String, Vec<(i64, String)>>,
 }
 

@@ -91,11 +91,13 @@ pub fn detect(
         practice_hours: [0.0; 24],
         proxy_links: FastMap::default(),
         failed_logins: FastMap::default(),
+        read_sections: true,
     };
     context::load_context(store, catalogue, &mut ctx)?;
 
     // What the export carries decides how sessions are built and which rules can run.
     let coverage = sessions::window_figures(store, lookback_start, end)?;
+    ctx.read_sections = coverage.section >= rules::MIN_COVERAGE;
     // Where events lack device ids, which versions of one model of phone are two phones on one record.
     let agents = if coverage.device_id < 1.0 {
         sessions::agent_devices(store, lookback_start, end)?

@@ -286,6 +286,8 @@ pub struct FieldCoverage {
     pub ip_address: f64,
     pub session_id: f64,
     pub account_id: f64,
+    /// The share of reads (views and downloads) that name the part of the record read.
+    pub section: f64,
 }
 
 /// A rule that did not run, and why.

@@ -67,6 +67,15 @@ pub fn window_figures(store: &Path, start: i64, end: i64) -> PolarsResult<FieldC
                 present(IP_ADDRESS),
                 present(SESSION_ID),
                 present(ACCOUNT_ID),
+                one_of(ACTION, "r", &READ_ACTIONS)
+                    .cast(DataType::UInt64)
+                    .sum()
+                    .alias("reads"),
+                one_of(ACTION, "r", &READ_ACTIONS)
+                    .and(col(SECTION).is_not_null())
+                    .cast(DataType::UInt64)
+                    .sum()
+                    .alias(SECTION),
             ]),
     )?;
     let get = |c: &str| -> u64 {
@@ -91,6 +100,11 @@ pub fn window_figures(store: &Path, start: i64, end: i64) -> PolarsResult<FieldC
         ip_address: share(IP_ADDRESS),
         session_id: share(SESSION_ID),
         account_id: share(ACCOUNT_ID),
+        // Of the reads: with none, there is nothing a missing section could hide.
+        section: match get("reads") {
+            0 => 1.0,
+            reads => get(SECTION) as f64 / reads as f64,
+        },
     })
 }
 

@@ -175,9 +175,12 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         continuing = s.cases.get("continuing").copied().unwrap_or(0),
         reviewed = s.cases.get("reviewed").copied().unwrap_or(0),
     );
-    if !s.detection.rules_not_run.is_empty() {
+    let sections = s.detection.coverage.section;
+    let no_sections =
+        s.detection.coverage.events > 0 && sections < crate::detect::rules::MIN_COVERAGE;
+    if !s.detection.rules_not_run.is_empty() || no_sections {
         o.push_str(
-            "<section class=\"limits\" aria-labelledby=\"limits-heading\">\n<h2 id=\"limits-heading\">What this export could not show</h2>\n<p>The audit export does not carry some of the fields these checks need, so they could not run. A patient is not cleared by a check that did not run.</p>\n<ul>\n",
+            "<section class=\"limits\" aria-labelledby=\"limits-heading\">\n<h2 id=\"limits-heading\">What this export could not show</h2>\n<p>The audit export does not carry some of the fields these checks need. A patient is not cleared by a check that did not run, or could not see.</p>\n<ul>\n",
         );
         for r in &s.detection.rules_not_run {
             let title = crate::detect::rules::find(r.rule_id).map_or(r.rule_id, |x| x.meta.title);
@@ -187,6 +190,15 @@ figcaption {{ font-size: 0.9em; color: #333; }}
                 escape(title),
                 r.rule_id,
                 escape(&r.reason)
+            );
+        }
+        if no_sections {
+            let _ = writeln!(
+                o,
+                "<li>The export names the part of the record read (results, letters, appointments and so on) in {:.0}% \
+                 of views, so no device is judged by what it reads: the patient's own tablet and someone else's phone \
+                 can look alike here.</li>",
+                100.0 * sections
             );
         }
         o.push_str("</ul>\n</section>\n");
