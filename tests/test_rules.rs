@@ -939,13 +939,8 @@ fn phone_a_reading(
 }
 
 /// A's phone every other day at 19:00 from 19 Aug (day -40) to the end, reading appointments and results or the
-/// summary and medications; other visits on the same phone at `hour` over `other_days` (every `every` days),
-/// reading appointments and letters or consultations and immunisations; and a 104 code on 14 Nov (day 47).
-fn other_hours_on_a_phone_around_a_104(
-    hour: u32,
-    other_days: (i64, i64),
-    every: usize,
-) -> Practice {
+/// summary and medications.
+fn phone_a_evenings() -> Practice {
     let mut p = Practice::default();
     phone_a_reading(
         &mut p,
@@ -957,6 +952,18 @@ fn other_hours_on_a_phone_around_a_104(
             &["summary", "medications"],
         ],
     );
+    p
+}
+
+/// A's phone every other day at 19:00 from 19 Aug (day -40) to the end, reading appointments and results or the
+/// summary and medications; other visits on the same phone at `hour` over `other_days` (every `every` days),
+/// reading appointments and letters or consultations and immunisations; and a 104 code on 14 Nov (day 47).
+fn other_hours_on_a_phone_around_a_104(
+    hour: u32,
+    other_days: (i64, i64),
+    every: usize,
+) -> Practice {
+    let mut p = phone_a_evenings();
     phone_a_reading(
         &mut p,
         other_days,
@@ -3389,17 +3396,7 @@ fn a_password_change_four_months_ago_and_the_device_it_let_in_are_in_the_default
 /// `agent` at the same time and place, reading much the same, only once opening the appointments. With
 /// `changed_from_phone`, the password is changed from A's phone the evening before tablet-a2 first appears.
 fn tablet_a_reinstalled(agent: &str, changed_from_phone: bool) -> Practice {
-    let mut p = Practice::default();
-    phone_a_reading(
-        &mut p,
-        (-40, 55),
-        2,
-        19,
-        &[
-            &["appointments", "test_results"],
-            &["summary", "medications"],
-        ],
-    );
+    let mut p = phone_a_evenings();
     let tablet =
         |p: &mut Practice, device: &str, ua: &str, days: (i64, i64), readings: &[&[&str]]| {
             reading(p, NHS_A, device, ua, HOME_A, days, 7, 21, readings)
