@@ -2314,25 +2314,11 @@ fn thin(p: &Practice, columns: &[&str]) -> String {
     out
 }
 
-#[test]
-fn a_bare_export_says_which_rules_could_not_run_and_still_finds_foreign_hours() {
-    let mut p = with_habit();
-    watching(&mut p, "phone-a", PHONE, HOME_A, (2, 55), 5, 3);
+/// `audit.csv` with `audit_text`, ingested and detected through the binary as of 22 Nov: the temporary folder
+/// (kept alive by the caller) and the run folder.
+fn run_folder_for(audit_text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let audit = write(
-        dir.path(),
-        "audit.csv",
-        &thin(
-            &p,
-            &[
-                "device_id",
-                "user_agent",
-                "ip_address",
-                "session_id",
-                "account_id",
-            ],
-        ),
-    );
+    let audit = write(dir.path(), "audit.csv", audit_text);
     let (store, reports) = (dir.path().join("s"), dir.path().join("r"));
     let (s, r) = (store.to_str().unwrap(), reports.to_str().unwrap());
     assert_eq!(
@@ -2341,7 +2327,23 @@ fn a_bare_export_says_which_rules_could_not_run_and_still_finds_foreign_hours() 
     );
     let out = run(&["detect", "--store", s, "--out", r, "--as-of", "2026-11-22"]);
     assert!(out.code == 0 || out.code == 4, "{}", out.stderr);
-    let run_dir = reports.join("2026-11-22");
+    (dir, reports.join("2026-11-22"))
+}
+
+#[test]
+fn a_bare_export_says_which_rules_could_not_run_and_still_finds_foreign_hours() {
+    let mut p = with_habit();
+    watching(&mut p, "phone-a", PHONE, HOME_A, (2, 55), 5, 3);
+    let (_dir, run_dir) = run_folder_for(&thin(
+        &p,
+        &[
+            "device_id",
+            "user_agent",
+            "ip_address",
+            "session_id",
+            "account_id",
+        ],
+    ));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
             .unwrap();
@@ -3448,24 +3450,20 @@ fn a_reinstalled_app_is_the_device_it_was_unless_another_model_or_a_password_cha
         d.findings
     );
     assert_eq!(d.stats.reinstalled_devices, 1);
-    // Another model of device is another device: the new id reads like no device of A's, beside A's phone.
-    let d = tablet_a_reinstalled("NHSApp/2.42.1 (Android 14; SM-S911B)", false).detection();
-    assert!(
-        fired(&d.findings, NHS_A, "unfamiliar_device")
-            .is_some_and(|f| f.device_id.as_deref() == Some("tablet-a2")),
-        "{:?}",
-        d.findings
-    );
-    assert_eq!(d.stats.reinstalled_devices, 0);
-    // A password changed just before the new id appeared is how an account is taken over: the two are kept apart.
-    let d = tablet_a_reinstalled(updated, true).detection();
-    assert!(
-        fired(&d.findings, NHS_A, "unfamiliar_device")
-            .is_some_and(|f| f.device_id.as_deref() == Some("tablet-a2")),
-        "{:?}",
-        d.findings
-    );
-    assert_eq!(d.stats.reinstalled_devices, 0);
+    // The new id is flagged as a device of its own, beside A's phone.
+    let kept_apart = |d: detect::Detection| {
+        assert!(
+            fired(&d.findings, NHS_A, "unfamiliar_device")
+                .is_some_and(|f| f.device_id.as_deref() == Some("tablet-a2")),
+            "{:?}",
+            d.findings
+        );
+        assert_eq!(d.stats.reinstalled_devices, 0);
+    };
+    // Another model of device is another device.
+    kept_apart(tablet_a_reinstalled("NHSApp/2.42.1 (Android 14; SM-S911B)", false).detection());
+    // A password changed just before the new id appeared is how an account is taken over.
+    kept_apart(tablet_a_reinstalled(updated, true).detection());
 }
 
 #[test]
@@ -3481,17 +3479,7 @@ fn an_export_that_does_not_say_what_was_read_judges_no_device_by_its_reading_and
     }
     watching(&mut p, "tablet-x", TABLET, HOME_A, (0, 55), 4, 20);
     let detect_page = |audit_text: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let audit = write(dir.path(), "audit.csv", audit_text);
-        let (store, reports) = (dir.path().join("s"), dir.path().join("r"));
-        let (s, r) = (store.to_str().unwrap(), reports.to_str().unwrap());
-        assert_eq!(
-            run(&["ingest", "--store", s, audit.to_str().unwrap()]).code,
-            0
-        );
-        let out = run(&["detect", "--store", s, "--out", r, "--as-of", "2026-11-22"]);
-        assert!(out.code == 0 || out.code == 4, "{}", out.stderr);
-        let run_dir = reports.join("2026-11-22");
+        let (_dir, run_dir) = run_folder_for(audit_text);
         let read = |f: &str| std::fs::read_to_string(run_dir.join(f)).unwrap();
         (
             read("summary.json"),
