@@ -97,7 +97,7 @@ pub fn detect(
 
     // What the export carries decides how sessions are built and which rules can run.
     let coverage = sessions::window_figures(store, lookback_start, end)?;
-    ctx.read_sections = coverage.section >= rules::MIN_COVERAGE;
+    ctx.read_sections = coverage.names_sections();
     // Where events lack device ids, which versions of one model of phone are two phones on one record.
     let agents = if coverage.device_id < 1.0 {
         sessions::agent_devices(store, lookback_start, end)?

@@ -290,6 +290,14 @@ pub struct FieldCoverage {
     pub section: f64,
 }
 
+impl FieldCoverage {
+    /// Most reads name the part of the record they read (or there is nothing to read): how a device reads can be
+    /// judged.
+    pub fn names_sections(&self) -> bool {
+        self.events == 0 || self.section >= crate::detect::rules::MIN_COVERAGE
+    }
+}
+
 /// A rule that did not run, and why.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RuleNotRun {

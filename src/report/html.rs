@@ -176,8 +176,7 @@ figcaption {{ font-size: 0.9em; color: #333; }}
         reviewed = s.cases.get("reviewed").copied().unwrap_or(0),
     );
     let sections = s.detection.coverage.section;
-    let no_sections =
-        s.detection.coverage.events > 0 && sections < crate::detect::rules::MIN_COVERAGE;
+    let no_sections = !s.detection.coverage.names_sections();
     if !s.detection.rules_not_run.is_empty() || no_sections {
         o.push_str(
             "<section class=\"limits\" aria-labelledby=\"limits-heading\">\n<h2 id=\"limits-heading\">What this export could not show</h2>\n<p>The audit export does not carry some of the fields these checks need. A patient is not cleared by a check that did not run, or could not see.</p>\n<ul>\n",
