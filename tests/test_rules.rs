@@ -3521,3 +3521,53 @@ fn an_export_that_does_not_say_what_was_read_judges_no_device_by_its_reading_and
     );
     assert!(summary.contains("\"section\": 0.0"), "{summary}");
 }
+
+/// C's own phone every three evenings; B's own phone, managing B's care every other morning, reading C's
+/// consultations and documents twice in the last fortnight signed in to the proxy account `proxy-b` (the audit log
+/// marks those visits as a proxy's).
+fn b_reading_c_by_proxy() -> Practice {
+    let mut p = Practice::default();
+    p.habit(NHS_C, "acct-c", "phone-c", PHONE, HOME_A, (0, 55), 3, 19);
+    p.habit(NHS_B, "acct-b", "phone-b", PHONE, HOME_B, (0, 55), 2, 8);
+    for at in ["2026-11-14 08:40", "2026-11-19 08:50"] {
+        p.session(
+            NHS_C,
+            "proxy-b",
+            "phone-b",
+            PHONE,
+            HOME_B,
+            at,
+            &["consultations", "documents"],
+        );
+    }
+    p
+}
+
+#[test]
+fn with_no_proxy_relationships_supplied_a_proxy_visit_is_taken_on_the_audit_logs_word_and_the_page_says_so(
+) {
+    let p = b_reading_c_by_proxy();
+    let (_dir, run_dir) = run_folder_for(&format!("{AUDIT_HEADER}\n{}", p.audit));
+    let read = |f: &str| std::fs::read_to_string(run_dir.join(f)).unwrap();
+    assert!(
+        !read("findings.csv").contains(NHS_C),
+        "{}",
+        read("findings.csv")
+    );
+    assert!(
+        read("report.html")
+            .contains("No formal proxy relationships were supplied, so the 2 visits"),
+        "the lead's page says the proxy visits were not checked"
+    );
+    assert!(read("summary.json").contains("\"proxy_sessions_on_role\": 2"));
+    // Relationships supplied, but none for this account: the role alone no longer clears it.
+    let mut q = b_reading_c_by_proxy();
+    q.proxy(NHS_A, "proxy-z");
+    let d = q.detection();
+    assert!(
+        fired(&d.findings, NHS_C, "shared_device").is_some(),
+        "{:?}",
+        d.findings
+    );
+    assert_eq!(d.stats.proxy_sessions_on_role, 0);
+}

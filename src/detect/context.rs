@@ -68,6 +68,11 @@ impl PatientView<'_> {
 impl Context<'_> {
     /// Whether a session is a formal proxy acting within a recorded proxy link.
     pub fn is_formal_proxy(&self, s: &Session) -> bool {
+        // With no proxy relationships supplied at all, the audit log's own word is all there is: a session it marks
+        // as a formal proxy's is taken as one (see [`DetectionStats::proxy_sessions_on_role`]).
+        if self.proxy_links.is_empty() {
+            return &*s.role == PROXY_ROLE;
+        }
         self.proxy_links
             .get(&*s.nhs_number)
             .and_then(|accounts| accounts.get(&*s.account))

@@ -160,6 +160,8 @@ pub fn detect(
         }
         for s in sessions.values().flatten() {
             stats.sessions += 1;
+            stats.proxy_sessions_on_role +=
+                u64::from(ctx.proxy_links.is_empty() && &*s.role == PROXY_ROLE);
             *per_day.entry(ctx.local(s.start).date_naive()).or_default() += u64::from(s.events);
         }
         if batch + 1 == batches {

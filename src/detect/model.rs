@@ -320,7 +320,13 @@ pub struct DetectionStats {
     /// Device ids taken as continuing an earlier id of the same phone (an app reinstalled; see
     /// [`crate::detect::lineage`]).
     pub reinstalled_devices: u64,
+    /// Sessions taken for a formal proxy's on the audit log's `actor_role` alone, because no proxy relationships were
+    /// supplied to check them against.
+    pub proxy_sessions_on_role: u64,
 }
+
+/// The `actor_role` of a formal proxy's account.
+pub const PROXY_ROLE: &str = "proxy";
 
 #[cfg(test)]
 mod tests {

@@ -177,7 +177,8 @@ figcaption {{ font-size: 0.9em; color: #333; }}
     );
     let sections = s.detection.coverage.section;
     let no_sections = !s.detection.coverage.names_sections();
-    if !s.detection.rules_not_run.is_empty() || no_sections {
+    let on_role = s.detection.proxy_sessions_on_role;
+    if !s.detection.rules_not_run.is_empty() || no_sections || on_role > 0 {
         o.push_str(
             "<section class=\"limits\" aria-labelledby=\"limits-heading\">\n<h2 id=\"limits-heading\">What this export could not show</h2>\n<p>The audit export does not carry some of the fields these checks need. A patient is not cleared by a check that did not run, or could not see.</p>\n<ul>\n",
         );
@@ -189,6 +190,14 @@ figcaption {{ font-size: 0.9em; color: #333; }}
                 escape(title),
                 r.rule_id,
                 escape(&r.reason)
+            );
+        }
+        if on_role > 0 {
+            let _ = writeln!(
+                o,
+                "<li>No formal proxy relationships were supplied, so the {on_role} visits the audit log marks as a \
+                 proxy's (a parent or carer with their own login) were taken as proxy access on its word: none was \
+                 checked against a recorded relationship or its dates.</li>"
             );
         }
         if no_sections {
