@@ -478,24 +478,22 @@ fn a_view_of_the_record_in_general_reads_what_a_watcher_is_after() {
 fn sensitive_entries_read_at_once(ordinary_read_at_once: bool, after_visits: bool) -> Practice {
     let mut p = with_habit();
     let start = NaiveDate::from_ymd_opt(2026, 9, 28).unwrap();
+    // An entry on `day` at `hour`:00, and, when `read`, A's phone reading the problems at `hour`:30.
+    let entry = |p: &mut Practice,
+                 id: &str,
+                 day: NaiveDate,
+                 hour: u32,
+                 (code, term): (&str, &str),
+                 read: bool| {
+        p.entry(NHS_A, id, &format!("{day} {hour:02}:00"), code, term);
+        if read {
+            phone_a_at(p, &[&format!("{day} {hour:02}:30")], &["problems"]);
+        }
+    };
     for (i, d) in [10, 25, 40].into_iter().enumerate() {
         let day = start + chrono::Duration::days(d);
-        p.entry(
-            NHS_A,
-            &format!("S{i}"),
-            &format!("{day} 10:00"),
-            "205171000000107",
-            "Victim of domestic violence",
-        );
-        p.session(
-            NHS_A,
-            "acct-a",
-            "phone-a",
-            PHONE,
-            HOME_A,
-            &format!("{day} 10:30"),
-            &["problems"],
-        );
+        let abuse = ("205171000000107", "Victim of domestic violence");
+        entry(&mut p, &format!("S{i}"), day, 10, abuse, true);
         if after_visits {
             p.visit(
                 NHS_A,
@@ -507,24 +505,15 @@ fn sensitive_entries_read_at_once(ordinary_read_at_once: bool, after_visits: boo
     }
     for (i, d) in [12, 27, 42].into_iter().enumerate() {
         let day = start + chrono::Duration::days(d);
-        p.entry(
-            NHS_A,
+        let headache = ("25064002", "Headache");
+        entry(
+            &mut p,
             &format!("O{i}"),
-            &format!("{day} 20:00"),
-            "25064002",
-            "Headache",
+            day,
+            20,
+            headache,
+            ordinary_read_at_once,
         );
-        if ordinary_read_at_once {
-            p.session(
-                NHS_A,
-                "acct-a",
-                "phone-a",
-                PHONE,
-                HOME_A,
-                &format!("{day} 20:30"),
-                &["problems"],
-            );
-        }
     }
     p
 }
