@@ -3455,6 +3455,85 @@ fn a_reinstalled_app_is_the_device_it_was_unless_another_model_or_a_password_cha
     kept_apart(tablet_a_reinstalled(updated, true).detection());
 }
 
+/// A's phone every three evenings; B's phone (`phone-b`, an iPhone) every other morning until 7 Nov (day 40) at home,
+/// booking an appointment on three of those mornings. From 14 Nov (day 47) `phone-b2`, on `agent` from B's home,
+/// reads A's record every other morning (twice the appointments), and on 21 Nov it opens B's own record once. With
+/// `old_kept`, `phone-b` is still used on B's record after `phone-b2` appears.
+fn b_phone_reinstalled(agent: &str, old_kept: bool) -> Practice {
+    let mut p = with_habit();
+    let until = if old_kept { 55 } else { 40 };
+    let readings: &[&[&str]] = &[&["appointments", "medications"]];
+    reading(
+        &mut p,
+        NHS_B,
+        "phone-b",
+        PHONE,
+        HOME_B,
+        (0, until),
+        2,
+        8,
+        readings,
+    );
+    for at in ["2026-10-05 08:30", "2026-10-19 08:35", "2026-11-02 08:32"] {
+        p.action(NHS_B, "acct-b", "phone-b", at, "book_appointment");
+    }
+    let prying: &[&[&str]] = &[
+        &["consultations", "documents"],
+        &["appointments", "letters"],
+        &["problems"],
+    ];
+    reading(
+        &mut p,
+        NHS_A,
+        "phone-b2",
+        agent,
+        HOME_B,
+        (47, 55),
+        2,
+        8,
+        prying,
+    );
+    p.session(
+        NHS_B,
+        "acct-b",
+        "phone-b2",
+        agent,
+        HOME_B,
+        "2026-11-21 10:14",
+        &["summary", "test_results"],
+    );
+    p
+}
+
+#[test]
+fn a_phone_reinstalled_days_ago_is_still_its_owners_on_their_own_record_not_another_patients_device(
+) {
+    // B's phone under a new id, too recently for the old id's silence to show a reinstall: on B's own record it is
+    // B's, and reading A's record is A's finding.
+    let updated = "NHSApp/2.42.0 (iPhone; iOS 18.2)";
+    let f = b_phone_reinstalled(updated, false).detect();
+    assert_not_fired(&f, NHS_B, "shared_device");
+    assert!(!rules_for(&f, NHS_A).is_empty(), "{f:?}");
+    // Another model of phone, or B's phone still in use beside it: someone else's device opening B's record...
+    // Or a device that books on A's record: A's own phone (a new one, of B's model), not B's.
+    let mut booked_for_a = b_phone_reinstalled(updated, false);
+    booked_for_a.action(
+        NHS_A,
+        "acct-a",
+        "phone-b2",
+        "2026-11-18 08:20",
+        "book_appointment",
+    );
+    for p in [
+        b_phone_reinstalled("NHSApp/2.42.0 (Android 14; SM-S911B)", false),
+        b_phone_reinstalled(updated, true),
+        booked_for_a,
+    ] {
+        let f = p.detect();
+        assert!(fired(&f, NHS_B, "shared_device").is_some(), "{f:?}");
+    }
+}
+
 #[test]
 fn an_export_that_does_not_say_what_was_read_judges_no_device_by_its_reading_and_says_so() {
     // A's phone at 19:00 every three days, managing A's care and ordering a prescription each time; a tablet reading

@@ -45,7 +45,7 @@ pub const SILENCE_VISITS: f64 = 3.0;
 
 /// Two user agents that are the same once every run of digits is masked: the same app on the same kind of phone,
 /// whatever its versions.
-fn same_masked(a: &str, b: &str) -> bool {
+pub fn same_masked(a: &str, b: &str) -> bool {
     // Runs of digits become one '#'; everything else is compared as it is.
     fn masked(s: &str) -> impl Iterator<Item = char> + '_ {
         let mut prev_digit = false;

@@ -110,6 +110,9 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         let Some((_, owner_since)) = ctx.someone_elses_device(p.nhs, &key) else {
             continue;
         };
+        if may_be_own_phone_renewed(ctx, p, &key) {
+            continue;
+        }
         let by_address = is_agent_at_address(&key);
         // A model and an address are not a device: once could be anyone of that model on that connection, and one
         // seen on more records than a household holds is a shared network's (a mobile carrier's, an office's).
@@ -187,6 +190,70 @@ fn only_reads_here_as(
                 u.owner_action_sessions > 0 || (phone && u.holder_sessions > 0)
             })
             .is_some()
+}
+
+/// A device that may be this patient's own phone under a new id, reinstalled too recently for
+/// [`crate::detect::lineage`] to say so (the old id has not been silent long enough): it carries the user agent,
+/// versions aside, of a device that booked, ordered or wrote to the practice on this record, and has used an address
+/// that device used (on any record); it first appears on any record after that device's last use on any, within
+/// [`MAX_GAP_DAYS`](crate::detect::lineage::MAX_GAP_DAYS); and on no other record does it book, order or write. Its
+/// reading another record is then that record's finding: on this one it is not plainly another patient's device. A
+/// partner's phone that is their own manages their care on their own record, and is still judged here.
+fn may_be_own_phone_renewed(ctx: &Context, p: &PatientView, device: &str) -> bool {
+    use crate::detect::lineage::{same_masked, MAX_GAP_DAYS};
+    const DAY: i64 = 86_400_000_000;
+    let Some(history) = ctx.devices.get(device) else {
+        return false;
+    };
+    if !is_identified_device(device)
+        || history
+            .on
+            .iter()
+            .any(|(o, u)| o.as_ref() != p.nhs && u.owner_action_sessions > 0)
+    {
+        return false;
+    }
+    let Some(first) = history.on.iter().map(|(_, u)| u.first).min() else {
+        return false;
+    };
+    // A device's user agent on this record, and the addresses it used on any record (the household's connection,
+    // wherever the phone was used from it).
+    let agent_here = |d: &str| {
+        p.sessions
+            .iter()
+            .filter(|s| &*s.device == d)
+            .find_map(|s| s.user_agent.as_deref())
+    };
+    let addresses = |d: &str| -> BTreeSet<&str> {
+        ctx.devices.get(d).map_or_else(BTreeSet::new, |h| {
+            h.on.iter()
+                .flat_map(|(_, u)| u.ips.iter().map(|ip| &**ip))
+                .collect()
+        })
+    };
+    let Some(agent) = agent_here(device) else {
+        return false;
+    };
+    let ips = addresses(device);
+    p.baseline.holder_devices.iter().any(|d| {
+        let Some(last) = ctx
+            .devices
+            .get(d.as_str())
+            .and_then(|h| h.on.iter().map(|(_, u)| u.last).max())
+        else {
+            return false;
+        };
+        let their_ips = addresses(d);
+        d != device
+            && p.baseline
+                .devices
+                .get(d.as_str())
+                .is_some_and(|u| u.owner_action_sessions > 0)
+            && last < first
+            && first - last <= MAX_GAP_DAYS * DAY
+            && agent_here(d).is_some_and(|a| same_masked(a, agent))
+            && ((ips.is_empty() && their_ips.is_empty()) || !ips.is_disjoint(&their_ips))
+    })
 }
 
 /// A session on a phone, by its user agent: a personal device, unlike a family tablet or computer.
