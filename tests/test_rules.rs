@@ -3534,6 +3534,64 @@ fn a_phone_reinstalled_days_ago_is_still_its_owners_on_their_own_record_not_anot
     }
 }
 
+/// A's phone every other evening at 19:00, three sections a visit (a quarter of its reads are of care sections, and
+/// one visit in three reads none); A's tablet weekly at `hour` from home, eight visits reading `visit` but the last,
+/// which opens the appointments.
+fn tablet_beside_long_visits(hour: u32, visit: &[&str]) -> Practice {
+    let mut p = Practice::default();
+    on_phone_a(
+        &mut p,
+        (0, 55),
+        2,
+        19,
+        &[
+            &["summary", "appointments", "test_results"],
+            &["letters", "consultations", "medications"],
+            &["allergies", "problems", "documents"],
+        ],
+    );
+    let mut readings: Vec<&[&str]> = vec![visit; 7];
+    readings.push(&["appointments"]);
+
+    reading(
+        &mut p,
+        NHS_A,
+        "tablet-a",
+        TABLET,
+        HOME_A,
+        (0, 55),
+        7,
+        hour,
+        &readings,
+    );
+    p
+}
+
+#[test]
+fn a_second_device_at_the_holders_hours_with_short_visits_is_not_judged_a_watcher_by_missing_care_sections_by_chance(
+) {
+    let watcher_reading = |p: Practice| {
+        let f = p.detect();
+        fired(&f, NHS_A, "unfamiliar_device").is_some_and(|u| {
+            u.score
+                > accesswatch::detect::config::UnfamiliarDevice::default().holders_reading_max_score
+        })
+    };
+    // One section a visit: three visits in four of anyone's, at the holder's rate, miss the care sections.
+    assert!(!watcher_reading(tablet_beside_long_visits(
+        19,
+        &["consultations"]
+    )));
+    // Three a visit, none of them care: beyond chance.
+    let three = &["consultations", "letters", "problems"];
+    assert!(watcher_reading(tablet_beside_long_visits(19, three)));
+    // One a visit, at an hour the holder does not keep: its hours set it apart, and its reading counts with them.
+    assert!(watcher_reading(tablet_beside_long_visits(
+        3,
+        &["consultations"]
+    )));
+}
+
 #[test]
 fn an_export_that_does_not_say_what_was_read_judges_no_device_by_its_reading_and_says_so() {
     // A's phone at 19:00 every three days, managing A's care and ordering a prescription each time; a tablet reading

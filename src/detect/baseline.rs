@@ -23,7 +23,10 @@ use chrono::NaiveDate;
 
 use super::context::Context;
 use super::model::*;
-use super::stats::{binomial_tail, hypergeometric_lower_tail, hypergeometric_upper_tail, surprise};
+use super::stats::{
+    binomial_tail, hypergeometric_lower_tail, hypergeometric_upper_tail, poisson_binomial_tail,
+    surprise, MIN_RATE,
+};
 
 const DAY: i64 = 86_400_000_000;
 
@@ -42,6 +45,12 @@ pub struct DeviceUse {
     pub owner_action_sessions: usize,
     /// Sessions that only read the sections where disclosures are found.
     pub watcher_sessions: usize,
+    /// Reads of [`CARE_SECTIONS`] and of the sections where disclosures are found, over the sessions that read.
+    pub care_reads: u32,
+    pub prying_reads: u32,
+    /// Sessions that read without booking, ordering or writing, by how many reads they made (the last counts that
+    /// many or more): a short visit misses the care sections more often, whoever makes it.
+    pub reading_by_length: [u16; READ_LENGTHS],
     /// Local days with a session.
     pub days: usize,
     /// Sessions not made by a formal proxy within a recorded link (in the run's device histories).
@@ -148,6 +157,13 @@ fn count_session(u: &mut DeviceUse, s: &Session, recent_start: i64) {
     u.holder_sessions += usize::from(s.holder_like());
     u.owner_action_sessions += usize::from(s.owner_actions > 0);
     u.watcher_sessions += usize::from(s.watcher_like());
+    u.care_reads += s.broad_reads;
+    u.prying_reads += s.prying_reads;
+    let reads = (s.broad_reads + s.prying_reads) as usize;
+    if s.owner_actions == 0 && reads > 0 {
+        let i = reads.min(READ_LENGTHS) - 1;
+        u.reading_by_length[i] = u.reading_by_length[i].saturating_add(1);
+    }
 }
 
 /// The share of the holder's sessions their core hours hold.
@@ -176,6 +192,9 @@ pub const WATCHER_VISITS_ODDS: f64 = 20.0;
 /// A device that reads care sections in two visits or more is the holder's unless it reads like a watcher more than
 /// this beyond the holder's own main device (and beyond one visit in two).
 pub const HOLDER_MIX_MARGIN: f64 = 0.1;
+/// Visit lengths (reads in a session) told apart when a device's reading is weighed against the holder's: longer
+/// visits are counted with the longest.
+pub const READ_LENGTHS: usize = 8;
 /// Reading sessions a device needs before it is judged to read like a watcher.
 pub const MIN_READS_TO_JUDGE: usize = 4;
 /// Sessions needed before core hours are learned.
@@ -723,6 +742,42 @@ impl PatientBaseline {
                 && surprise(n, k, self.holder_prying) <= 1.0 / WATCHER_ODDS
                 && beyond_holders_visits()
         })
+    }
+
+    /// A device that reads like a watcher ([`Self::reads_like_watcher`]) beyond chance visit by visit, too: a device
+    /// whose visits open one or two sections misses the care sections more often than the holder's longer visits
+    /// do, whoever holds it. A visit of `r` reads misses them all with chance (1 - q)^r, where q is the share of the
+    /// holder's main device's reads that are of care sections, and the device's visits that missed them are
+    /// tested against those chances (the Poisson binomial tail, under 1 in [`WATCHER_ODDS`]). Where nothing but its
+    /// reading sets a device apart from the holder's (it keeps their hours), this is the test it must pass.
+    pub fn reads_like_watcher_visit_by_visit(&self, device: &str) -> bool {
+        if !self.reads_like_watcher(device) {
+            return false;
+        }
+        let Some(u) = self.devices.get(device) else {
+            return false;
+        };
+        let Some(h) = self
+            .primary_device
+            .as_ref()
+            .filter(|d| d.as_str() != device)
+            .and_then(|d| self.devices.get(d))
+        else {
+            return true;
+        };
+        let all = h.care_reads + h.prying_reads;
+        if all == 0 {
+            return true;
+        }
+        let q = (f64::from(h.care_reads) / f64::from(all)).clamp(MIN_RATE, 1.0 - MIN_RATE);
+        let chances = u
+            .reading_by_length
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &visits)| {
+                std::iter::repeat_n((1.0 - q).powi(i as i32 + 1), usize::from(visits))
+            });
+        poisson_binomial_tail(chances, u.watcher_sessions) <= 1.0 / WATCHER_ODDS
     }
 
     /// One of the holder's own devices.

@@ -320,6 +320,11 @@ fn merge_use(into: &mut DeviceUse, u: &DeviceUse) {
     into.holder_sessions += u.holder_sessions;
     into.owner_action_sessions += u.owner_action_sessions;
     into.watcher_sessions += u.watcher_sessions;
+    into.care_reads += u.care_reads;
+    into.prying_reads += u.prying_reads;
+    for (a, b) in into.reading_by_length.iter_mut().zip(u.reading_by_length) {
+        *a = a.saturating_add(b);
+    }
     into.days += u.days;
     into.non_proxy_sessions += u.non_proxy_sessions;
     for ip in &u.ips {

@@ -36,6 +36,26 @@ pub fn surprise(n: usize, k: usize, learned_rate: f64) -> f64 {
     binomial_tail(n, k, learned_rate.clamp(MIN_RATE, 1.0 - MIN_RATE))
 }
 
+/// The chance of at least `k` successes in independent trials of the given `chances` (the upper tail of the Poisson
+/// binomial distribution), by the usual recurrence over the trials.
+pub fn poisson_binomial_tail(chances: impl Iterator<Item = f64>, k: usize) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    // at[j]: the chance of exactly j successes so far (j < k), and at[k] of k or more.
+    let mut at = vec![0.0; k + 1];
+    at[0] = 1.0;
+    for p in chances {
+        let p = p.clamp(0.0, 1.0);
+        at[k] += at[k - 1] * p;
+        for j in (1..k).rev() {
+            at[j] = at[j] * (1.0 - p) + at[j - 1] * p;
+        }
+        at[0] *= 1.0 - p;
+    }
+    at[k].min(1.0)
+}
+
 /// The chance that `draws` items taken at random from `total`, of which `marked` are marked, hold at most `k` marked
 /// ones (the lower tail of the hypergeometric distribution: Fisher's exact test of a part against the whole).
 pub fn hypergeometric_lower_tail(total: usize, marked: usize, draws: usize, k: usize) -> f64 {
@@ -186,6 +206,22 @@ mod tests {
         assert_eq!(h(8, 4, 4, 4), 1.0);
         // A long history: 7 marked among 62 drawn from 98 of which 27 are marked is far below chance.
         assert!(h(98, 27, 62, 7) < 1e-4);
+    }
+
+    #[test]
+    fn poisson_binomial_tail_matches_hand_worked_values_and_the_binomial() {
+        use super::poisson_binomial_tail as t;
+        // Chances 0.5 and 0.2: both 0.1; at least one 1 - 0.5 * 0.8 = 0.6.
+        assert!((t([0.5, 0.2].into_iter(), 2) - 0.1).abs() < 1e-12);
+        assert!((t([0.5, 0.2].into_iter(), 1) - 0.6).abs() < 1e-12);
+        assert_eq!(t([0.5].into_iter(), 2), 0.0);
+        assert_eq!(t(std::iter::empty(), 0), 1.0);
+        // Equal chances are the binomial.
+        let same = t(std::iter::repeat_n(0.3, 12), 6);
+        assert!(
+            (same - super::binomial_tail(12, 6, 0.3)).abs() < 1e-12,
+            "{same}"
+        );
     }
 
     #[test]

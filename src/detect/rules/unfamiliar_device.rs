@@ -57,7 +57,16 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
                     .get(&*s.device)
                     .is_some_and(|u| u.first <= last)
         });
-        let prying = p.baseline.reads_like_watcher(device);
+        // At the holder's hours, only how it reads sets it apart from the holder's own second device, and a device of
+        // short visits misses the care sections by chance more often: its reading must stand out visit by visit.
+        let prying = if sessions
+            .iter()
+            .any(|s| p.baseline.foreign_hour(ctx, s.start))
+        {
+            p.baseline.reads_like_watcher(device)
+        } else {
+            p.baseline.reads_like_watcher_visit_by_visit(device)
+        };
         if !alongside && !prying {
             continue;
         }
