@@ -21,11 +21,15 @@ pub const META: RuleMeta = RuleMeta {
               record too, and here only reads, with no formal proxy access between the two. It counts however long \
               it has been going on, and however much of what it reads here is what the holder manages care with, \
               when it books or orders on the other record, never here, and the holder has a device of their own. \
+              A phone of the model this patient books with, first used after theirs stopped, and booking nowhere \
+              else, may be theirs under a new id, and is not counted here. \
               Without device ids, the same kind of device over the other patient's own connection stands in.",
     benign_lookalikes: &[
         "a household tablet both partners use, each for their own care (not flagged: it manages this patient's \
          care too)",
         "a parent with formal proxy access using their own device for a child (not flagged: the proxy is recorded)",
+        "the patient's own phone with its app just reinstalled, having also read someone else's record (not flagged \
+         here: that record's finding)",
     ],
     guide: "The other patient is the likely owner of the device: treat their record as confidential and do not \
             contact them about this. Check whether they are a partner or family member of this patient. Speak to \

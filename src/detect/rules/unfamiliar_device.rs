@@ -14,12 +14,15 @@ pub const META: RuleMeta = RuleMeta {
               patient's own devices are recognised by what they do (booking, ordering, messages, reading their \
               appointments, allergies or immunisations; a device that reads sensitive entries as they appear, when \
               the patient's main device does not, only by booking, ordering or writing); this one, in nearly all its \
-              visits, reads nothing the patient manages their care with, and never books, orders or writes. It counts \
-              however long it has been there.",
+              visits, reads nothing the patient manages their care with, and never books, orders or writes (at the \
+              patient's own hours, beyond what its shorter visits would miss by chance). It counts however long it \
+              has been there.",
     benign_lookalikes: &[
         "a replacement phone that takes over from the old one (not flagged: it is used the way the patient used the \
          old one)",
         "a patient's own tablet or computer, used for their own care (not flagged)",
+        "a patient's own tablet opened for one section at a time at their usual hours (scores low: short visits \
+         miss the care sections by chance)",
         "a one-off login from a work or library computer (scores low)",
     ],
     guide: "Look at when the device first appeared and what it read. Ask the patient, somewhere safe and alone, \
