@@ -1575,6 +1575,13 @@ fn on_phone_a(p: &mut Practice, days: (i64, i64), every: usize, hour: u32, readi
     );
 }
 
+/// A's own tablet at home every `every` days over `days` at `hour`, reading `readings` in turn.
+fn on_tablet_a(p: &mut Practice, days: (i64, i64), every: usize, hour: u32, readings: &[&[&str]]) {
+    reading(
+        p, NHS_A, "tablet-a", TABLET, HOME_A, days, every, hour, readings,
+    );
+}
+
 /// A's own phone every other evening at 19:00 from 28 Sep to 22 Nov, reading `readings` in turn.
 fn holder_reading(readings: &[&[&str]]) -> Practice {
     let mut p = Practice::default();
@@ -1704,12 +1711,8 @@ fn a_device_that_mostly_opens_only_the_summary_page_does_not_read_like_a_watcher
     // four checks allergies too. `page` stands in for the summary.
     let practice = |page: &str| {
         let mut p = with_habit();
-        reading(
+        on_tablet_a(
             &mut p,
-            NHS_A,
-            "tablet-a",
-            TABLET,
-            HOME_A,
             (2, 55),
             5,
             20,
@@ -2717,17 +2720,7 @@ fn a_device_reads_like_a_watcher_only_beyond_what_a_light_holders_few_visits_can
             19,
             &[&["summary", "appointments"], &["test_results", "letters"]],
         );
-        reading(
-            &mut p,
-            NHS_A,
-            "tablet-a",
-            TABLET,
-            HOME_A,
-            (1, 45),
-            4,
-            21,
-            &readings,
-        );
+        on_tablet_a(&mut p, (1, 45), 4, 21, &readings);
         p.detection()
     };
     let reads_like_watcher = |d: &detect::Detection| {
@@ -2853,12 +2846,8 @@ fn a_device_reads_like_a_watcher_only_when_chance_cannot_explain_it() {
     // other half; a tablet that reads only consultations and letters, every four days at 21:00, `visits` times.
     let practice = |visits: i64| {
         let mut p = holder_reading(&[&["summary", "appointments"], &["test_results", "letters"]]);
-        reading(
+        on_tablet_a(
             &mut p,
-            NHS_A,
-            "tablet-a",
-            TABLET,
-            HOME_A,
             (1, 1 + 4 * (visits - 1)),
             4,
             21,
@@ -3553,17 +3542,7 @@ fn tablet_beside_long_visits(hour: u32, visit: &[&str]) -> Practice {
     let mut readings: Vec<&[&str]> = vec![visit; 7];
     readings.push(&["appointments"]);
 
-    reading(
-        &mut p,
-        NHS_A,
-        "tablet-a",
-        TABLET,
-        HOME_A,
-        (0, 55),
-        7,
-        hour,
-        &readings,
-    );
+    on_tablet_a(&mut p, (0, 55), 7, hour, &readings);
     p
 }
 
