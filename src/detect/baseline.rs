@@ -728,14 +728,10 @@ impl PatientBaseline {
             // is a light user.
             let (n, k) = (u.reading_sessions(), u.watcher_sessions);
             let beyond_holders_visits = || {
-                self.primary_device
-                    .as_ref()
-                    .filter(|d| d.as_str() != device)
-                    .and_then(|d| self.devices.get(d))
-                    .is_none_or(|h| {
-                        let (hn, hk) = (h.reading_sessions(), h.watcher_sessions);
-                        hypergeometric_upper_tail(n + hn, k + hk, n, k) <= 1.0 / WATCHER_VISITS_ODDS
-                    })
+                self.main_device_besides(device).is_none_or(|h| {
+                    let (hn, hk) = (h.reading_sessions(), h.watcher_sessions);
+                    hypergeometric_upper_tail(n + hn, k + hk, n, k) <= 1.0 / WATCHER_VISITS_ODDS
+                })
             };
             share >= WATCHER_SHARE
                 && share - self.holder_prying >= WATCHER_MARGIN
@@ -757,12 +753,7 @@ impl PatientBaseline {
         let Some(u) = self.devices.get(device) else {
             return false;
         };
-        let Some(h) = self
-            .primary_device
-            .as_ref()
-            .filter(|d| d.as_str() != device)
-            .and_then(|d| self.devices.get(d))
-        else {
+        let Some(h) = self.main_device_besides(device) else {
             return true;
         };
         let all = h.care_reads + h.prying_reads;
@@ -778,6 +769,15 @@ impl PatientBaseline {
                 std::iter::repeat_n((1.0 - q).powi(i as i32 + 1), usize::from(visits))
             });
         poisson_binomial_tail(chances, u.watcher_sessions) <= 1.0 / WATCHER_ODDS
+    }
+
+    /// The use of the holder's main device, when it is not `device`: what another device's reading is weighed
+    /// against.
+    fn main_device_besides(&self, device: &str) -> Option<&DeviceUse> {
+        self.primary_device
+            .as_deref()
+            .filter(|d| *d != device)
+            .and_then(|d| self.devices.get(d))
     }
 
     /// One of the holder's own devices.

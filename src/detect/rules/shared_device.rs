@@ -240,23 +240,23 @@ fn may_be_own_phone_renewed(ctx: &Context, p: &PatientView, device: &str) -> boo
     };
     let ips = addresses(device);
     p.baseline.holder_devices.iter().any(|d| {
-        let Some(last) = ctx
+        let books_here = p
+            .baseline
             .devices
             .get(d.as_str())
-            .and_then(|h| h.on.iter().map(|(_, u)| u.last).max())
-        else {
-            return false;
-        };
-        let their_ips = addresses(d);
+            .is_some_and(|u| u.owner_action_sessions > 0);
+        let last = ctx
+            .devices
+            .get(d.as_str())
+            .and_then(|h| h.on.iter().map(|(_, u)| u.last).max());
         d != device
-            && p.baseline
-                .devices
-                .get(d.as_str())
-                .is_some_and(|u| u.owner_action_sessions > 0)
-            && last < first
-            && first - last <= MAX_GAP_DAYS * DAY
+            && books_here
+            && last.is_some_and(|last| last < first && first - last <= MAX_GAP_DAYS * DAY)
             && agent_here(d).is_some_and(|a| same_masked(a, agent))
-            && ((ips.is_empty() && their_ips.is_empty()) || !ips.is_disjoint(&their_ips))
+            && {
+                let their_ips = addresses(d);
+                (ips.is_empty() && their_ips.is_empty()) || !ips.is_disjoint(&their_ips)
+            }
     })
 }
 
