@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::NaiveDate;
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::schema::Kind;
 
@@ -457,18 +458,34 @@ fn access_identities(
     Ok(())
 }
 
-/// A 128-bit digest of a de-duplication key: two SipHash passes. Held in memory for one ingest only (never
-/// stored), so 16 bytes a key instead of the key's text, with a chance of two keys colliding far below one in 10^20
-/// for a partition of a million rows.
+/// A 128-bit digest of a de-duplication key: XXH3-128, one pass. Held in memory for one ingest only (never stored),
+/// so 16 bytes a key instead of the key's text, with a chance of two keys colliding far below one in 10^20 for a
+/// partition of a million rows. (Two SipHash passes until 2026-12-06: the same property at several times the cost,
+/// and `DefaultHasher`'s algorithm may change between Rust releases; XXH3's output is specified.)
 pub fn key_digest(key: &str) -> u128 {
-    use std::hash::{Hash, Hasher};
-    let half = |salt: u8| {
-        let mut h = std::hash::DefaultHasher::new();
-        salt.hash(&mut h);
-        key.hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(0)) << 64) | u128::from(half(1))
+    xxh3_128_with_seed(key.as_bytes(), KEY_SEED)
+}
+
+/// Seeds that keep the three digests of a row apart: a key's, and an identity's two (see [`RowKeys::audit`]).
+const KEY_SEED: u64 = 0;
+const ANY_SEED: u64 = 1;
+const DERIVED_SEED: u64 = 2;
+
+/// An access's identity as bytes for its digests: the instant, then each text length-delimited and each absence
+/// marked, so no two different identities run together.
+fn identity_bytes(buf: &mut Vec<u8>, occurred_at: i64, texts: [Option<&str>; 5]) {
+    buf.clear();
+    buf.extend_from_slice(&occurred_at.to_le_bytes());
+    for text in texts {
+        match text {
+            None => buf.push(0),
+            Some(t) => {
+                buf.push(1);
+                buf.extend_from_slice(&(t.len() as u64).to_le_bytes());
+                buf.extend_from_slice(t.as_bytes());
+            }
+        }
+    }
 }
 
 /// The de-duplication keys of one row, as digests: its own key and, for an audit event, its twin keys.
@@ -516,31 +533,31 @@ impl RowKeys {
         action: &str,
         section: Option<&str>,
     ) -> RowKeys {
-        use std::hash::{Hash, Hasher};
-        let mut identity = std::hash::DefaultHasher::new();
-        (
-            occurred_at,
-            nhs_number,
-            account_id,
-            device_id,
-            action,
-            section,
-        )
-            .hash(&mut identity);
-        let digest = |tag: &str| {
-            let half = |salt: u8| {
-                let mut h = identity.clone();
-                tag.hash(&mut h);
-                salt.hash(&mut h);
-                h.finish()
-            };
-            (u128::from(half(0)) << 64) | u128::from(half(1))
-        };
+        thread_local! {
+            static IDENTITY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let (any, derived) = IDENTITY.with_borrow_mut(|buf| {
+            identity_bytes(
+                buf,
+                occurred_at,
+                [
+                    Some(nhs_number),
+                    account_id,
+                    device_id,
+                    Some(action),
+                    section,
+                ],
+            );
+            (
+                xxh3_128_with_seed(buf, ANY_SEED),
+                xxh3_128_with_seed(buf, DERIVED_SEED),
+            )
+        });
         RowKeys {
             own: key_digest(event_id),
             twin: Some(TwinKeys {
-                any: digest("any"),
-                derived: digest("derived"),
+                any,
+                derived,
                 is_derived: event_id.starts_with(crate::records::DERIVED_ID_PREFIX),
             }),
         }
@@ -683,6 +700,52 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_identities_that_differ_only_in_where_a_field_ends_or_in_an_absent_field_have_different_digests(
+    ) {
+        let twin =
+            |nhs: &str, account: Option<&str>, device: Option<&str>, section: Option<&str>| {
+                RowKeys::audit("ev1", 7, nhs, account, device, "view", section)
+                    .twin
+                    .map(|t| (t.any, t.derived))
+            };
+        let base = twin("9434765919", Some("acct"), Some("dev"), Some("problems"));
+        // The same identity, the same digests, whatever the event id.
+        assert_eq!(
+            base,
+            RowKeys::audit(
+                "ev2",
+                7,
+                "9434765919",
+                Some("acct"),
+                Some("dev"),
+                "view",
+                Some("problems")
+            )
+            .twin
+            .map(|t| (t.any, t.derived))
+        );
+        for other in [
+            twin("9434765919", Some("acc"), Some("tdev"), Some("problems")),
+            twin("9434765919", Some("acctdev"), None, Some("problems")),
+            twin("9434765919", None, Some("acctdev"), Some("problems")),
+            twin("9434765919", Some(""), Some("dev"), Some("problems")),
+            twin("9434765919", Some("acct"), Some("dev"), None),
+            twin("9434765919", Some("acct"), Some("dev"), Some("")),
+        ] {
+            assert_ne!(base, other);
+        }
+        // A field may hold any character the marker bytes use: only the lengths keep these two apart.
+        assert_ne!(
+            twin("9434765919", Some("a\u{1}"), Some("b"), None),
+            twin("9434765919", Some("a"), Some("\u{1}b"), None)
+        );
+        let (any, derived) = base.unwrap();
+        assert_ne!(any, derived, "the two twin digests are kept apart");
+        assert_ne!(any, key_digest("ev1"));
+        assert_ne!(key_digest("ev1"), key_digest("ev2"));
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
