@@ -244,9 +244,7 @@ impl CsvSource {
 /// Where each contract column sits in a file's records, for one kind.
 #[derive(Debug, Clone)]
 pub struct ColumnIndex {
-    positions: BTreeMap<&'static str, usize>,
-    /// Every contract column of the kind with its position, if the header has it, in contract order: what
-    /// [`ColumnIndex::position`] looks at first.
+    /// Every contract column of the kind with its position, if the header has it, in contract order.
     by_name: Vec<(&'static str, Option<usize>)>,
     pub width: usize,
     /// Header names that no contract column uses, listed once in the ingest summary.
@@ -298,7 +296,6 @@ impl ColumnIndex {
             .map(|c| (c.name, positions.get(c.name).copied()))
             .collect();
         Ok(ColumnIndex {
-            positions,
             by_name,
             width: headers.len(),
             unknown,
@@ -312,10 +309,11 @@ impl ColumnIndex {
         let same = |name: &&str| {
             std::ptr::eq(name.as_ptr(), column.as_ptr()) && name.len() == column.len()
         };
-        match self.by_name.iter().find(|(name, _)| same(name)) {
-            Some(&(_, at)) => at,
-            None => self.positions.get(column).copied(),
-        }
+        self.by_name
+            .iter()
+            .find(|(name, _)| same(name))
+            .or_else(|| self.by_name.iter().find(|(name, _)| *name == column))
+            .and_then(|&(_, at)| at)
     }
 }
 
