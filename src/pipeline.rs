@@ -146,6 +146,10 @@ pub fn detect_and_report(
     summary.cases = case_counts;
     summary.thresholds = (config.detect.medium, config.detect.high);
     summary.pseudonymised = pseudonymiser.is_some();
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "detection's cases followed"
+    );
     let exports = report::Exports::new(&d, pseudonymiser);
     let dir = report::write_run(
         &config.reports,
@@ -155,6 +159,10 @@ pub fn detect_and_report(
         &summary,
         config.timezone,
     )?;
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        "run folder written"
+    );
     tracing::info!(as_of = %as_of, patients = d.stats.patients_analysed, findings = d.findings.len(), "detection done");
     Ok((dir, summary))
 }

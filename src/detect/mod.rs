@@ -93,10 +93,20 @@ pub fn detect(
         failed_logins: FastMap::default(),
         read_sections: true,
     };
+    let clock = std::time::Instant::now();
+    let phase = |name: &str| {
+        tracing::debug!(
+            phase = name,
+            seconds = clock.elapsed().as_secs_f64(),
+            "detection phase done"
+        )
+    };
     context::load_context(store, catalogue, &mut ctx)?;
+    phase("context");
 
     // What the export carries decides how sessions are built and which rules can run.
     let coverage = sessions::window_figures(store, lookback_start, end)?;
+    phase("coverage");
     ctx.read_sections = coverage.names_sections();
     // Where events lack device ids, which versions of one model of phone are two phones on one record.
     let agents = if coverage.device_id < 1.0 {
@@ -104,7 +114,9 @@ pub fn detect(
     } else {
         polars::prelude::DataFrame::empty()
     };
+    phase("devices of one model");
     ctx.failed_logins = sessions::failed_logins(store, lookback_start, end, &agents)?;
+    phase("refused logins");
     // Batches of patients: the window's events over `detect.batch_events`, at most 100 (the batches are the last
     // two digits of the NHS number).
     let batches = coverage
@@ -139,6 +151,7 @@ pub fn detect(
     for batch in 0..batches {
         let (sessions, events) =
             sessions::batch_sessions(store, lookback_start, end, (batch, batches), &agents)?;
+        phase("pass one: a batch's sessions built");
         if let Some(spill) = &spill {
             if batch + 1 < batches {
                 spill.write(batch, &mut sessions::sessions_frame(&sessions)?)?;
@@ -167,6 +180,7 @@ pub fn detect(
         if batch + 1 == batches {
             last_batch = Some(sessions);
         }
+        phase("pass one: a batch's histories");
     }
     ctx.practice_hours = baseline::practice_hours(&hour_counts);
     let lines = lineage::Lineage::settle(shown, &mut devices);
@@ -191,6 +205,7 @@ pub fn detect(
             // One batch is always kept; several are always spilled.
             (None, None) => return Err(DetectError::LostBatch(batch)),
         };
+        phase("pass two: a batch's sessions read");
         lines.apply(&mut ctx.sessions);
         // Patients are independent of each other once pass one is done: the rules run on both cores, and the
         // findings are gathered in patient order, so the run folder does not depend on the scheduling.
@@ -227,6 +242,7 @@ pub fn detect(
         charts.extend(patient_charts(&ctx, &batch_findings, &batch_patients));
         findings.append(&mut batch_findings);
         patients.extend(batch_patients);
+        phase("pass two: a batch's rules, scores and charts");
     }
     ctx.sessions = BTreeMap::new();
     findings.sort_by(|a, b| {

@@ -380,8 +380,16 @@ pub fn events_per_day(runs: &RunCharts) -> DrawResult<Chart> {
     Ok(Chart { svg, alt })
 }
 
+/// The medium threshold's line on the nights chart: amber.
+const MEDIUM_LINE: RGBColor = RGBColor(190, 120, 0);
+/// The high threshold's line on the nights chart: red.
+const HIGH_LINE: RGBColor = RGBColor(190, 30, 30);
+
 /// A patient's risk score over the last 30 nights that have a case file, with the medium and high thresholds as
-/// dashed lines and each review as a labelled mark on its night.
+/// labelled lines (amber and red) and each review as a labelled mark on its night.
+///
+/// The thresholds are solid: plotters draws a dashed line as one SVG element per dash, about 110 per line, which
+/// made this chart 41 kB (mostly dashes) and a large run's charts and page hundreds of megabytes larger.
 pub fn patient_nights(case: &CaseView, medium: f64, high: f64) -> DrawResult<Chart> {
     let x = |d: NaiveDate| d.num_days_from_ce() as f64;
     let (first, last) = match (case.scores.first(), case.scores.last()) {
@@ -414,13 +422,11 @@ pub fn patient_nights(case: &CaseView, medium: f64, high: f64) -> DrawResult<Cha
             })
             .y_desc("risk score")
             .draw()?;
-        for (level, name) in [(medium, "medium"), (high, "high")] {
-            chart.draw_series(DashedLineSeries::new(
-                [(x0, level), (x1, level)],
-                4,
-                3,
-                BLACK.mix(0.5).stroke_width(1),
-            ))?;
+        for (level, name, colour) in [(medium, "medium", MEDIUM_LINE), (high, "high", HIGH_LINE)] {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(x0, level), (x1, level)],
+                colour.stroke_width(1),
+            )))?;
             chart.draw_series(std::iter::once(Text::new(
                 name,
                 (x0 + 0.1, level + 2.0),
@@ -471,4 +477,46 @@ pub fn patient_nights(case: &CaseView, medium: f64, high: f64) -> DrawResult<Cha
         case.scores.last().map(|s| s.1).unwrap_or(0),
     );
     Ok(Chart { svg, alt })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cases::CaseStatus;
+
+    fn case(nights: u32) -> CaseView {
+        let first = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default();
+        CaseView {
+            case_id: "C-1".into(),
+            status: CaseStatus::New,
+            first_flagged: first,
+            nights_flagged: nights,
+            last_review: None,
+            suppressed: false,
+            scores: (0..nights)
+                .map(|i| (first + chrono::Duration::days(i64::from(i)), 40 + i))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_threshold_on_the_nights_chart_is_one_line_in_its_own_colour() {
+        for nights in [1, 30] {
+            let chart = patient_nights(&case(nights), 30.0, 60.0).unwrap();
+            for colour in [MEDIUM_LINE, HIGH_LINE] {
+                let stroke = format!(
+                    "stroke=\"#{:02X}{:02X}{:02X}\"",
+                    colour.0, colour.1, colour.2
+                );
+                assert_eq!(
+                    chart.svg.matches(&stroke).count(),
+                    1,
+                    "{stroke} on {nights} nights"
+                );
+            }
+            for label in ["medium", "high", "Risk score on each night"] {
+                assert!(chart.svg.contains(label), "{label}");
+            }
+        }
+    }
 }

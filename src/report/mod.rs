@@ -250,6 +250,7 @@ pub fn write_run(
         let mut text = serde_json::to_string_pretty(summary)?;
         text.push('\n');
         write_text(&tmp.join(SUMMARY_JSON), &text)?;
+        sync_tree(&tmp).with_context(|| format!("cannot sync {}", tmp.display()))?;
         Ok(())
     };
     // A folder that could not be filled (a full disk) is removed, not left for the next run to clear.
@@ -277,7 +278,8 @@ fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
     write_file(path, |f| Ok(f.write_all(text.as_bytes())?))
 }
 
-/// Writes an owner-only file through a buffer and syncs it; any failure names the path.
+/// Writes an owner-only file through a buffer; any failure names the path. It is made durable with the rest of the
+/// run folder, by [`sync_tree`] before the folder is swapped in.
 fn write_file(
     path: &Path,
     fill: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> anyhow::Result<()>,
@@ -285,10 +287,36 @@ fn write_file(
     let write = || -> anyhow::Result<()> {
         let mut f = std::io::BufWriter::new(private_file(path, true)?);
         fill(&mut f)?;
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        f.into_inner().map_err(|e| e.into_error())?;
         Ok(())
     };
     write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Makes everything written under a run folder durable before it is swapped in, so that a power cut after the swap
+/// cannot leave the day's folder with a short file. On Linux that is one `syncfs` of the folder's filesystem: a run
+/// with many patients listed writes tens of thousands of charts, and a sync per file cost one device flush each
+/// (8 of a 200,000-patient practice's 39 seconds of detection, against about 4 to write the same bytes and flush
+/// once). It also flushes whatever else is waiting on that filesystem. Elsewhere, each file and folder is synced.
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::syncfs(fs::File::open(dir)?)?;
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                sync_tree(&path)?;
+            } else {
+                fs::File::open(&path)?.sync_all()?;
+            }
+        }
+        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+        Ok(())
+    }
 }
 
 /// Listed patients whose charts are drawn together, in parallel, when the page reaches the first of them.
@@ -512,7 +540,6 @@ fn write_findings_parquet(path: &Path, findings: &[Finding]) -> anyhow::Result<(
     let df = findings_frame(findings)?;
     let mut f = private_file(path, true)?;
     write_parquet(&mut f, &df, path)?;
-    f.sync_all()?;
     Ok(())
 }
 
