@@ -108,21 +108,6 @@ pub fn window_figures(store: &Path, start: i64, end: i64) -> PolarsResult<FieldC
     })
 }
 
-/// The device key of a user agent with its version numbers masked (`[0-9]+` to `#`), so an app update is not a new
-/// device; null without a user agent.
-fn masked_agent() -> Expr {
-    concat_str(
-        [
-            lit(UA_KEY),
-            col(USER_AGENT)
-                .str()
-                .replace_all(lit(r"[0-9]+"), lit("#"), false),
-        ],
-        "",
-        false,
-    )
-}
-
 /// The column of [`agent_devices`] that names a user agent's device.
 const AGENT_KEY: &str = "agent_key";
 
@@ -141,27 +126,24 @@ pub fn agent_devices(store: &Path, start: i64, end: i64) -> PolarsResult<DataFra
             .filter(in_window(start, end))
             .filter(col(DEVICE_ID).is_null().and(col(USER_AGENT).is_not_null()))
             .group_by([col(NHS_NUMBER), col(USER_AGENT)])
-            .agg([time().min().alias("first"), time().max().alias("last")])
-            .with_column(masked_agent().alias("masked")),
+            .agg([time().min().alias("first"), time().max().alias("last")]),
     )?;
-    let (nhs, ua, masked) = (
+    let (nhs, ua) = (
         spans.column(NHS_NUMBER)?.str()?,
         spans.column(USER_AGENT)?.str()?,
-        spans.column("masked")?.str()?,
     );
     let (first, last) = (spans.column("first")?.i64()?, spans.column("last")?.i64()?);
     // (patient, masked agent) -> its versions as (first, last, agent).
     type Versions<'a> = Vec<(i64, i64, &'a str)>;
-    let mut groups: BTreeMap<(&str, &str), Versions> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, String), Versions> = BTreeMap::new();
     for i in 0..spans.height() {
-        if let (Some(n), Some(u), Some(m), Some(f), Some(l)) = (
-            nhs.get(i),
-            ua.get(i),
-            masked.get(i),
-            first.get(i),
-            last.get(i),
-        ) {
-            groups.entry((n, m)).or_default().push((f, l, u));
+        if let (Some(n), Some(u), Some(f), Some(l)) =
+            (nhs.get(i), ua.get(i), first.get(i), last.get(i))
+        {
+            groups
+                .entry((n, mask_digits(u)))
+                .or_default()
+                .push((f, l, u));
         }
     }
     let (mut out_nhs, mut out_ua, mut out_key) = (Vec::new(), Vec::new(), Vec::new());
@@ -208,36 +190,6 @@ pub fn agent_devices(store: &Path, start: i64, end: i64) -> PolarsResult<DataFra
     )
 }
 
-/// Events with their device key: the device id; without one, the device [`agent_devices`] found for the user agent,
-/// else the user agent with its version numbers masked (the regex runs only on the events that need it); without
-/// either, the unknown device.
-fn with_device_key(events: LazyFrame, agents: &DataFrame) -> PolarsResult<LazyFrame> {
-    let with_id = events
-        .clone()
-        .filter(col(DEVICE_ID).is_not_null())
-        .with_column(col(DEVICE_ID).alias("device_key"));
-    let without_id = events.filter(col(DEVICE_ID).is_null());
-    let without_id = if agents.height() == 0 {
-        without_id.with_column(coalesce(&[masked_agent(), lit(UNKNOWN_DEVICE)]).alias("device_key"))
-    } else {
-        let mut args = JoinArgs::new(JoinType::Left);
-        args.maintain_order = MaintainOrderJoin::Left;
-        without_id
-            .join(
-                agents.clone().lazy(),
-                [col(NHS_NUMBER), col(USER_AGENT)],
-                [col(NHS_NUMBER), col(USER_AGENT)],
-                args,
-            )
-            .with_column(
-                coalesce(&[col(AGENT_KEY), masked_agent(), lit(UNKNOWN_DEVICE)])
-                    .alias("device_key"),
-            )
-            .drop(by_name([AGENT_KEY], true, false))
-    };
-    concat([with_id, without_id], UnionArgs::default())
-}
-
 /// The look-back's refused logins (`login_failed`), per patient in time order, with the device key each came from.
 /// They are not access to the record, so no session holds them; they are few, and they tell a patient locked out
 /// of their own login after someone else changed the password.
@@ -262,20 +214,20 @@ pub fn failed_logins(
                 col(USER_AGENT),
             ]),
     )?;
-    let df = with_device_key(refused.lazy(), agents)?
-        .select([col(NHS_NUMBER), time().alias("t"), col("device_key")])
-        .collect()?;
-    let (nhs, t, device) = (
-        df.column(NHS_NUMBER)?.str()?,
-        df.column("t")?.i64()?,
-        df.column("device_key")?.str()?,
+    let (nhs, device, ua) = (
+        refused.column(NHS_NUMBER)?.str()?,
+        refused.column(DEVICE_ID)?.str()?,
+        refused.column(USER_AGENT)?.str()?,
     );
+    let t = micros(refused.column(OCCURRED_AT)?)?;
+    let keys = DeviceKeys::new(agents, device, ua)?;
     let mut out: FastMap<String, Vec<(i64, String)>> = Default::default();
-    for ((n, t), d) in nhs.iter().zip(t.iter()).zip(device.iter()) {
-        if let (Some(n), Some(t)) = (n, t) {
+    for (i, t) in t.into_iter().enumerate() {
+        if let (Some(n), Some(t)) = (nhs.get(i), t) {
+            let key = keys.key(n, device.get(i), ua.get(i));
             out.entry(n.to_string())
                 .or_default()
-                .push((t, d.unwrap_or(UNKNOWN_DEVICE).to_string()));
+                .push((t, key.to_string()));
         }
     }
     for list in out.values_mut() {
@@ -334,11 +286,11 @@ pub fn batch_sessions(
         // A failed login is not access to the record.
         .filter(col(OUTCOME).eq(lit("success")))
         .with_column(col(ACCOUNT_ID).fill_null(lit("-")).alias("account_key"));
-    // Per event, only what a session sums up.
-    let mut events = with_device_key(base, agents)?
+    // Per event, only what a session sums up (the device key is made in the pass over them, by [`DeviceKeys`]).
+    let mut events = base
         .select([
             col(NHS_NUMBER),
-            col("device_key"),
+            col(DEVICE_ID),
             col("account_key"),
             t().alias("t"),
             col(ACTION).eq(lit("login")).alias("is_login"),
@@ -361,7 +313,7 @@ pub fn batch_sessions(
         .collect()?;
     events.rechunk_mut_par();
     let text = |c: &str| -> PolarsResult<&StringChunked> { events.column(c)?.str() };
-    let (nhs, device, account) = (text(NHS_NUMBER)?, text("device_key")?, text("account_key")?);
+    let (nhs, device, account) = (text(NHS_NUMBER)?, text(DEVICE_ID)?, text("account_key")?);
     let (role, ip, ua, change) = (
         text(ACTOR_ROLE)?,
         text(IP_ADDRESS)?,
@@ -379,6 +331,7 @@ pub fn batch_sessions(
         flag("is_owner")?,
     );
 
+    let device_keys = DeviceKeys::new(agents, device, ua)?;
     // Each (patient, device, account) gets a number; the events, as (number, time, row), sorted on both cores.
     let mut key_of: PlHashMap<(&str, &str, &str), u32> = PlHashMap::new();
     let mut keys: Vec<(&str, &str, &str)> = Vec::new();
@@ -391,7 +344,7 @@ pub fn batch_sessions(
         .enumerate()
     {
         let (Some(n), Some(t)) = (n, t) else { continue };
-        let key = (n, d.unwrap_or(UNKNOWN_DEVICE), a.unwrap_or("-"));
+        let key = (n, device_keys.key(n, d, ua.get(row)), a.unwrap_or("-"));
         let id = *key_of.entry(key).or_insert_with(|| {
             keys.push(key);
             (keys.len() - 1) as u32
@@ -477,6 +430,79 @@ pub fn batch_sessions(
         });
     }
     Ok((out, total))
+}
+
+/// The device key of each event: the device id; without one, the device [`agent_devices`] found for the patient and
+/// user agent, else the user agent with its version numbers masked (so an app update is not a new device), else the
+/// unknown device. The masked keys are made once per distinct user agent of the events that need them (a practice
+/// has a few hundred), before any key is handed out, so every key borrows from the events or from here. (Made in the
+/// pass over the events rather than in the plan: a plan that split the events into those with and without a device
+/// id, to run the mask only where it was needed, read the look-back twice.)
+struct DeviceKeys<'a> {
+    split: PlHashMap<(&'a str, &'a str), &'a str>,
+    masked: PlHashMap<&'a str, String>,
+}
+
+impl<'a> DeviceKeys<'a> {
+    fn new(
+        agents: &'a DataFrame,
+        device: &'a StringChunked,
+        ua: &'a StringChunked,
+    ) -> PolarsResult<Self> {
+        let mut split = PlHashMap::new();
+        if agents.height() > 0 {
+            let (n, u, k) = (
+                agents.column(NHS_NUMBER)?.str()?,
+                agents.column(USER_AGENT)?.str()?,
+                agents.column(AGENT_KEY)?.str()?,
+            );
+            for ((n, u), k) in n.iter().zip(u.iter()).zip(k.iter()) {
+                if let (Some(n), Some(u), Some(k)) = (n, u, k) {
+                    split.insert((n, u), k);
+                }
+            }
+        }
+        let mut masked = PlHashMap::new();
+        for (d, u) in device.iter().zip(ua.iter()) {
+            if let (None, Some(u)) = (d, u) {
+                masked
+                    .entry(u)
+                    .or_insert_with(|| format!("{UA_KEY}{}", mask_digits(u)));
+            }
+        }
+        Ok(DeviceKeys { split, masked })
+    }
+
+    fn key(&self, nhs: &'a str, device: Option<&'a str>, ua: Option<&'a str>) -> &str {
+        match (device, ua) {
+            (Some(d), _) => d,
+            (None, Some(u)) => self
+                .split
+                .get(&(nhs, u))
+                .copied()
+                .or_else(|| self.masked.get(u).map(String::as_str))
+                .unwrap_or(UNKNOWN_DEVICE),
+            (None, None) => UNKNOWN_DEVICE,
+        }
+    }
+}
+
+/// A user agent with each run of ASCII digits (version numbers) replaced by `#`.
+fn mask_digits(ua: &str) -> String {
+    let mut out = String::with_capacity(ua.len());
+    let mut in_digits = false;
+    for c in ua.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
 }
 
 /// Sessions as a frame, for the spill between detection's passes ([`sessions_from`] reads it back).
@@ -607,6 +633,44 @@ pub fn sessions_from(df: &DataFrame) -> PolarsResult<(BTreeMap<String, Vec<Sessi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_key_is_the_id_else_the_split_model_else_the_masked_agent_else_unknown() {
+        let (phone, other) = ("9434765919", "4010232137");
+        let agent = "App/2.1 (iOS 17.4)";
+        let agents = df!(
+            NHS_NUMBER => [phone],
+            USER_AGENT => [agent],
+            AGENT_KEY => ["ua:App/2.0 (iOS 17.4)"]
+        )
+        .unwrap();
+        let nhs = [phone, phone, other, other, other];
+        let device = StringChunked::new("d".into(), [Some("dev-1"), None, None, None, None]);
+        let ua = StringChunked::new(
+            "u".into(),
+            [
+                Some(agent),
+                Some(agent),
+                Some(agent),
+                Some("App/10.22.3b"),
+                None,
+            ],
+        );
+        let keys = DeviceKeys::new(&agents, &device, &ua).unwrap();
+        let got: Vec<&str> = (0..nhs.len())
+            .map(|i| keys.key(nhs[i], device.get(i), ua.get(i)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "dev-1",
+                "ua:App/2.0 (iOS 17.4)",
+                "ua:App/#.# (iOS #.#)",
+                "ua:App/#.#.#b",
+                UNKNOWN_DEVICE
+            ]
+        );
+    }
 
     #[test]
     fn one_of_answers_as_a_list_lookup_does_for_members_others_and_nulls() {
