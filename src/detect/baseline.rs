@@ -887,7 +887,8 @@ mod tests {
     #[test]
     fn a_devices_records_are_in_nhs_number_order_whatever_order_the_batches_came_in() {
         let mut devices = FastMap::default();
-        // The second batch holds the lower NHS numbers, as batches by the last two digits do.
+        // The second batch holds the lower NHS numbers (batches are ranges in NHS number order today, but the
+        // devices' records must not depend on it).
         for b in [
             batch(&[
                 session("9000000019", "dev-1", 10, "a"),

@@ -24,8 +24,8 @@ pub struct DetectConfig {
     pub hour_prior_sessions: f64,
     /// A device is established for a patient after this many baseline sessions on their record.
     pub established_device_sessions: usize,
-    /// Detection reads the look-back in batches of patients holding about this many audit events each (patients
-    /// are split by the last two digits of their NHS number), so memory follows this number, not the store's size.
+    /// Detection reads the look-back in batches of patients holding about this many audit events each (ranges of
+    /// NHS numbers, at most 100 batches), so memory follows this number, not the store's size.
     /// A look-back under it is read in one pass; a bigger one is read twice (device histories first, then rules).
     pub batch_events: u64,
     /// Risk score at or above which a patient is high risk.

@@ -117,12 +117,19 @@ pub fn detect(
     phase("devices of one model");
     ctx.failed_logins = sessions::failed_logins(store, lookback_start, end, &agents)?;
     phase("refused logins");
-    // Batches of patients: the window's events over `detect.batch_events`, at most 100 (the batches are the last
-    // two digits of the NHS number).
-    let batches = coverage
-        .events
-        .div_ceil(cfg.batch_events.max(1))
-        .clamp(1, 100) as u32;
+    // Batches of patients: the window's events over `detect.batch_events`, at most 100, as ranges of NHS numbers
+    // holding about equal shares of the events.
+    let ranges = sessions::batch_ranges(
+        store,
+        lookback_start,
+        end,
+        coverage
+            .events
+            .div_ceil(cfg.batch_events.max(1))
+            .clamp(1, 100) as u32,
+    )?;
+    let batches = ranges.len() as u32;
+    phase("batches");
     let mut stats = DetectionStats {
         batches,
         rules_not_run: rules::not_runnable(&coverage),
@@ -149,8 +156,14 @@ pub fn detect(
         None
     };
     for batch in 0..batches {
-        let (sessions, events) =
-            sessions::batch_sessions(store, lookback_start, end, (batch, batches), &agents)?;
+        let (from, until) = &ranges[batch as usize];
+        let (sessions, events) = sessions::batch_sessions(
+            store,
+            lookback_start,
+            end,
+            (from.as_deref(), until.as_deref()),
+            &agents,
+        )?;
         phase("pass one: a batch's sessions built");
         if let Some(spill) = &spill {
             if batch + 1 < batches {

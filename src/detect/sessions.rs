@@ -248,6 +248,66 @@ fn one_of(c: &str, values: &[&str]) -> Expr {
         .unwrap_or_else(|| lit(false))
 }
 
+/// Batches of patients for detection's passes: at most `batches` ranges of NHS numbers, each `[from, until)`
+/// (open at the ends), holding about equal shares of the window's events. Each batch's scan then keeps one range:
+/// a comparison, where a split by the NHS number's last digits had to slice and parse every row's number, and one
+/// the Parquet reader can check against each row group's statistics, as the store's files are sorted by NHS number.
+/// A patient is never cut in two, so a patient with a large share of the events gives fewer batches.
+pub fn batch_ranges(
+    store: &Path,
+    start: i64,
+    end: i64,
+    batches: u32,
+) -> PolarsResult<Vec<(Option<String>, Option<String>)>> {
+    if batches <= 1 {
+        return Ok(vec![(None, None)]);
+    }
+    let per_patient = collect_streaming(
+        scan_kind(store, Kind::Audit)?
+            .filter(partition_window(start, end))
+            .filter(in_window(start, end))
+            .group_by([col(NHS_NUMBER)])
+            .agg([len().cast(DataType::UInt64).alias("events")]),
+    )?;
+    let (nhs, events) = (
+        per_patient.column(NHS_NUMBER)?.str()?,
+        per_patient.column("events")?.u64()?,
+    );
+    let patients: Vec<(&str, u64)> = nhs
+        .iter()
+        .zip(events.iter())
+        .filter_map(|(n, e)| Some((n?, e.unwrap_or(0))))
+        .collect();
+    Ok(ranges_of(patients, batches))
+}
+
+/// Cuts patients, with their events, into at most `batches` ranges `[from, until)` of about equal events: a range
+/// ends before the first patient whose running total has reached its share.
+fn ranges_of(
+    mut patients: Vec<(&str, u64)>,
+    batches: u32,
+) -> Vec<(Option<String>, Option<String>)> {
+    patients.sort_unstable();
+    let total: u64 = patients.iter().map(|p| p.1).sum();
+    let mut starts: Vec<&str> = Vec::new();
+    let mut seen = 0u64;
+    for (n, e) in patients {
+        let next = starts.len() as u64 + 1;
+        if next < u64::from(batches) && seen >= total * next / u64::from(batches) {
+            starts.push(n);
+        }
+        seen += e;
+    }
+    let mut ranges = Vec::with_capacity(starts.len() + 1);
+    let mut from: Option<String> = None;
+    for s in starts {
+        ranges.push((from.take(), Some(s.to_string())));
+        from = Some(s.to_string());
+    }
+    ranges.push((from, None));
+    ranges
+}
+
 /// A batch's sessions, per patient in time order, and the audit events they hold.
 ///
 /// One lazy plan decodes the batch's events with what a session sums up (keys, flags, time); the sessions are then
@@ -258,7 +318,7 @@ pub fn batch_sessions(
     store: &Path,
     start: i64,
     end: i64,
-    (batch, batches): (u32, u32),
+    (from, until): (Option<&str>, Option<&str>),
     agents: &DataFrame,
 ) -> PolarsResult<(BTreeMap<String, Vec<Session>>, u64)> {
     let t = time;
@@ -273,13 +333,12 @@ pub fn batch_sessions(
         .clone()
         .and(one_of(SECTION, &CARE_SECTIONS).fill_null(lit(false)));
     let mut scan = scan_kind(store, Kind::Audit)?.filter(partition_window(start, end));
-    if batches > 1 {
-        // NHS numbers are stored as 10 validated digits: the last two pick the batch.
-        let last_two = col(NHS_NUMBER)
-            .str()
-            .slice(lit(8), lit(2))
-            .cast(DataType::UInt32);
-        scan = scan.filter((last_two % lit(batches)).eq(lit(batch)));
+    // NHS numbers are stored as 10 validated digits, so their text order is their numeric order.
+    if let Some(first) = from {
+        scan = scan.filter(col(NHS_NUMBER).gt_eq(lit(first)));
+    }
+    if let Some(past) = until {
+        scan = scan.filter(col(NHS_NUMBER).lt(lit(past)));
     }
     let base = scan
         .filter(in_window(start, end))
@@ -670,6 +729,46 @@ mod tests {
                 UNKNOWN_DEVICE
             ]
         );
+    }
+
+    #[test]
+    fn batches_are_ranges_that_hold_every_patient_once_in_about_equal_shares() {
+        let in_range = |n: &str, (from, until): &(Option<String>, Option<String>)| {
+            from.as_deref().is_none_or(|f| n >= f) && until.as_deref().is_none_or(|u| n < u)
+        };
+        // 1,000 patients with 1 to 20 events each, given out of order.
+        let numbers: Vec<String> = (0..1000u64)
+            .map(|i| format!("{:010}", 9_000_000_000 + (i * 7919) % 1000))
+            .collect();
+        let patients: Vec<(&str, u64)> = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), 1 + (i as u64 * 13) % 20))
+            .collect();
+        let total: u64 = patients.iter().map(|p| p.1).sum();
+        let ranges = ranges_of(patients.clone(), 8);
+        assert_eq!(ranges.len(), 8);
+        let mut held = vec![0u64; ranges.len()];
+        for (n, e) in &patients {
+            let owners: Vec<usize> = (0..ranges.len())
+                .filter(|&k| in_range(n, &ranges[k]))
+                .collect();
+            assert_eq!(owners.len(), 1, "{n} is in {owners:?}");
+            held[owners[0]] += e;
+        }
+        for h in &held {
+            // Each share within the largest patient (20 events) of an eighth.
+            assert!(h.abs_diff(total / 8) <= 20, "{held:?} of {total}");
+        }
+        // One patient holding most of the events is one batch; the ranges still hold everyone once.
+        let mut lumpy = patients[..10].to_vec();
+        lumpy[3].1 = 10_000;
+        let ranges = ranges_of(lumpy.clone(), 8);
+        assert!(ranges.len() <= 8);
+        for (n, _) in &lumpy {
+            assert_eq!(ranges.iter().filter(|r| in_range(n, r)).count(), 1, "{n}");
+        }
+        assert_eq!(ranges_of(patients, 1), vec![(None, None)]);
     }
 
     #[test]
