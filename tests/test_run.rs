@@ -440,6 +440,15 @@ fn a_verbose_run_logs_no_identifier_and_warns_about_open_folders() {
         "JSON log lines: {}",
         r.stderr
     );
+    // -vv times detection's phases, up to the run folder written.
+    for phase in [
+        "\"phase\":\"context\"",
+        "\"phase\":\"pass one: a batch's sessions built\"",
+        "\"phase\":\"pass two: a batch's rules, scores and charts\"",
+        "run folder written",
+    ] {
+        assert!(r.stderr.contains(phase), "{phase} in {}", r.stderr);
+    }
     // Every NHS number in the inbox, in any spelling, is absent from the logs and the printed summary.
     let mut numbers = std::collections::BTreeSet::new();
     for e in std::fs::read_dir(dir.path().join("inbox")).unwrap() {

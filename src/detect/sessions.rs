@@ -250,8 +250,9 @@ fn one_of(c: &str, values: &[&str]) -> Expr {
 
 /// Batches of patients for detection's passes: at most `batches` ranges of NHS numbers, each `[from, until)`
 /// (open at the ends), holding about equal shares of the window's events. Each batch's scan then keeps one range:
-/// a comparison, where a split by the NHS number's last digits had to slice and parse every row's number, and one
-/// the Parquet reader can check against each row group's statistics, as the store's files are sorted by NHS number.
+/// two comparisons, where a split by the NHS number's last digits had to slice and parse every row's number (and a
+/// range is what a Parquet reader can check against row groups' statistics, the store's files being sorted by NHS
+/// number).
 /// A patient is never cut in two, so a patient with a large share of the events gives fewer batches.
 pub fn batch_ranges(
     store: &Path,
