@@ -415,8 +415,14 @@ pub fn patient_nights(case: &CaseView, medium: f64, high: f64) -> DrawResult<Cha
         chart
             .configure_mesh()
             .x_labels(8)
+            // Dates on whole nights with a score only: the axis also puts ticks between nights, and a chart of one
+            // night read "22 Nov, 22 Nov, 23 Nov, 23 Nov" (each tick rounded to its nearest night).
             .x_label_formatter(&|v| {
-                NaiveDate::from_num_days_from_ce_opt(v.round() as i32)
+                let night = v.round();
+                if (v - night).abs() > 1e-6 || night < first || night > last {
+                    return String::new();
+                }
+                NaiveDate::from_num_days_from_ce_opt(night as i32)
                     .map(|d| d.format("%-d %b").to_string())
                     .unwrap_or_default()
             })
@@ -496,6 +502,51 @@ mod tests {
             scores: (0..nights)
                 .map(|i| (first + chrono::Duration::days(i64::from(i)), 40 + i))
                 .collect(),
+        }
+    }
+
+    /// The texts of an SVG's `<text>` elements.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                Some(
+                    t.split_once('>')?
+                        .1
+                        .split_once("</text>")?
+                        .0
+                        .trim()
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_nights_chart_labels_each_night_at_most_once_and_only_nights_with_a_score() {
+        for (nights, want) in [(1, 1), (2, 2), (8, 8), (30, 8)] {
+            let case = case(nights);
+            let chart = patient_nights(&case, 30.0, 60.0).unwrap();
+            let dates: Vec<String> = texts(&chart.svg)
+                .into_iter()
+                .filter(|t| t.ends_with(" Nov") || t.ends_with(" Oct") || t.ends_with(" Dec"))
+                .collect();
+            let scored: Vec<String> = case
+                .scores
+                .iter()
+                .map(|(d, _)| d.format("%-d %b").to_string())
+                .collect();
+            let mut distinct = dates.clone();
+            distinct.dedup();
+            assert_eq!(distinct, dates, "{nights} nights: {dates:?}");
+            assert!(
+                dates.len() <= want && dates.len() >= want.min(4),
+                "{nights} nights: {dates:?}"
+            );
+            assert!(
+                dates.iter().all(|d| scored.contains(d)),
+                "{nights} nights: {dates:?}"
+            );
         }
     }
 
