@@ -200,8 +200,7 @@ pub fn failed_logins(
     agents: &DataFrame,
 ) -> PolarsResult<FastMap<String, Vec<(i64, String)>>> {
     // The refused logins are picked out on the streaming engine, chunk by chunk, with only the columns a device key
-    // needs: on the in-memory engine the scan decoded the look-back's columns first (a 200,000-patient practice's
-    // detection peaked here, at 2.4 GB).
+    // needs, so memory holds them rather than the look-back's columns.
     let refused = collect_streaming(
         scan_kind(store, Kind::Audit)?
             .filter(partition_window(start, end))
