@@ -603,7 +603,7 @@ struct Batcher<'c> {
     quarantine: Vec<QuarantinedRow>,
     quarantine_batches: usize,
     /// The file's rows by day, once it has had a full batch.
-    spill: Option<spill::DaySpill>,
+    spill: Option<spill::SpillWriter>,
 }
 
 impl<'c> Batcher<'c> {
@@ -650,12 +650,14 @@ impl<'c> Batcher<'c> {
         }
         let spill = match &mut self.spill {
             Some(spill) => spill,
-            None => self.spill.insert(spill::DaySpill::create(
-                self.ctx.store,
-                self.ctx.provenance.ingest_seq,
-            )?),
+            None => self
+                .spill
+                .insert(spill::SpillWriter::start(spill::DaySpill::create(
+                    self.ctx.store,
+                    self.ctx.provenance.ingest_seq,
+                )?)?),
         };
-        spill.append(&chunks)?;
+        spill.append(chunks)?;
         Ok(())
     }
 
@@ -686,7 +688,8 @@ impl<'c> Batcher<'c> {
                     })
                     .collect()
             }
-            Some(mut spilled) => {
+            Some(mut writer) => {
+                let mut spilled = writer.finish()?;
                 spilled.append(&std::mem::take(&mut self.chunks))?;
                 let spilled = &spilled;
                 spilled
