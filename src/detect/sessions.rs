@@ -412,14 +412,84 @@ pub fn batch_sessions(
     }
     order.par_sort_unstable();
 
-    // One pass: a session starts where the number changes, at a login, or after a gap.
+    // One pass over each half of the sorted events (split where a number ends, so no session is cut), on both cores:
+    // a session starts where the number changes, at a login, or after a gap. A patient's sessions from the two halves
+    // are put together and sorted below, so the halves change nothing but the time taken.
+    let mut split = order.len() / 2;
+    while split > 0 && split < order.len() && order[split].0 == order[split - 1].0 {
+        split += 1;
+    }
+    let columns = CutColumns {
+        keys: &keys,
+        login,
+        role,
+        ip,
+        ua,
+        change,
+        change_t,
+        read,
+        prying,
+        broad,
+        owner,
+    };
+    let ((mut out, mut total), (rest, rest_total)) = rayon::join(
+        || cut_sessions(&order[..split], &columns),
+        || cut_sessions(&order[split..], &columns),
+    );
+    total += rest_total;
+    for (nhs, list) in rest {
+        out.entry(nhs).or_default().extend(list);
+    }
+    for list in out.values_mut() {
+        list.sort_by(|a, b| {
+            (a.start, &a.device, &a.account, a.end).cmp(&(b.start, &b.device, &b.account, b.end))
+        });
+    }
+    Ok((out, total))
+}
+
+/// The columns [`cut_sessions`] reads, by row.
+struct CutColumns<'a> {
+    keys: &'a [(&'a str, &'a str, &'a str)],
+    login: &'a BooleanChunked,
+    role: &'a StringChunked,
+    ip: &'a StringChunked,
+    ua: &'a StringChunked,
+    change: &'a StringChunked,
+    change_t: &'a Int64Chunked,
+    read: &'a UInt32Chunked,
+    prying: &'a UInt32Chunked,
+    broad: &'a UInt32Chunked,
+    owner: &'a UInt32Chunked,
+}
+
+/// Sessions of events sorted by (number, time, row), each number's events all in `order`: per patient, with how many
+/// events they hold.
+fn cut_sessions(
+    order: &[(u32, i64, u32)],
+    c: &CutColumns,
+) -> (BTreeMap<String, Vec<Session>>, u64) {
+    let CutColumns {
+        keys,
+        login,
+        role,
+        ip,
+        ua,
+        change,
+        change_t,
+        read,
+        prying,
+        broad,
+        owner,
+    } = *c;
     let gap = SESSION_GAP_MINUTES * 60_000_000;
     let mut out: BTreeMap<String, Vec<Session>> = BTreeMap::new();
     let mut total = 0u64;
     let mut current: Option<(u32, Session)> = None;
     let mut text = Interner::default();
-    let mut key_text: Vec<Option<(Text, Text, Text)>> = vec![None; keys.len()];
-    for &(id, t, row) in &order {
+    // The current number's three texts, interned once for all its sessions (a number's events are together).
+    let mut key_text: Option<(u32, (Text, Text, Text))> = None;
+    for &(id, t, row) in order {
         let r = row as usize;
         let starts = match &current {
             None => true,
@@ -429,13 +499,15 @@ pub fn batch_sessions(
             if let Some((_, s)) = current.take() {
                 push_session(&mut out, s);
             }
-            // A (patient, device, account) number's three texts, interned once for all its sessions.
-            let (n, d, a) = key_text[id as usize]
-                .get_or_insert_with(|| {
+            let (n, d, a) = match &key_text {
+                Some((k, texts)) if *k == id => texts.clone(),
+                _ => {
                     let (n, d, a) = keys[id as usize];
-                    (text.get(n), text.get(d), text.get(a))
-                })
-                .clone();
+                    let texts = (text.get(n), text.get(d), text.get(a));
+                    key_text = Some((id, texts.clone()));
+                    texts
+                }
+            };
             current = Some((
                 id,
                 Session {
@@ -483,12 +555,7 @@ pub fn batch_sessions(
     if let Some((_, s)) = current.take() {
         push_session(&mut out, s);
     }
-    for list in out.values_mut() {
-        list.sort_by(|a, b| {
-            (a.start, &a.device, &a.account, a.end).cmp(&(b.start, &b.device, &b.account, b.end))
-        });
-    }
-    Ok((out, total))
+    (out, total)
 }
 
 /// The device key of each event: the device id; without one, the device [`agent_devices`] found for the patient and
