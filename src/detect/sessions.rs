@@ -469,19 +469,6 @@ fn cut_sessions(
     order: &[(u32, i64, u32)],
     c: &CutColumns,
 ) -> (BTreeMap<String, Vec<Session>>, u64) {
-    let CutColumns {
-        keys,
-        login,
-        role,
-        ip,
-        ua,
-        change,
-        change_t,
-        read,
-        prying,
-        broad,
-        owner,
-    } = *c;
     let gap = SESSION_GAP_MINUTES * 60_000_000;
     let mut out: BTreeMap<String, Vec<Session>> = BTreeMap::new();
     let mut total = 0u64;
@@ -493,7 +480,7 @@ fn cut_sessions(
         let r = row as usize;
         let starts = match &current {
             None => true,
-            Some((cid, s)) => *cid != id || t - s.end > gap || login.get(r).unwrap_or(false),
+            Some((cid, s)) => *cid != id || t - s.end > gap || c.login.get(r).unwrap_or(false),
         };
         if starts {
             if let Some((_, s)) = current.take() {
@@ -502,7 +489,7 @@ fn cut_sessions(
             let (n, d, a) = match &key_text {
                 Some((k, texts)) if *k == id => texts.clone(),
                 _ => {
-                    let (n, d, a) = keys[id as usize];
+                    let (n, d, a) = c.keys[id as usize];
                     let texts = (text.get(n), text.get(d), text.get(a));
                     key_text = Some((id, texts.clone()));
                     texts
@@ -516,7 +503,7 @@ fn cut_sessions(
                     end: t,
                     device: d,
                     account: a,
-                    role: text.get(role.get(r).unwrap_or("patient")),
+                    role: text.get(c.role.get(r).unwrap_or("patient")),
                     ip: None,
                     user_agent: None,
                     events: 0,
@@ -534,20 +521,20 @@ fn cut_sessions(
             s.end = t;
             s.events += 1;
             total += 1;
-            s.reads += read.get(r).unwrap_or(0);
-            s.prying_reads += prying.get(r).unwrap_or(0);
-            s.broad_reads += broad.get(r).unwrap_or(0);
-            s.owner_actions += owner.get(r).unwrap_or(0);
+            s.reads += c.read.get(r).unwrap_or(0);
+            s.prying_reads += c.prying.get(r).unwrap_or(0);
+            s.broad_reads += c.broad.get(r).unwrap_or(0);
+            s.owner_actions += c.owner.get(r).unwrap_or(0);
             if s.ip.is_none() {
-                s.ip = ip.get(r).map(|v| text.get(v));
+                s.ip = c.ip.get(r).map(|v| text.get(v));
             }
             if s.user_agent.is_none() {
-                s.user_agent = ua.get(r).map(|v| text.get(v));
+                s.user_agent = c.ua.get(r).map(|v| text.get(v));
             }
             if s.account_change_at.is_none() {
-                if let Some(at) = change_t.get(r) {
+                if let Some(at) = c.change_t.get(r) {
                     s.account_change_at = Some(at);
-                    s.account_change = change.get(r).map(|v| text.get(v));
+                    s.account_change = c.change.get(r).map(|v| text.get(v));
                 }
             }
         }
