@@ -171,6 +171,8 @@ impl DaySpill {
 /// a core.) Batches are appended in the order they are handed over, so each day's rows stay in file order; one batch
 /// waits at most, so a batch more is held than when they took turns.
 pub struct SpillWriter {
+    /// The spill's folder, to name in an error.
+    dir: PathBuf,
     batches: Option<std::sync::mpsc::SyncSender<Vec<Chunk>>>,
     thread: Option<std::thread::JoinHandle<Result<DaySpill, StoreError>>>,
 }
@@ -178,7 +180,8 @@ pub struct SpillWriter {
 impl SpillWriter {
     pub fn start(spill: DaySpill) -> Result<SpillWriter, StoreError> {
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<Chunk>>(0);
-        let path = spill.dir.clone();
+        let dir = spill.dir.clone();
+        let path = dir.clone();
         let thread = std::thread::Builder::new()
             .name("spill".into())
             .spawn(move || {
@@ -190,6 +193,7 @@ impl SpillWriter {
             })
             .map_err(|source| StoreError::Write { path, source })?;
         Ok(SpillWriter {
+            dir,
             batches: Some(batches),
             thread: Some(thread),
         })
@@ -213,7 +217,7 @@ impl SpillWriter {
     pub fn finish(&mut self) -> Result<DaySpill, StoreError> {
         self.batches = None;
         let stopped = || StoreError::Spill {
-            path: PathBuf::from(crate::store::TMP_DIR),
+            path: self.dir.clone(),
             message: "the spill's writer stopped".into(),
         };
         match self.thread.take() {
