@@ -39,9 +39,7 @@ fn write_atomically(
         write(&mut f, &tmp)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        crate::store::sync_dir(dir);
         Ok(())
     })();
     if result.is_err() {

@@ -314,7 +314,7 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
                 fs::File::open(&path)?.sync_all()?;
             }
         }
-        let _ = fs::File::open(dir).and_then(|d| d.sync_all());
+        crate::store::sync_dir(dir);
         Ok(())
     }
 }

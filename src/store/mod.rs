@@ -691,7 +691,7 @@ pub fn private_file(path: &Path, truncate: bool) -> io::Result<File> {
 
 /// Makes a rename durable. Failure is not fatal (some filesystems refuse to sync folders); the rename itself is
 /// already atomic.
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
