@@ -55,6 +55,63 @@ pub fn local_midnight(tz: Tz, day: NaiveDate) -> i64 {
         .unwrap_or_else(|| Utc.from_utc_datetime(&naive).timestamp_micros())
 }
 
+/// What pass one sums up over every batch's sessions.
+#[derive(Default)]
+struct PassOne {
+    hour_counts: [f64; 24],
+    per_day: BTreeMap<NaiveDate, u64>,
+    devices: FastMap<String, baseline::DeviceHistory>,
+    /// Device ids that continue one another on each record (an app reinstalled), with how many records show it.
+    shown: FastMap<(Text, Text), (usize, bool)>,
+    audit_events: u64,
+    sessions: u64,
+    proxy_sessions_on_role: u64,
+}
+
+impl PassOne {
+    /// Adds batch `batch` of `batches` (holding `events` audit events), and spills it for pass two unless it is the
+    /// last, which pass two takes from memory.
+    fn add(
+        &mut self,
+        ctx: &Context,
+        spill: Option<&Spill>,
+        (batch, batches): (u32, u32),
+        sessions: &BTreeMap<String, Vec<Session>>,
+        events: u64,
+    ) -> Result<()> {
+        if let Some(spill) = spill {
+            if batch + 1 < batches {
+                spill.write(batch, &mut sessions::sessions_frame(sessions)?)?;
+            }
+        }
+        self.audit_events += events;
+        baseline::add_device_histories(&mut self.devices, sessions, ctx.recent_start, |s| {
+            ctx.is_formal_proxy(s)
+        });
+        baseline::add_practice_hours(&mut self.hour_counts, sessions, |t| ctx.hour(t));
+        for (nhs, list) in sessions {
+            let refused = ctx.failed_logins.get(nhs).map_or(&[][..], Vec::as_slice);
+            for (earlier, later, care) in
+                lineage::successions(list, refused, ctx.end, |t| ctx.hour(t))
+            {
+                let e = self.shown.entry((earlier, later)).or_default();
+                e.0 += 1;
+                e.1 |= care;
+            }
+        }
+        for s in sessions.values().flatten() {
+            self.sessions += 1;
+            self.proxy_sessions_on_role +=
+                u64::from(ctx.proxy_links.is_empty() && &*s.role == PROXY_ROLE);
+            *self
+                .per_day
+                .entry(ctx.local(s.start).date_naive())
+                .or_default() += u64::from(s.events);
+        }
+        Ok(())
+    }
+}
+
 /// Runs every rule for the as-of day.
 pub fn detect(
     store: &Path,
@@ -139,12 +196,8 @@ pub fn detect(
 
     // Pass one: what the rules need to know across patients (which records each device has been used on, the
     // practice's hours) and the run's figures, one batch of patients at a time.
-    let mut hour_counts = [0.0; 24];
-    let mut per_day: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+    let mut sums = PassOne::default();
     let mut last_batch = None;
-    let mut devices = FastMap::default();
-    // Device ids that continue one another on each record (an app reinstalled), with how many records show it.
-    let mut shown: FastMap<(Text, Text), (usize, bool)> = FastMap::default();
     // With several batches, each batch's sessions (about a fifth of its events) are spilled to an owner-only
     // folder in the store, so pass two reads them back instead of reading the look-back again.
     let spill = if batches > 1 {
@@ -155,46 +208,55 @@ pub fn detect(
     } else {
         None
     };
+    // A batch's sessions are summed up (and spilled) on a thread of their own while the next batch's are built, so
+    // the summing, which runs on one core, overlaps the next batch's reading. Batches are still summed one after
+    // the other in batch order, so the sums do not depend on the scheduling.
+    let mut pending: Option<(u32, BTreeMap<String, Vec<Session>>, u64)> = None;
     for batch in 0..batches {
         let (from, until) = &ranges[batch as usize];
-        let (sessions, events) = sessions::batch_sessions(
-            store,
-            lookback_start,
-            end,
-            (from.as_deref(), until.as_deref()),
-            &agents,
-        )?;
-        phase("pass one: a batch's sessions built");
-        if let Some(spill) = &spill {
-            if batch + 1 < batches {
-                spill.write(batch, &mut sessions::sessions_frame(&sessions)?)?;
-            }
-        }
-        stats.audit_events += events;
-        baseline::add_device_histories(&mut devices, &sessions, recent_start, |s| {
-            ctx.is_formal_proxy(s)
+        let (ctx_ref, spill_ref, sums_ref) = (&ctx, spill.as_ref(), &mut sums);
+        let (built, summed) = std::thread::scope(|scope| {
+            let worker = pending.take().map(|(done, sessions, events)| {
+                scope.spawn(move || {
+                    sums_ref.add(ctx_ref, spill_ref, (done, batches), &sessions, events)
+                })
+            });
+            let built = sessions::batch_sessions(
+                store,
+                lookback_start,
+                end,
+                (from.as_deref(), until.as_deref()),
+                &agents,
+            );
+            let summed = match worker.map(|w| w.join()) {
+                None => Ok(()),
+                Some(Ok(summed)) => summed,
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+            };
+            (built, summed)
         });
-        baseline::add_practice_hours(&mut hour_counts, &sessions, |t| ctx.hour(t));
-        for (nhs, list) in &sessions {
-            let refused = ctx.failed_logins.get(nhs).map_or(&[][..], Vec::as_slice);
-            for (earlier, later, care) in lineage::successions(list, refused, end, |t| ctx.hour(t))
-            {
-                let e = shown.entry((earlier, later)).or_default();
-                e.0 += 1;
-                e.1 |= care;
-            }
-        }
-        for s in sessions.values().flatten() {
-            stats.sessions += 1;
-            stats.proxy_sessions_on_role +=
-                u64::from(ctx.proxy_links.is_empty() && &*s.role == PROXY_ROLE);
-            *per_day.entry(ctx.local(s.start).date_naive()).or_default() += u64::from(s.events);
-        }
-        if batch + 1 == batches {
-            last_batch = Some(sessions);
-        }
-        phase("pass one: a batch's histories");
+        summed?;
+        let (sessions, events) = built?;
+        pending = Some((batch, sessions, events));
+        phase("pass one: a batch's sessions built, and the batch before summed up");
     }
+    if let Some((batch, sessions, events)) = pending.take() {
+        sums.add(&ctx, spill.as_ref(), (batch, batches), &sessions, events)?;
+        last_batch = Some(sessions);
+        phase("pass one: the last batch summed up");
+    }
+    let PassOne {
+        hour_counts,
+        per_day,
+        mut devices,
+        shown,
+        audit_events,
+        sessions: session_count,
+        proxy_sessions_on_role,
+    } = sums;
+    stats.audit_events = audit_events;
+    stats.sessions = session_count;
+    stats.proxy_sessions_on_role = proxy_sessions_on_role;
     ctx.practice_hours = baseline::practice_hours(&hour_counts);
     let lines = lineage::Lineage::settle(shown, &mut devices);
     lines.apply_to_refused(&mut ctx.failed_logins);
