@@ -443,7 +443,8 @@ fn a_verbose_run_logs_no_identifier_and_warns_about_open_folders() {
     // -vv times detection's phases, up to the run folder written.
     for phase in [
         "\"phase\":\"context\"",
-        "\"phase\":\"pass one: a batch's sessions built\"",
+        "\"phase\":\"pass one: a batch's sessions built, and the batch before summed up\"",
+        "\"phase\":\"pass one: the last batch summed up\"",
         "\"phase\":\"pass two: a batch's rules, scores and charts\"",
         "run folder written",
     ] {

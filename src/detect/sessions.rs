@@ -391,25 +391,18 @@ pub fn batch_sessions(
     );
 
     let device_keys = DeviceKeys::new(agents, device, ua)?;
-    // Each (patient, device, account) gets a number; the events, as (number, time, row), sorted on both cores.
-    let mut key_of: PlHashMap<(&str, &str, &str), u32> = PlHashMap::new();
-    let mut keys: Vec<(&str, &str, &str)> = Vec::new();
-    let mut order: Vec<(u32, i64, u32)> = Vec::with_capacity(events.height());
-    for (row, (((n, d), a), t)) in nhs
-        .iter()
-        .zip(device.iter())
-        .zip(account.iter())
-        .zip(times.iter())
-        .enumerate()
-    {
-        let (Some(n), Some(t)) = (n, t) else { continue };
-        let key = (n, device_keys.key(n, d, ua.get(row)), a.unwrap_or("-"));
-        let id = *key_of.entry(key).or_insert_with(|| {
-            keys.push(key);
-            (keys.len() - 1) as u32
-        });
-        order.push((id, t, row as u32));
-    }
+    // Each (patient, device, account) gets a number (two halves of the rows at once, see `number_events`); the
+    // events, as (number, time, row), are then sorted on both cores.
+    let all = KeyColumns {
+        nhs: nhs.clone(),
+        device: device.clone(),
+        account: account.clone(),
+        times: times.clone(),
+        ua: ua.clone(),
+    };
+    let half = events.height() / 2;
+    let (head, tail) = (all.slice(0, half), all.slice(half, events.height() - half));
+    let (keys, mut order) = number_events(&head, &tail, &device_keys);
     order.par_sort_unstable();
 
     // One pass over each half of the sorted events (split where a number ends, so no session is cut), on both cores:
@@ -446,6 +439,96 @@ pub fn batch_sessions(
         });
     }
     Ok((out, total))
+}
+
+/// A (patient, device key, account) of a batch's events.
+type Key<'a> = (&'a str, &'a str, &'a str);
+
+/// The columns [`number_keys`] reads: a batch's events, or a run of them.
+struct KeyColumns {
+    nhs: StringChunked,
+    device: StringChunked,
+    account: StringChunked,
+    times: Int64Chunked,
+    ua: StringChunked,
+}
+
+impl KeyColumns {
+    fn slice(&self, offset: usize, len: usize) -> KeyColumns {
+        let o = offset as i64;
+        KeyColumns {
+            nhs: self.nhs.slice(o, len),
+            device: self.device.slice(o, len),
+            account: self.account.slice(o, len),
+            times: self.times.slice(o, len),
+            ua: self.ua.slice(o, len),
+        }
+    }
+}
+
+/// Numbers each (patient, device key, account) of a run of events that starts at row `first_row`, in the order of
+/// its first event: the numbers, the keys by number, and each event with a patient and a time as (number, time,
+/// row). `capacity` is room to reserve for the events, for a caller that adds more.
+#[allow(clippy::type_complexity)]
+fn number_keys<'a>(
+    c: &'a KeyColumns,
+    device_keys: &'a DeviceKeys<'a>,
+    first_row: usize,
+    capacity: usize,
+) -> (PlHashMap<Key<'a>, u32>, Vec<Key<'a>>, Vec<(u32, i64, u32)>) {
+    let mut key_of: PlHashMap<Key<'a>, u32> = PlHashMap::new();
+    let mut keys: Vec<Key<'a>> = Vec::new();
+    let mut order: Vec<(u32, i64, u32)> = Vec::with_capacity(capacity.max(c.nhs.len()));
+    for (i, (((n, d), a), t)) in c
+        .nhs
+        .iter()
+        .zip(c.device.iter())
+        .zip(c.account.iter())
+        .zip(c.times.iter())
+        .enumerate()
+    {
+        let (Some(n), Some(t)) = (n, t) else { continue };
+        let key = (n, device_keys.key(n, d, c.ua.get(i)), a.unwrap_or("-"));
+        let id = *key_of.entry(key).or_insert_with(|| {
+            keys.push(key);
+            (keys.len() - 1) as u32
+        });
+        order.push((id, t, (first_row + i) as u32));
+    }
+    (key_of, keys, order)
+}
+
+/// Numbers each (patient, device key, account) of a batch's events, split in two runs of rows (`head`, then `tail`),
+/// in the order of its first event, on both cores: the keys by number, and each event with a patient and a time as
+/// (number, time, row). The tail's numbers are renumbered to follow the head's: a key the head has keeps its number,
+/// and the tail's new keys follow in the order of their first events, as one pass over all the rows would number
+/// them.
+#[allow(clippy::type_complexity)]
+fn number_events<'a>(
+    head: &'a KeyColumns,
+    tail: &'a KeyColumns,
+    device_keys: &'a DeviceKeys<'a>,
+) -> (Vec<Key<'a>>, Vec<(u32, i64, u32)>) {
+    let rows = head.nhs.len() + tail.nhs.len();
+    let ((mut key_of, mut keys, mut order), (_, tail_keys, tail_order)) = rayon::join(
+        || number_keys(head, device_keys, 0, rows),
+        || number_keys(tail, device_keys, head.nhs.len(), 0),
+    );
+    let renumbered: Vec<u32> = tail_keys
+        .iter()
+        .map(|&key| {
+            *key_of.entry(key).or_insert_with(|| {
+                keys.push(key);
+                (keys.len() - 1) as u32
+            })
+        })
+        .collect();
+    order.extend(
+        tail_order
+            .into_iter()
+            .map(|(id, t, row)| (renumbered[id as usize], t, row)),
+    );
+    (keys, order)
 }
 
 /// The columns [`cut_sessions`] reads, by row.
@@ -746,6 +829,91 @@ pub fn sessions_from(df: &DataFrame) -> PolarsResult<(BTreeMap<String, Vec<Sessi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_numbered_in_two_halves_are_numbered_as_one_pass_would_number_them() {
+        let (a, b, c) = ("9434765919", "4010232137", "9000000009");
+        let nhs = [
+            Some(a),
+            Some(b),
+            Some(a),
+            None,
+            Some(c),
+            Some(b),
+            Some(a),
+            Some(c),
+        ];
+        let device = [
+            Some("p1"),
+            Some("p2"),
+            Some("p1"),
+            Some("p9"),
+            Some("p3"),
+            Some("p2"),
+            Some("p4"),
+            None,
+        ];
+        let account = [
+            Some("x"),
+            Some("y"),
+            Some("x"),
+            Some("x"),
+            Some("z"),
+            None,
+            Some("x"),
+            Some("z"),
+        ];
+        let ua = [None, None, None, None, None, None, None, Some("App/2.1")];
+        let times = [
+            Some(1i64),
+            Some(2),
+            Some(3),
+            Some(4),
+            Some(5),
+            Some(6),
+            None,
+            Some(8),
+        ];
+        let all = KeyColumns {
+            nhs: StringChunked::from_iter_options("n".into(), nhs.into_iter()),
+            device: StringChunked::from_iter_options("d".into(), device.into_iter()),
+            account: StringChunked::from_iter_options("a".into(), account.into_iter()),
+            times: Int64Chunked::from_iter_options("t".into(), times.into_iter()),
+            ua: StringChunked::from_iter_options("u".into(), ua.into_iter()),
+        };
+        let agents = DataFrame::empty();
+        let device_keys = DeviceKeys::new(&agents, &all.device, &all.ua).unwrap();
+        // One pass over every row, as the numbering was before it ran in halves.
+        let mut expected_keys: Vec<Key> = Vec::new();
+        let mut expected_order = Vec::new();
+        for row in 0..nhs.len() {
+            let (Some(n), Some(t)) = (nhs[row], times[row]) else {
+                continue;
+            };
+            let key = (
+                n,
+                device_keys.key(n, device[row], ua[row]),
+                account[row].unwrap_or("-"),
+            );
+            let id = match expected_keys.iter().position(|k| *k == key) {
+                Some(id) => id,
+                None => {
+                    expected_keys.push(key);
+                    expected_keys.len() - 1
+                }
+            };
+            expected_order.push((id as u32, t, row as u32));
+        }
+        for half in 0..=nhs.len() {
+            let (head, tail) = (all.slice(0, half), all.slice(half, nhs.len() - half));
+            let (keys, order) = number_events(&head, &tail, &device_keys);
+            assert_eq!(keys, expected_keys, "split after {half} rows");
+            assert_eq!(order, expected_order, "split after {half} rows");
+        }
+        // The key that recurs in the second half keeps its number, and a masked agent stands for a missing device.
+        assert_eq!(expected_keys.len(), 5);
+        assert_eq!(expected_keys[4], (c, "ua:App/#.#", "z"));
+    }
 
     #[test]
     fn a_device_key_is_the_id_else_the_split_model_else_the_masked_agent_else_unknown() {
