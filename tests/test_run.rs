@@ -445,7 +445,7 @@ fn a_verbose_run_logs_no_identifier_and_warns_about_open_folders() {
         "\"phase\":\"context\"",
         "\"phase\":\"pass one: a batch's sessions built, and the batch before summed up\"",
         "\"phase\":\"pass one: the last batch summed up\"",
-        "\"phase\":\"pass two: a batch's rules, scores and charts\"",
+        "\"phase\":\"pass two: a batch's rules, scores and charts, and the next batch read\"",
         "run folder written",
     ] {
         assert!(r.stderr.contains(phase), "{phase} in {}", r.stderr);

@@ -273,51 +273,64 @@ pub fn detect(
         .iter()
         .filter(|r| !stats.rules_not_run.iter().any(|n| n.rule_id == r.meta.id))
         .collect();
-    for batch in std::iter::once(batches - 1).chain(0..batches - 1) {
-        ctx.sessions = match (last_batch.take(), &spill) {
-            (Some(sessions), _) => sessions,
-            (None, Some(spill)) => sessions::sessions_from(&spill.read(batch)?)?.0,
-            // One batch is always kept; several are always spilled.
-            (None, None) => return Err(DetectError::LostBatch(batch)),
-        };
-        phase("pass two: a batch's sessions read");
+    let order: Vec<u32> = std::iter::once(batches - 1).chain(0..batches - 1).collect();
+    // The next batch's sessions are read back from the spill on a thread of their own while this batch's rules run.
+    let mut next = last_batch.take();
+    for (i, &batch) in order.iter().enumerate() {
+        // One batch is always kept; several are always spilled.
+        ctx.sessions = next.take().ok_or(DetectError::LostBatch(batch))?;
         lines.apply(&mut ctx.sessions);
-        // Patients are independent of each other once pass one is done: the rules run on both cores, and the
-        // findings are gathered in patient order, so the run folder does not depend on the scheduling.
-        let ctx_ref = &ctx;
-        let per_patient: Vec<(bool, Vec<Finding>)> = ctx
-            .sessions
-            .par_iter()
-            .map(|(nhs, sessions)| {
-                let view = PatientView {
-                    nhs,
-                    sessions,
-                    baseline: PatientBaseline::build(ctx_ref, sessions),
-                };
-                let mut found = Vec::new();
-                for rule in &runnable {
-                    for mut f in (rule.detect)(ctx_ref, &view) {
-                        if let Some(note) = f.device_id.as_deref().and_then(|d| lines.note(d)) {
-                            f.explanation = format!("{} {note}", f.explanation);
+        let (ctx_ref, spill_ref) = (&ctx, spill.as_ref());
+        let read = std::thread::scope(|scope| {
+            let reader = order.get(i + 1).map(|&following| {
+                scope.spawn(move || -> Result<BTreeMap<String, Vec<Session>>> {
+                    let spill = spill_ref.ok_or(DetectError::LostBatch(following))?;
+                    Ok(sessions::sessions_from(&spill.read(following)?)?.0)
+                })
+            });
+            // Patients are independent of each other once pass one is done: the rules run on both cores, and the
+            // findings are gathered in patient order, so the run folder does not depend on the scheduling.
+            let per_patient: Vec<(bool, Vec<Finding>)> = ctx_ref
+                .sessions
+                .par_iter()
+                .map(|(nhs, sessions)| {
+                    let view = PatientView {
+                        nhs,
+                        sessions,
+                        baseline: PatientBaseline::build(ctx_ref, sessions),
+                    };
+                    let mut found = Vec::new();
+                    for rule in &runnable {
+                        for mut f in (rule.detect)(ctx_ref, &view) {
+                            if let Some(note) = f.device_id.as_deref().and_then(|d| lines.note(d)) {
+                                f.explanation = format!("{} {note}", f.explanation);
+                            }
+                            f.explanation =
+                                format!("{} {}", f.explanation, ctx_ref.since(f.first_at));
+                            found.push(f);
                         }
-                        f.explanation = format!("{} {}", f.explanation, ctx_ref.since(f.first_at));
-                        found.push(f);
                     }
-                }
-                (view.baseline.enough, found)
-            })
-            .collect();
-        let mut batch_findings = Vec::new();
-        for (enough, mut found) in per_patient {
-            stats.patients_analysed += 1;
-            stats.patients_with_baseline += u64::from(enough);
-            batch_findings.append(&mut found);
-        }
-        let batch_patients = scoring::score_patients(&batch_findings, cfg, &ctx);
-        charts.extend(patient_charts(&ctx, &batch_findings, &batch_patients));
-        findings.append(&mut batch_findings);
-        patients.extend(batch_patients);
-        phase("pass two: a batch's rules, scores and charts");
+                    (view.baseline.enough, found)
+                })
+                .collect();
+            let mut batch_findings = Vec::new();
+            for (enough, mut found) in per_patient {
+                stats.patients_analysed += 1;
+                stats.patients_with_baseline += u64::from(enough);
+                batch_findings.append(&mut found);
+            }
+            let batch_patients = scoring::score_patients(&batch_findings, cfg, ctx_ref);
+            charts.extend(patient_charts(ctx_ref, &batch_findings, &batch_patients));
+            findings.append(&mut batch_findings);
+            patients.extend(batch_patients);
+            match reader.map(|r| r.join()) {
+                None => Ok(None),
+                Some(Ok(read)) => read.map(Some),
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+            }
+        });
+        next = read?;
+        phase("pass two: a batch's rules, scores and charts, and the next batch read");
     }
     ctx.sessions = BTreeMap::new();
     findings.sort_by(|a, b| {
