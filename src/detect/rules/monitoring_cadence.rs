@@ -38,6 +38,7 @@ pub const META: RuleMeta = RuleMeta {
 /// 21:41); so each chain's period is fitted again to its own first and last sessions, and the chain followed again,
 /// until it stops growing.
 pub fn regular_chain(starts: &[i64], tol: impl Fn(i64) -> i64) -> Option<(i64, Vec<usize>)> {
+    debug_assert!(starts.is_sorted(), "session starts in time order");
     const MIN: i64 = 600_000_000;
     const MAX: i64 = 36 * 3_600_000_000;
     /// Refits of one guessed period.
@@ -77,33 +78,51 @@ pub fn regular_chain(starts: &[i64], tol: impl Fn(i64) -> i64) -> Option<(i64, V
     best
 }
 
-/// The longest chain of sessions each `period` (within `tol`) after the one before.
+/// The longest chain of sessions each `period` (within `tol`) after the one before, among chains that start at a
+/// session with no predecessor; the first such chain (by its first session) when several are as long. `starts` is in
+/// time order.
+///
+/// Each session's successor is the first session at or after `start + period - tol`, if it is at most
+/// `start + period + tol` and comes after the session itself. The bound only grows with the session, so one sweep
+/// finds every successor, and each chain's length is one more than its successor's: linear in the sessions for each
+/// period tried, where following every chain from its start with a binary search per step was not (this ran for
+/// every period guessed on every device of every patient). A successor must come later in the list, so a tolerance
+/// as wide as the period (allowed by the configuration) cannot make a chain loop back on itself.
 fn longest_chain(starts: &[i64], period: i64, tol: i64) -> Vec<usize> {
-    // Follow successors one period apart from every session that has no predecessor; keep the longest chain.
-    let successor = |k: usize| {
+    let n = starts.len();
+    let mut successor: Vec<Option<usize>> = vec![None; n];
+    let mut has_pred = vec![false; n];
+    let mut from = 0;
+    for k in 0..n {
         let target = starts[k] + period;
-        let from = starts.partition_point(|t| *t < target - tol);
-        (from < starts.len() && starts[from] <= target + tol).then_some(from)
-    };
-    let mut has_pred = vec![false; starts.len()];
-    for k in 0..starts.len() {
-        if let Some(n) = successor(k) {
-            has_pred[n] = true;
+        while from < n && starts[from] < target - tol {
+            from += 1;
+        }
+        let next = from.max(k + 1);
+        if next < n && starts[next] <= target + tol {
+            successor[k] = Some(next);
+            has_pred[next] = true;
         }
     }
-    let mut best = Vec::new();
-    for k in (0..starts.len()).filter(|k| !has_pred[*k]) {
-        let mut chain = vec![k];
-        let mut at = k;
-        while let Some(n) = successor(at) {
-            chain.push(n);
-            at = n;
-        }
-        if chain.len() > best.len() {
-            best = chain;
+    let mut length = vec![1usize; n];
+    for k in (0..n).rev() {
+        if let Some(next) = successor[k] {
+            length[k] = 1 + length[next];
         }
     }
-    best
+    let mut first: Option<usize> = None;
+    for k in (0..n).filter(|k| !has_pred[*k]) {
+        if first.is_none_or(|b| length[k] > length[b]) {
+            first = Some(k);
+        }
+    }
+    let mut chain = Vec::new();
+    let mut at = first;
+    while let Some(k) = at {
+        chain.push(k);
+        at = successor[k];
+    }
+    chain
 }
 
 /// The device's largest set of visits within `tolerance` of one local time of day (around midnight too) that reads the
@@ -334,7 +353,8 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::regular_chain;
+    use super::{longest_chain, regular_chain};
+    use rand::{Rng, SeedableRng};
 
     const MIN: i64 = 60_000_000;
 
@@ -386,5 +406,70 @@ mod tests {
             .map(|b| b.1.len())
             .unwrap_or(0);
         assert!(best <= 3, "{best}");
+    }
+
+    /// The chain search as first written: from every session with no predecessor, follow successors found by binary
+    /// search, and keep the first longest chain.
+    fn longest_chain_by_following(starts: &[i64], period: i64, tol: i64) -> Vec<usize> {
+        let successor = |k: usize| {
+            let target = starts[k] + period;
+            let from = starts.partition_point(|t| *t < target - tol);
+            (from < starts.len() && starts[from] <= target + tol).then_some(from)
+        };
+        let mut has_pred = vec![false; starts.len()];
+        for k in 0..starts.len() {
+            if let Some(n) = successor(k) {
+                has_pred[n] = true;
+            }
+        }
+        let mut best = Vec::new();
+        for k in (0..starts.len()).filter(|k| !has_pred[*k]) {
+            let mut chain = vec![k];
+            let mut at = k;
+            while let Some(n) = successor(at) {
+                chain.push(n);
+                at = n;
+            }
+            if chain.len() > best.len() {
+                best = chain;
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_longest_chain_in_one_sweep_is_the_chain_found_by_following_every_start() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261206);
+        for case in 0..3000 {
+            let n = rng.gen_range(0..60);
+            // Sessions on a grid of minutes, some on a schedule and some at random, with repeated times.
+            let period = rng.gen_range(10..600) * MIN;
+            let tol = rng.gen_range(0..period / MIN) * MIN;
+            let mut starts: Vec<i64> = (0..n)
+                .map(|k| {
+                    if rng.gen_bool(0.5) {
+                        k as i64 * period + rng.gen_range(-3..=3) * MIN
+                    } else {
+                        rng.gen_range(0..(n as i64 + 1) * period / MIN) * MIN
+                    }
+                })
+                .collect();
+            starts.sort();
+            assert_eq!(
+                longest_chain(&starts, period, tol),
+                longest_chain_by_following(&starts, period, tol),
+                "case {case}: period {period}, tolerance {tol}, starts {starts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tolerance_as_wide_as_the_period_ends() {
+        // Allowed by the configuration (tolerance_minutes up to a day): each session's successor must still come later.
+        let starts: Vec<i64> = [0, 5, 12, 20, 31, 45].iter().map(|m| m * MIN).collect();
+        let chain = longest_chain(&starts, 10 * MIN, 60 * MIN);
+        assert_eq!(chain, vec![0, 1, 2, 3, 4, 5]);
+        let found = regular_chain(&starts, |_| 24 * 60 * MIN);
+        assert!(found.is_some_and(|(_, c)| c.len() == starts.len()));
     }
 }
