@@ -22,6 +22,8 @@ pub struct Context<'a> {
     pub cfg: &'a DetectConfig,
     pub allowlist: &'a Allowlist,
     pub tz: Tz,
+    /// The practice's clock over the look-back, for local hours asked of every session.
+    pub clock: LocalClock,
     pub as_of: NaiveDate,
     /// Start of the look-back (UTC micros).
     pub lookback_start: i64,
@@ -152,9 +154,14 @@ impl Context<'_> {
         self.local(micros).format("%-d %b").to_string()
     }
 
+    /// The local hour (0-23) at `micros` in the practice's time zone.
     pub fn hour(&self, micros: i64) -> u32 {
-        use chrono::Timelike;
-        self.local(micros).hour()
+        self.clock.hour(micros)
+    }
+
+    /// Minutes after local midnight at `micros` in the practice's time zone.
+    pub fn minute_of_day(&self, micros: i64) -> u32 {
+        self.clock.minute_of_day(micros)
     }
 
     /// "Seen since 3 Aug." or, for a pattern already there when the look-back opened, "Seen since at least 3 Aug
@@ -168,6 +175,107 @@ impl Context<'_> {
             )
         } else {
             format!("Seen since {}.", self.day(first))
+        }
+    }
+}
+
+/// A time zone's offsets from UTC over a span of time, found once, so that the local hour of a time (asked of every
+/// session, several times, by the baselines and rules) is a search in a list of a few offset changes and a division,
+/// instead of a search of the zone's whole table and a calendar date each time. Outside the span, or for a time
+/// chrono cannot represent, it asks chrono-tz as before; inside, it answers as chrono-tz does (a unit test compares
+/// them minute by minute, and a microsecond either side, over a year in zones with half-hour and 30-minute summer
+/// shifts).
+#[derive(Debug, Clone)]
+pub struct LocalClock {
+    tz: Tz,
+    from: i64,
+    until: i64,
+    /// (first UTC microsecond, offset in microseconds), in time order; the first begins at `from`.
+    offsets: Vec<(i64, i64)>,
+}
+
+impl LocalClock {
+    /// The zone's offsets over `[from, until)` (UTC microseconds). Changes are looked for every quarter of an hour
+    /// (no zone changes its offset twice within one) and then pinned to their microsecond.
+    pub fn new(tz: Tz, from: i64, until: i64) -> LocalClock {
+        const STEP: i64 = 15 * 60_000_000;
+        let offset = |t: i64| -> Option<i64> {
+            use chrono::{Offset, TimeZone};
+            let utc = DateTime::from_timestamp_micros(t)?.naive_utc();
+            Some(i64::from(tz.offset_from_utc_datetime(&utc).fix().local_minus_utc()) * 1_000_000)
+        };
+        let (Some(first), true) = (offset(from), offset(until).is_some() && from < until) else {
+            return LocalClock {
+                tz,
+                from: 0,
+                until: 0,
+                offsets: Vec::new(),
+            };
+        };
+        let mut offsets = vec![(from, first)];
+        let mut t = from;
+        while t < until {
+            let next = (t + STEP).min(until);
+            let last = offsets[offsets.len() - 1].1;
+            let now = offset(next).unwrap_or(last);
+            if now != last {
+                // The change lies in (t, next]: find its first microsecond.
+                let (mut lo, mut hi) = (t, next);
+                while hi - lo > 1 {
+                    let mid = lo + (hi - lo) / 2;
+                    if offset(mid) == Some(last) {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                offsets.push((hi, now));
+            }
+            t = next;
+        }
+        LocalClock {
+            tz,
+            from,
+            until,
+            offsets,
+        }
+    }
+
+    /// Local time at `micros` as microseconds since the local epoch, if `micros` is in the span.
+    fn local_micros(&self, micros: i64) -> Option<i64> {
+        if micros < self.from || micros >= self.until {
+            return None;
+        }
+        let i = self.offsets.partition_point(|(start, _)| *start <= micros);
+        Some(micros + self.offsets[i.checked_sub(1)?].1)
+    }
+
+    fn chrono_local(&self, micros: i64) -> DateTime<Tz> {
+        DateTime::from_timestamp_micros(micros)
+            .unwrap_or_default()
+            .with_timezone(&self.tz)
+    }
+
+    /// The local hour (0-23) at `micros`.
+    pub fn hour(&self, micros: i64) -> u32 {
+        match self.local_micros(micros) {
+            Some(l) => l.div_euclid(3_600_000_000).rem_euclid(24) as u32,
+            None => {
+                use chrono::Timelike;
+                self.chrono_local(micros).hour()
+            }
+        }
+    }
+
+    /// Minutes after local midnight at `micros`.
+    pub fn minute_of_day(&self, micros: i64) -> u32 {
+        match self.local_micros(micros) {
+            Some(l) => l.div_euclid(60_000_000).rem_euclid(1440) as u32,
+            None => {
+                use chrono::Timelike;
+                let t = self.chrono_local(micros);
+                t.hour() * 60 + t.minute()
+            }
         }
     }
 }
@@ -283,4 +391,45 @@ pub fn load_context(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LocalClock;
+    use chrono::{DateTime, Timelike};
+    use chrono_tz::Tz;
+
+    #[test]
+    fn local_hours_and_minutes_from_the_offset_list_are_chrono_tz_s_minute_by_minute_and_at_each_change(
+    ) {
+        const MIN: i64 = 60_000_000;
+        // 2026-01-01 to 2027-01-01 UTC, and a span that starts and ends part way through a minute.
+        let (from, until) = (1_767_225_600_000_000, 1_798_761_600_000_000);
+        for tz in [
+            Tz::Europe__London,
+            Tz::Australia__Lord_Howe,
+            Tz::Asia__Kathmandu,
+            Tz::America__St_Johns,
+            Tz::Pacific__Chatham,
+            Tz::America__Santiago,
+            Tz::UTC,
+        ] {
+            let clock = LocalClock::new(tz, from + 7, until - 11);
+            let mut t = from - 2 * MIN;
+            while t < until + 2 * MIN {
+                for at in [t - 1, t, t + 1] {
+                    let local = DateTime::from_timestamp_micros(at)
+                        .unwrap_or_default()
+                        .with_timezone(&tz);
+                    assert_eq!(clock.hour(at), local.hour(), "{tz} at {at}");
+                    assert_eq!(
+                        clock.minute_of_day(at),
+                        local.hour() * 60 + local.minute(),
+                        "{tz} at {at}"
+                    );
+                }
+                t += MIN;
+            }
+        }
+    }
 }

@@ -1,7 +1,6 @@
 //! `account_change_then_new_device`: contact details or password changed, then a new device appears.
 
 use super::{counts, times, watcher_reading, EvidenceKind, Needs, RuleMeta};
-use chrono::Timelike;
 
 use crate::detect::baseline::shortest_arc;
 use crate::detect::stats::different_hours;
@@ -156,10 +155,7 @@ pub fn detect(ctx: &Context, p: &PatientView) -> Vec<Finding> {
         // A new device that takes over from the old ones but keeps other times of day than the patient did before
         // the change, beyond chance: people keep their rhythm when they change phones. This too outweighs the signs
         // of a new phone of their own. (Alongside the old phone, other hours are what a second device is for.)
-        let minutes = |s: &&Session| {
-            let t = ctx.local(s.start);
-            t.hour() * 60 + t.minute()
-        };
+        let minutes = |s: &&Session| ctx.minute_of_day(s.start);
         let earlier: Vec<u32> = p
             .sessions
             .iter()

@@ -2,8 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::Timelike;
-
 use super::{counts, EvidenceKind, Needs, RuleMeta};
 use crate::detect::baseline::WATCHER_SHARE;
 use crate::detect::{short_device, Context, Finding, PatientView, Session};
@@ -136,10 +134,7 @@ fn clock_slot<'a>(
 ) -> Option<(i64, Vec<&'a Session>)> {
     const DAY_MINUTES: i64 = 1440;
     let tol = tolerance / 60_000_000;
-    let minute = |s: &Session| {
-        let t = ctx.local(s.start);
-        i64::from(t.hour() * 60 + t.minute())
-    };
+    let minute = |s: &Session| i64::from(ctx.minute_of_day(s.start));
     let minutes: Vec<i64> = list.iter().map(|s| minute(s)).collect();
     // Visits, watcher-like visits and visits that book or order, per minute of the day, summed over two days so that
     // a band across midnight is one run: each anchor's band is then two lookups, not a pass over the device's visits
