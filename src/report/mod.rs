@@ -266,6 +266,9 @@ pub fn write_run(
     }
     fs::rename(&tmp, &final_dir)
         .with_context(|| format!("cannot create {}", final_dir.display()))?;
+    // The folder's contents were made durable before the swap; this makes the swap itself durable, so that a power cut
+    // just after a run that reported success cannot bring back the day's previous folder (or none).
+    crate::store::sync_dir(reports);
     if old.exists() {
         fs::remove_dir_all(&old)?;
     }
