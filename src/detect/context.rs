@@ -139,9 +139,7 @@ impl Context<'_> {
     }
 
     pub fn local(&self, micros: i64) -> DateTime<Tz> {
-        DateTime::from_timestamp_micros(micros)
-            .unwrap_or_default()
-            .with_timezone(&self.tz)
+        self.clock.local(micros)
     }
 
     /// "Sat 21 Nov 02:14" in the practice's time zone.
@@ -250,7 +248,8 @@ impl LocalClock {
         Some(micros + self.offsets[i.checked_sub(1)?].1)
     }
 
-    fn chrono_local(&self, micros: i64) -> DateTime<Tz> {
+    /// The local date and time at `micros`, from chrono-tz.
+    pub fn local(&self, micros: i64) -> DateTime<Tz> {
         DateTime::from_timestamp_micros(micros)
             .unwrap_or_default()
             .with_timezone(&self.tz)
@@ -262,7 +261,7 @@ impl LocalClock {
             Some(l) => l.div_euclid(3_600_000_000).rem_euclid(24) as u32,
             None => {
                 use chrono::Timelike;
-                self.chrono_local(micros).hour()
+                self.local(micros).hour()
             }
         }
     }
@@ -273,7 +272,7 @@ impl LocalClock {
             Some(l) => l.div_euclid(60_000_000).rem_euclid(1440) as u32,
             None => {
                 use chrono::Timelike;
-                let t = self.chrono_local(micros);
+                let t = self.local(micros);
                 t.hour() * 60 + t.minute()
             }
         }
