@@ -21,8 +21,8 @@ use crate::store::scan::scan_kind;
 pub struct Context<'a> {
     pub cfg: &'a DetectConfig,
     pub allowlist: &'a Allowlist,
-    pub tz: Tz,
-    /// The practice's clock over the look-back, for local hours asked of every session.
+    /// The practice's time zone, with its offsets over the look-back found once for the local hours asked of every
+    /// session.
     pub clock: LocalClock,
     pub as_of: NaiveDate,
     /// Start of the look-back (UTC micros).

@@ -133,7 +133,6 @@ pub fn detect(
     let mut ctx = Context {
         cfg,
         allowlist,
-        tz,
         // A day either side of the look-back: refused logins and context near its edges are asked about too.
         clock: context::LocalClock::new(tz, lookback_start - 86_400_000_000, end + 86_400_000_000),
         as_of,
